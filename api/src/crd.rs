@@ -1,0 +1,280 @@
+//! The `BerthLease` custom resource (`berth.skaphos.io/v1alpha1`), DESIGN.md §2.
+
+use chrono::{DateTime, Utc};
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Longest holder identity, and longest object name (a DNS subdomain).
+pub const MAX_NAME_LEN: usize = 253;
+/// Longest TTL a lease may have.
+pub const MAX_TTL_SECONDS: i32 = 86_400;
+
+const DNS_SUBDOMAIN: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
+
+/// What a lease is. The object's name is the lease name and its namespace is the tenant's.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "berth.skaphos.io",
+    version = "v1alpha1",
+    kind = "BerthLease",
+    namespaced,
+    status = "BerthLeaseStatus",
+    shortname = "bl",
+    category = "berth",
+    printcolumn = r#"{"name":"State","type":"string","jsonPath":".status.state"}"#,
+    printcolumn = r#"{"name":"Holder","type":"string","jsonPath":".status.holders[0].identity"}"#,
+    printcolumn = r#"{"name":"Token","type":"integer","jsonPath":".status.fencingToken"}"#,
+    printcolumn = r#"{"name":"Expires","type":"date","jsonPath":".status.holders[0].expiresAt"}"#,
+    printcolumn = r#"{"name":"Semantics","type":"string","jsonPath":".spec.semantics"}"#,
+    printcolumn = r#"{"name":"Target","type":"string","jsonPath":".spec.target.name"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
+    validation = Rule::new("!has(self.spec.leaseName) || self.spec.leaseName == self.metadata.name")
+        .message("spec.leaseName must equal metadata.name")
+        .field_path(".spec.leaseName"),
+)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("self.heartbeatIntervalSeconds < self.ttlSeconds")
+        .message("heartbeatIntervalSeconds must be less than ttlSeconds")
+        .field_path(".heartbeatIntervalSeconds"),
+    validation = Rule::new("!has(self.maxHolders) || self.semantics == 'at-least-once'")
+        .message("maxHolders is only allowed with semantics at-least-once")
+        .field_path(".maxHolders"),
+)]
+pub struct BerthLeaseSpec {
+    /// Equals metadata.name; kept for manifests that spell it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
+    pub lease_name: Option<String>,
+
+    /// A holder declared in the manifest; the operator acquires on its behalf once per generation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub holder_identity: Option<String>,
+
+    /// TTL for declared holders, and the default when a request omits one.
+    #[serde(default = "default_ttl_seconds")]
+    #[schemars(range(min = 1, max = 86400))]
+    pub ttl_seconds: i32,
+
+    /// Advised renew period; must be less than ttlSeconds.
+    #[serde(default = "default_heartbeat_interval_seconds")]
+    #[schemars(range(min = 1, max = 86400))]
+    pub heartbeat_interval_seconds: i32,
+
+    /// `at-most-once` (exclusive) or `at-least-once` (shared).
+    #[serde(default)]
+    pub semantics: Semantics,
+
+    /// at-least-once only: cap on concurrent holders. Unset means unlimited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub max_holders: Option<i32>,
+
+    /// After a holder expires, no new acquisition succeeds until expiredAt + lockDelaySeconds.
+    #[serde(default)]
+    #[schemars(range(min = 0, max = 86400))]
+    pub lock_delay_seconds: i32,
+
+    /// A workload in the same namespace that the operator acts on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<TargetRef>,
+
+    /// Applied to the target while the lease has a live holder.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acquire_action: Option<TargetAction>,
+
+    /// Applied to the target while the lease has no live holder, and on deletion.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release_action: Option<TargetAction>,
+}
+
+pub fn default_ttl_seconds() -> i32 {
+    30
+}
+
+pub fn default_heartbeat_interval_seconds() -> i32 {
+    10
+}
+
+impl Default for BerthLeaseSpec {
+    fn default() -> Self {
+        Self {
+            lease_name: None,
+            holder_identity: None,
+            ttl_seconds: default_ttl_seconds(),
+            heartbeat_interval_seconds: default_heartbeat_interval_seconds(),
+            semantics: Semantics::default(),
+            max_holders: None,
+            lock_delay_seconds: 0,
+            target: None,
+            acquire_action: None,
+            release_action: None,
+        }
+    }
+}
+
+/// Whether a lease has one holder at a time or several.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Semantics {
+    #[default]
+    AtMostOnce,
+    AtLeastOnce,
+}
+
+impl Semantics {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Semantics::AtMostOnce => "at-most-once",
+            Semantics::AtLeastOnce => "at-least-once",
+        }
+    }
+}
+
+/// A workload in the lease's namespace.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new(r"self.apiVersion.matches('^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?v[0-9]+((alpha|beta)[0-9]+)?$')")
+        .message("target.apiVersion must be [group/]version, with a DNS subdomain as the group")
+        .field_path(".apiVersion"),
+    validation = Rule::new("self.kind.matches('^[A-Z][A-Za-z0-9]*$')")
+        .message("target.kind must be a CamelCase kind of at most 63 characters")
+        .field_path(".kind"),
+    validation = Rule::new(format!("self.name.matches('{DNS_SUBDOMAIN}')"))
+        .message("target.name must be a DNS subdomain (lowercase alphanumerics, '-' and '.') of at most 253 characters")
+        .field_path(".name"),
+)]
+pub struct TargetRef {
+    #[schemars(length(min = 1, max = 316))]
+    pub api_version: String,
+    #[schemars(length(min = 1, max = 63))]
+    pub kind: String,
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+}
+
+/// What the operator does to the target: exactly one of `suspend` or `replicas`.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, KubeSchema)]
+#[x_kube(validation = Rule::new("has(self.suspend) != has(self.replicas)")
+    .message("an action sets exactly one of suspend or replicas"))]
+pub struct TargetAction {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suspend: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub replicas: Option<i32>,
+}
+
+/// What the lease is doing. Written only by conditional writes.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BerthLeaseStatus {
+    #[serde(default)]
+    pub state: LeaseState,
+    #[serde(default)]
+    pub holders: Vec<Holder>,
+    /// The last token issued; never decreases over the life of the object.
+    #[serde(default)]
+    pub fencing_token: i32,
+    /// How many times the lease has been granted.
+    #[serde(default)]
+    pub transitions: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none", serialize_with = "crate::time::serialize_opt")]
+    pub last_transition_time: Option<DateTime<Utc>>,
+    /// When the last holder expired; lock-delay runs from here.
+    #[serde(default, skip_serializing_if = "Option::is_none", serialize_with = "crate::time::serialize_opt")]
+    pub expired_at: Option<DateTime<Utc>>,
+    /// The spec generation that the operator has acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// What the operator last did to the target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<TargetStatus>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum LeaseState {
+    /// Never held.
+    #[default]
+    Available,
+    Held,
+    Released,
+    Expired,
+}
+
+impl LeaseState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LeaseState::Available => "available",
+            LeaseState::Held => "held",
+            LeaseState::Released => "released",
+            LeaseState::Expired => "expired",
+        }
+    }
+}
+
+/// One holder's tenure. Live while `now < expiresAt`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Holder {
+    pub identity: String,
+    pub fencing_token: i32,
+    #[serde(serialize_with = "crate::time::serialize")]
+    pub acquired_at: DateTime<Utc>,
+    #[serde(serialize_with = "crate::time::serialize")]
+    pub renewed_at: DateTime<Utc>,
+    #[serde(serialize_with = "crate::time::serialize")]
+    pub expires_at: DateTime<Utc>,
+}
+
+impl Holder {
+    pub fn is_live(&self, now: DateTime<Utc>) -> bool {
+        now < self.expires_at
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TargetStatus {
+    pub applied: AppliedAction,
+    #[serde(serialize_with = "crate::time::serialize")]
+    pub observed_at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum AppliedAction {
+    Acquire,
+    Release,
+}
+
+/// A standard Kubernetes condition (`Held`, `TargetReady`).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Condition {
+    #[serde(rename = "type")]
+    pub type_: String,
+    pub status: ConditionStatus,
+    pub reason: String,
+    #[serde(default)]
+    pub message: String,
+    #[serde(serialize_with = "crate::time::serialize")]
+    pub last_transition_time: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum ConditionStatus {
+    True,
+    False,
+    Unknown,
+}

@@ -1,0 +1,154 @@
+//! Test support: gives tests a `kube::Client` on the project's own real
+//! control plane (etcd + kube-apiserver built by `hack/build-control-plane.sh`).
+//!
+//! The first test in a process runs `hack/control-plane up` against a state
+//! directory of its own (`.run/test-control-plane`, or
+//! `BERTH_TEST_CONTROL_PLANE_DIR`). That reuses a healthy control plane or
+//! starts one, so every later test binary reuses it. Each test gets a fresh
+//! namespace, and the BerthLease CRD is applied once per process.
+#![forbid(unsafe_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::time::Duration;
+
+use berth_api::BerthLease;
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Client, Config, CustomResourceExt};
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("repo root exists")
+}
+
+/// Where the test control plane keeps its state, kubeconfig and logs.
+pub fn control_plane_dir() -> PathBuf {
+    std::env::var_os("BERTH_TEST_CONTROL_PLANE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join(".run/test-control-plane"))
+}
+
+/// Starts the control plane once per process, or reuses a running one.
+///
+/// # Panics
+/// When it cannot be started; the message carries the script's output.
+pub fn ensure_control_plane() -> PathBuf {
+    static UP: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    let result = UP.get_or_init(|| {
+        let dir = control_plane_dir();
+        let output = Command::new(repo_root().join("hack/control-plane"))
+            .arg("up")
+            .env("BERTH_CONTROL_PLANE_DIR", &dir)
+            .output()
+            .map_err(|e| format!("running hack/control-plane: {e}"))?;
+        if output.status.success() {
+            Ok(dir.join("kubeconfig"))
+        } else {
+            Err(format!("hack/control-plane up failed:\n{}", String::from_utf8_lossy(&output.stderr)))
+        }
+    });
+    result.clone().unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The admin kubeconfig of the test control plane.
+pub fn kubeconfig_path() -> PathBuf {
+    ensure_control_plane()
+}
+
+/// The directory holding the pinned etcd, kube-apiserver and kubectl.
+pub fn bin_dir() -> PathBuf {
+    ensure_control_plane();
+    let bin = std::fs::read_to_string(control_plane_dir().join("bin-dir")).expect("control plane records bin-dir");
+    PathBuf::from(bin.trim())
+}
+
+/// `kubectl` against the test control plane.
+pub fn kubectl() -> Command {
+    let mut cmd = Command::new(bin_dir().join("kubectl"));
+    cmd.env("KUBECONFIG", kubeconfig_path());
+    cmd
+}
+
+/// An admin client on the test control plane. Create one per test: a client
+/// belongs to the tokio runtime it was made in.
+pub async fn client() -> Client {
+    let path = kubeconfig_path();
+    let kubeconfig = Kubeconfig::read_from(&path).expect("kubeconfig reads");
+    let config =
+        Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await.expect("kubeconfig is valid");
+    Client::try_from(config).expect("client builds")
+}
+
+/// Applies the BerthLease CRD (server-side) and waits until it is established.
+pub async fn install_crd(client: &Client) {
+    static INSTALLED: AtomicBool = AtomicBool::new(false);
+    if INSTALLED.load(Ordering::Acquire) {
+        return;
+    }
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let crd = BerthLease::crd();
+    let name = crd.metadata.name.clone().expect("CRD has a name");
+    crds.patch(&name, &PatchParams::apply("berth-testenv").force(), &Patch::Apply(&crd)).await.expect("CRD applies");
+    for _ in 0..300 {
+        let current = crds.get(&name).await.expect("CRD reads back");
+        let established = current
+            .status
+            .and_then(|s| s.conditions)
+            .unwrap_or_default()
+            .iter()
+            .any(|c| c.type_ == "Established" && c.status == "True");
+        if established {
+            INSTALLED.store(true, Ordering::Release);
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("CRD {name} was not established within 30 s");
+}
+
+/// A fresh namespace for one test, on a control plane with the CRD installed.
+///
+/// Namespaces are not deleted afterwards: there is no namespace controller to
+/// finalize them, and `hack/control-plane up` starts from an empty etcd.
+pub struct TestNamespace {
+    pub client: Client,
+    pub name: String,
+}
+
+impl TestNamespace {
+    pub async fn new(prefix: &str) -> Self {
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        let client = client().await;
+        install_crd(&client).await;
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+        let name =
+            format!("{prefix}-{}-{}-{:x}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed), nanos & 0xffff);
+        let ns: Namespace = serde_json::from_value(serde_json::json!({"metadata": {"name": name}})).unwrap();
+        Api::<Namespace>::all(client.clone()).create(&PostParams::default(), &ns).await.expect("namespace creates");
+        Self { client, name }
+    }
+
+    /// Runs `kubectl ARGS -n <namespace>` and returns its stdout.
+    ///
+    /// # Panics
+    /// When kubectl fails; the message carries its stderr.
+    pub fn kubectl_output(&self, args: &[&str]) -> String {
+        let output = kubectl().args(args).args(["-n", &self.name]).output().expect("kubectl runs");
+        assert!(output.status.success(), "kubectl {args:?} failed: {}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8(output.stdout).expect("kubectl prints UTF-8")
+    }
+
+    /// A typed API for `K` in this namespace.
+    pub fn api<K>(&self) -> Api<K>
+    where
+        K: kube::Resource<Scope = kube::core::NamespaceResourceScope>,
+        <K as kube::Resource>::DynamicType: Default,
+    {
+        Api::namespaced(self.client.clone(), &self.name)
+    }
+}
