@@ -8,6 +8,8 @@
 //! namespace, and the BerthLease CRD is applied once per process.
 #![forbid(unsafe_code)]
 
+pub mod apiserver;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;

@@ -1,0 +1,243 @@
+//! Runs the `apiserver` binary as a child process on loopback, with a fresh
+//! CA and serving certificate (`hack/gen-tls.sh`), a generated keys file, and
+//! free ports, against the test control plane.
+//!
+//! The binary is found next to the test executable's directory
+//! (`target/<profile>/apiserver`), or at `BERTH_APISERVER_BIN`. `cargo test
+//! --workspace` builds it; for `cargo test -p <crate>` run
+//! `cargo build -p berth-apiserver` first.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::{kubeconfig_path, repo_root};
+
+/// A tenant in the keys file: `<name>:<sha256(key)>[:<ns>,<ns>…]`.
+#[derive(Clone, Debug)]
+pub struct Tenant {
+    pub name: String,
+    /// The plain key the tenant sends as `Authorization: Bearer <key>`.
+    pub key: String,
+    /// `None` writes a two-field line: every namespace is allowed.
+    pub namespaces: Option<Vec<String>>,
+}
+
+impl Tenant {
+    /// A tenant with a random key, limited to `namespaces` (empty: all namespaces).
+    pub fn new(name: &str, namespaces: &[&str]) -> Self {
+        let namespaces = (!namespaces.is_empty()).then(|| namespaces.iter().map(|s| s.to_string()).collect());
+        Self { name: name.to_owned(), key: random_hex(16), namespaces }
+    }
+
+    /// The keys-file line for this tenant.
+    pub fn keys_line(&self) -> String {
+        let hash = sha256_hex(&self.key);
+        match &self.namespaces {
+            Some(ns) => format!("{}:{hash}:{}", self.name, ns.join(",")),
+            None => format!("{}:{hash}", self.name),
+        }
+    }
+}
+
+/// A running `apiserver` process. Dropping it kills the process.
+pub struct ApiServer {
+    child: Option<Child>,
+    args: Vec<String>,
+    /// Scratch directory holding the certificates, the keys file and the log.
+    pub dir: PathBuf,
+    /// `https://127.0.0.1:<port>`
+    pub url: String,
+    /// `http://127.0.0.1:<port>` of the metrics listener.
+    pub metrics_url: String,
+    /// `http://127.0.0.1:<port>` of the health-probe listener.
+    pub health_url: String,
+    /// The CA that signed the serving certificate.
+    pub ca_file: PathBuf,
+    pub keys_file: PathBuf,
+    pub log_file: PathBuf,
+    pub tenants: Vec<Tenant>,
+}
+
+impl ApiServer {
+    /// Starts an apiserver for `tenants`, watching `namespaces` (empty: all),
+    /// and waits until `/readyz` answers 200.
+    ///
+    /// # Panics
+    /// When it does not become ready within 60 s; the message carries its log.
+    pub fn start(tenants: Vec<Tenant>, namespaces: &[&str], extra_args: &[&str]) -> Self {
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "berth-apiserver-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("scratch dir");
+        let status = Command::new(repo_root().join("hack/gen-tls.sh")).arg(&dir).arg("berth-apiserver").status();
+        assert!(status.is_ok_and(|s| s.success()), "hack/gen-tls.sh failed");
+
+        let keys_file = dir.join("api-keys");
+        write_keys_file(&keys_file, &tenants);
+        let (port, metrics, health) = (free_port(), free_port(), free_port());
+        let path = |p: &Path| p.to_str().expect("UTF-8 path").to_owned();
+        let mut args = vec![
+            format!("--listen-addr=127.0.0.1:{port}"),
+            format!("--tls-cert-file={}", path(&dir.join("tls.crt"))),
+            format!("--tls-key-file={}", path(&dir.join("tls.key"))),
+            format!("--kubeconfig={}", path(&kubeconfig_path())),
+            format!("--metrics-bind-address=127.0.0.1:{metrics}"),
+            format!("--health-probe-bind-address=127.0.0.1:{health}"),
+            format!("--api-keys-file={}", path(&keys_file)),
+            "--log-format=text".to_owned(),
+        ];
+        args.extend(namespaces.iter().map(|ns| format!("--namespace={ns}")));
+        args.extend(extra_args.iter().map(|a| a.to_string()));
+
+        let mut server = Self {
+            child: None,
+            args,
+            url: format!("https://127.0.0.1:{port}"),
+            metrics_url: format!("http://127.0.0.1:{metrics}"),
+            health_url: format!("http://127.0.0.1:{health}"),
+            ca_file: dir.join("ca.crt"),
+            keys_file,
+            log_file: dir.join("apiserver.log"),
+            tenants,
+            dir,
+        };
+        server.spawn();
+        server
+    }
+
+    /// Starts the process again with the same ports and files, after [`Self::kill`] or [`Self::terminate`].
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "restart needs a stopped apiserver");
+        self.spawn();
+    }
+
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Sends SIGTERM and waits for the process to exit (graceful shutdown).
+    pub fn terminate(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("apiserver is running");
+        let sent = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+        assert!(sent.is_ok_and(|s| s.success()), "kill -TERM failed");
+        child.wait().expect("apiserver exits")
+    }
+
+    /// Sends SIGKILL and reaps the process.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Rewrites the keys file with `tenants` (the server reloads it on change).
+    pub fn write_keys(&mut self, tenants: Vec<Tenant>) {
+        write_keys_file(&self.keys_file, &tenants);
+        self.tenants = tenants;
+    }
+
+    /// The key of tenant `name`.
+    pub fn key(&self, name: &str) -> &str {
+        &self.tenants.iter().find(|t| t.name == name).expect("tenant exists").key
+    }
+
+    /// Everything the process has logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_file).unwrap_or_default()
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log_file).expect("log file opens");
+        let child = Command::new(binary())
+            .args(&self.args)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log file clones"))
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {}: {e}", binary().display()));
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                panic!("apiserver exited with {status} before it was ready:\n{}", self.log());
+            }
+            if http_status(&self.health_url, "/readyz") == Some(200) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("apiserver was not ready within 60 s:\n{}", self.log());
+    }
+}
+
+impl Drop for ApiServer {
+    fn drop(&mut self) {
+        self.kill();
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// The `apiserver` binary built by Cargo next to the running test.
+pub fn binary() -> PathBuf {
+    if let Some(bin) = std::env::var_os("BERTH_APISERVER_BIN") {
+        return PathBuf::from(bin);
+    }
+    let exe = std::env::current_exe().expect("current exe");
+    // target/<profile>/deps/<test> → target/<profile>/apiserver
+    let bin = exe.parent().and_then(Path::parent).expect("target dir").join("apiserver");
+    assert!(bin.exists(), "{} is missing: run `cargo build -p berth-apiserver` first", bin.display());
+    bin
+}
+
+/// The status code of a plain-HTTP GET, or `None` when nothing answers.
+pub fn http_status(base: &str, path: &str) -> Option<u16> {
+    let addr = base.strip_prefix("http://")?;
+    let mut stream = TcpStream::connect_timeout(&addr.parse().ok()?, Duration::from_secs(1)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").ok()?;
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).ok()?;
+    std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
+}
+
+/// A port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port()
+}
+
+fn write_keys_file(path: &Path, tenants: &[Tenant]) {
+    let mut body = String::from("# tenant:sha256(key)[:namespaces]\n");
+    for tenant in tenants {
+        body.push_str(&tenant.keys_line());
+        body.push('\n');
+    }
+    // Write then rename, so the server never reads half a file.
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, body).expect("keys file writes");
+    std::fs::rename(&tmp, path).expect("keys file renames");
+}
+
+fn sha256_hex(input: &str) -> String {
+    let mut child = Command::new("sha256sum").stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().expect("sha256sum");
+    child.stdin.take().expect("stdin").write_all(input.as_bytes()).expect("sha256sum input");
+    let output = child.wait_with_output().expect("sha256sum runs");
+    String::from_utf8(output.stdout).expect("hex").split_whitespace().next().expect("a hash").to_owned()
+}
+
+fn random_hex(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut buf)).expect("/dev/urandom");
+    buf.iter().map(|b| format!("{b:02x}")).collect()
+}
