@@ -25,9 +25,11 @@ fmt: ## Format the code.
 
 generate: manifests ## Regenerate everything generated from the Rust types.
 
-manifests: ## Write config/crd/berthlease.yaml from api/src/crd.rs.
+manifests: ## Write the CRD (config/crd/, and the operator chart's copy) and config/rbac/ from their sources.
 	$(CARGO) run -q -p berth-api --bin crdgen > config/crd/berthlease.yaml.tmp
 	mv config/crd/berthlease.yaml.tmp config/crd/berthlease.yaml
+	cp config/crd/berthlease.yaml deploy/helm/berth-operator/files/berthlease.yaml
+	hack/render-rbac.sh
 
 run: ## Run Berth locally on its own control plane (Ctrl-C stops it).
 	hack/run.sh
@@ -38,8 +40,12 @@ control-plane: ## Start (or reuse) the local control plane and print its KUBECON
 control-plane-down: ## Stop the local control plane.
 	hack/control-plane down
 
-docker-build: ## Build the container images (not available yet: no Dockerfiles).
-	@echo "docker-build: the Dockerfiles are not written yet (see README Status)" >&2; exit 1
+IMAGE_TAG ?= dev
+docker-build: ## Build the apiserver, operator and berth images (needs a Docker engine).
+	@docker info >/dev/null 2>&1 || { echo "docker-build: no Docker engine is reachable (none runs on the dev machines)" >&2; exit 1; }
+	docker build --target apiserver -t berth-apiserver:$(IMAGE_TAG) .
+	docker build --target operator -t berth-operator:$(IMAGE_TAG) .
+	docker build --target berth -t berth-cli:$(IMAGE_TAG) .
 
 clean: ## Remove build output and local control-plane state (not the binary cache).
 	hack/control-plane down || true

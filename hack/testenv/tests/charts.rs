@@ -1,0 +1,108 @@
+//! The Helm charts: lint, template, and a server-side dry-run of what they
+//! render against the real control plane.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use berth_testenv::{TestNamespace, kubectl, repo_root};
+
+fn helm() -> PathBuf {
+    let out = Command::new(repo_root().join("hack/build-helm.sh")).output().expect("hack/build-helm.sh runs");
+    assert!(out.status.success(), "building helm failed: {}", String::from_utf8_lossy(&out.stderr));
+    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+}
+
+fn chart(name: &str) -> String {
+    repo_root().join("deploy/helm").join(name).to_str().unwrap().to_owned()
+}
+
+fn ok(output: Output, what: &str) -> String {
+    assert!(
+        output.status.success(),
+        "{what} failed:\n{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// Value sets every chart must accept: the defaults, and a non-default one.
+fn value_sets(chart: &str, namespace: &str) -> Vec<Vec<String>> {
+    let mut custom = vec![
+        format!("--set=watchNamespaces={{{namespace}}}"),
+        "--set=replicaCount=3".into(),
+        "--set=logging.format=text".into(),
+        "--set=logging.level=debug".into(),
+        "--set=podDisruptionBudget.minAvailable=2".into(),
+        "--set=image.tag=v9.9.9".into(),
+    ];
+    match chart {
+        "berth-operator" => {
+            custom.extend(["--set=crd.install=true".into(), "--set=leaderElection.enabled=false".into()])
+        }
+        _ => custom.extend(["--set=service.port=9443".into(), "--set=apiKeys.secretName=other-keys".into()]),
+    }
+    vec![vec![], custom]
+}
+
+#[tokio::test]
+async fn charts_lint_template_and_pass_server_side_dry_run() {
+    let ns = TestNamespace::new("charts").await;
+    let helm = helm();
+    for name in ["berth-apiserver", "berth-operator"] {
+        for values in value_sets(name, &ns.name) {
+            let lint = Command::new(&helm).args(["lint", "--strict", &chart(name)]).args(&values).output().unwrap();
+            ok(lint, &format!("helm lint {name} {values:?}"));
+            let template = Command::new(&helm)
+                .args(["template", name, &chart(name), "--namespace", &ns.name])
+                .args(&values)
+                .output()
+                .unwrap();
+            let rendered = ok(template, &format!("helm template {name} {values:?}"));
+            assert!(rendered.contains("kind: Deployment"), "{name}: no Deployment rendered");
+            let mut apply = kubectl()
+                .args(["apply", "--server-side", "--force-conflicts", "--dry-run=server", "-f", "-"])
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            use std::io::Write;
+            apply.stdin.take().unwrap().write_all(rendered.as_bytes()).unwrap();
+            let applied = ok(apply.wait_with_output().unwrap(), &format!("dry-run of {name} {values:?}"));
+            assert!(applied.contains("(server dry run)"), "{applied}");
+        }
+    }
+}
+
+#[test]
+fn charts_reject_values_outside_their_schema() {
+    let helm = helm();
+    for (name, bad) in [
+        ("berth-apiserver", "--set=replicaCount=0"),
+        ("berth-apiserver", "--set=logging.format=xml"),
+        ("berth-operator", "--set=watchNamespaces={Not_A_Namespace}"),
+        ("berth-operator", "--set=unknownKey=1"),
+    ] {
+        let out = Command::new(&helm).args(["template", name, &chart(name), bad]).output().unwrap();
+        assert!(!out.status.success(), "{name} accepted {bad}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("values don't meet the specifications of the schema"));
+    }
+}
+
+#[test]
+fn crd_and_rbac_manifests_match_their_sources() {
+    let fresh = std::env::temp_dir().join(format!("berth-rbac-{}", std::process::id()));
+    let out = Command::new(repo_root().join("hack/render-rbac.sh")).arg(&fresh).output().unwrap();
+    ok(out, "hack/render-rbac.sh");
+    for file in ["apiserver.yaml", "operator.yaml"] {
+        let committed = std::fs::read_to_string(repo_root().join("config/rbac").join(file)).unwrap();
+        let rendered = std::fs::read_to_string(fresh.join(file)).unwrap();
+        assert!(committed == rendered, "config/rbac/{file} is stale: run `make manifests`");
+    }
+    let _ = std::fs::remove_dir_all(&fresh);
+    let crd = std::fs::read_to_string(repo_root().join("config/crd/berthlease.yaml")).unwrap();
+    let chart_copy =
+        std::fs::read_to_string(repo_root().join("deploy/helm/berth-operator/files/berthlease.yaml")).unwrap();
+    assert!(crd == chart_copy, "the operator chart's CRD copy is stale: run `make manifests`");
+}
