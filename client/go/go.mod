@@ -1,0 +1,3 @@
+module github.com/skaphos/berth-rs/client/go
+
+go 1.26

@@ -1,0 +1,321 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+)
+
+func granted(token int32) renewReply {
+	return renewReply{res: AcquireResult{Acquired: true, Holder: "team-a/worker", FencingToken: token}}
+}
+
+// startKeeper keeps a lease with TTL 10 s and margin 1 s (deadline t0+9s)
+// and renew interval 3 s on a fake clock.
+func startKeeper(t *testing.T, api *fakeAPI, clk *fakeClock) *Keeper {
+	t.Helper()
+	k, err := keep(t.Context(), api, clk, KeeperConfig{
+		Namespace: "team-a", Name: "ingest", Holder: "team-a/worker",
+		TTL: 10 * time.Second, Margin: time.Second, RenewInterval: 3 * time.Second,
+	})
+	if err != nil {
+		t.Fatalf("keep: %v", err)
+	}
+	t.Cleanup(func() { _ = k.Stop(context.Background()) })
+	return k
+}
+
+func TestKeeperDeadlineRunsFromAcquireSent(t *testing.T) {
+	clk := newFakeClock()
+	t0 := clk.Now()
+	api := newFakeAPI(7)
+	api.acquire = func(req AcquireRequest) (AcquireResult, error) {
+		clk.Advance(2 * time.Second) // a slow answer
+		return AcquireResult{Acquired: true, Holder: req.Holder, FencingToken: 7}, nil
+	}
+	k := startKeeper(t, api, clk)
+	if got, want := k.Deadline(), t0.Add(9*time.Second); !got.Equal(want) {
+		t.Fatalf("deadline = %s, want sent + ttl - margin = %s", got, want)
+	}
+	if k.FencingToken() != 7 || !k.Held() || k.Err() != nil {
+		t.Fatalf("token %d held %v err %v", k.FencingToken(), k.Held(), k.Err())
+	}
+}
+
+func TestKeeperRenewMovesDeadlineFromSendTime(t *testing.T) {
+	clk := newFakeClock()
+	t0 := clk.Now()
+	api := newFakeAPI(7)
+	k := startKeeper(t, api, clk)
+
+	api.noRenew(t)
+	clk.Advance(3 * time.Second)
+	call := api.nextRenew(t)
+	if call.token != 7 || call.ttl != 10*time.Second {
+		t.Fatalf("renew token %d ttl %s", call.token, call.ttl)
+	}
+	clk.Advance(1500 * time.Millisecond) // the answer takes 1.5 s
+	call.reply <- granted(7)
+	want := t0.Add(3*time.Second + 9*time.Second)
+	eventually(t, "deadline moves to renew sent + ttl - margin", func() bool { return k.Deadline().Equal(want) })
+	clk.waitTimer(t, t0.Add(6*time.Second))
+
+	// The next renew is due 3 s after the last one was sent: at t0+6s.
+	clk.Advance(1500 * time.Millisecond)
+	api.nextRenew(t).reply <- granted(7)
+	eventually(t, "second renew", func() bool { return k.Deadline().Equal(t0.Add(15 * time.Second)) })
+	if !k.Held() {
+		t.Fatal("keeper should hold the lease")
+	}
+}
+
+func TestKeeperLosesAtLocalDeadlineWithRenewInFlight(t *testing.T) {
+	clk := newFakeClock()
+	t0 := clk.Now()
+	api := newFakeAPI(7)
+	k := startKeeper(t, api, clk)
+
+	clk.Advance(3 * time.Second)
+	hung := api.nextRenew(t) // never answered: the apiserver is gone
+	clk.Advance(5999 * time.Millisecond)
+	if !k.Held() || isDone(k.Done()) {
+		t.Fatal("lost before the deadline")
+	}
+	clk.Advance(time.Millisecond) // exactly t0+9s
+	if k.Held() {
+		t.Fatal("Held must be false at the deadline, before the keeper goroutine reacts")
+	}
+	eventually(t, "context cancelled at the deadline", func() bool { return isDone(k.Done()) })
+	if err := k.Err(); !errors.Is(err, ErrLeaseLost) {
+		t.Fatalf("cause = %v, want ErrLeaseLost", err)
+	}
+	eventually(t, "in-flight renew cancelled", func() bool { return hung.ctx.Err() != nil })
+	if !clk.Now().Equal(t0.Add(9 * time.Second)) {
+		t.Fatal("clock moved")
+	}
+	// Stop still releases: the lease may not have expired on the apiserver yet.
+	if err := k.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := api.releases(); len(got) != 1 || got[0] != 7 {
+		t.Fatalf("releases = %v", got)
+	}
+}
+
+func TestKeeperRetriesFailedRenewsUntilDeadline(t *testing.T) {
+	clk := newFakeClock()
+	api := newFakeAPI(7)
+	k := startKeeper(t, api, clk)
+
+	clk.Advance(3 * time.Second)
+	api.nextRenew(t).reply <- renewReply{err: errors.New("connection refused")}
+	// retry interval = RenewInterval/4 = 750ms
+	clk.waitTimer(t, clk.Now().Add(750*time.Millisecond))
+	api.noRenew(t)
+	clk.Advance(750 * time.Millisecond)
+	api.nextRenew(t).reply <- renewReply{err: &APIError{StatusCode: 503, Message: "unavailable"}}
+	for next := clk.Now().Add(750 * time.Millisecond); next.Before(k.Deadline()); next = next.Add(750 * time.Millisecond) {
+		clk.waitTimer(t, next)
+		clk.Advance(750 * time.Millisecond)
+		api.nextRenew(t).reply <- renewReply{err: errors.New("connection refused")}
+	}
+	clk.Advance(k.Deadline().Sub(clk.Now()))
+	eventually(t, "lost at the deadline", func() bool { return isDone(k.Done()) })
+	err := k.Err()
+	if !errors.Is(err, ErrLeaseLost) || !strings.Contains(err.Error(), "connection refused") {
+		t.Fatalf("cause = %v, want ErrLeaseLost naming the last error", err)
+	}
+}
+
+func TestKeeperRecoversAfterFailedRenew(t *testing.T) {
+	clk := newFakeClock()
+	t0 := clk.Now()
+	api := newFakeAPI(7)
+	k := startKeeper(t, api, clk)
+
+	clk.Advance(3 * time.Second)
+	api.nextRenew(t).reply <- renewReply{err: errors.New("reset by peer")}
+	clk.waitTimer(t, clk.Now().Add(750*time.Millisecond))
+	clk.Advance(750 * time.Millisecond)
+	api.nextRenew(t).reply <- granted(7)
+	want := t0.Add(3750*time.Millisecond + 9*time.Second)
+	eventually(t, "deadline from the retry's send time", func() bool { return k.Deadline().Equal(want) })
+	if !k.Held() {
+		t.Fatal("should hold")
+	}
+}
+
+func TestKeeperRefusedRenewLosesAtOnceAndSkipsRelease(t *testing.T) {
+	clk := newFakeClock()
+	api := newFakeAPI(7)
+	k := startKeeper(t, api, clk)
+
+	clk.Advance(3 * time.Second)
+	api.nextRenew(t).reply <- renewReply{res: AcquireResult{Acquired: false, Holder: "team-a/other"}}
+	eventually(t, "lost", func() bool { return isDone(k.Done()) })
+	if k.Held() {
+		t.Fatal("Held after loss")
+	}
+	err := k.Err()
+	if !errors.Is(err, ErrLeaseLost) || !strings.Contains(err.Error(), "team-a/other") {
+		t.Fatalf("cause = %v", err)
+	}
+	if !errors.Is(context.Cause(k.Context()), ErrLeaseLost) {
+		t.Fatal("context cause")
+	}
+	if err := k.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := api.releases(); len(got) != 0 {
+		t.Fatalf("released %v after the apiserver refused the renew", got)
+	}
+}
+
+func TestKeeperLostLeaseIsNeverTakenBack(t *testing.T) {
+	clk := newFakeClock()
+	api := newFakeAPI(7)
+	k := startKeeper(t, api, clk)
+
+	clk.Advance(3 * time.Second)
+	late := api.nextRenew(t)
+	clk.Advance(6 * time.Second) // the deadline passes
+	eventually(t, "lost", func() bool { return isDone(k.Done()) })
+	late.reply <- granted(7) // a success that arrives too late
+	api.noRenew(t)
+	if k.Held() || !errors.Is(k.Err(), ErrLeaseLost) {
+		t.Fatal("a late success revived the keeper")
+	}
+}
+
+func TestKeeperStopCancelsThenReleases(t *testing.T) {
+	clk := newFakeClock()
+	api := newFakeAPI(9)
+	k := startKeeper(t, api, clk)
+	if err := k.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if !isDone(k.Done()) || !errors.Is(k.Err(), ErrKeeperStopped) || k.Held() {
+		t.Fatalf("after Stop: err %v held %v", k.Err(), k.Held())
+	}
+	if err := k.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := api.releases(); len(got) != 1 || got[0] != 9 {
+		t.Fatalf("releases = %v, want one release of token 9", got)
+	}
+}
+
+func TestKeeperParentCancelReleases(t *testing.T) {
+	clk := newFakeClock()
+	api := newFakeAPI(9)
+	ctx, cancel := context.WithCancelCause(context.Background())
+	k, err := keep(ctx, api, clk, KeeperConfig{Namespace: "a", Name: "b", Holder: "a", TTL: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	shutdown := errors.New("shutting down")
+	cancel(shutdown)
+	if !isDone(k.Done()) || !errors.Is(k.Err(), shutdown) {
+		t.Fatalf("keeper context not cancelled with the parent's cause: %v", k.Err())
+	}
+	eventually(t, "released", func() bool { return len(api.releases()) == 1 })
+	if err := k.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := api.releases(); len(got) != 1 {
+		t.Fatalf("releases = %v", got)
+	}
+}
+
+func TestKeepNotAcquired(t *testing.T) {
+	api := newFakeAPI(0)
+	api.acquire = func(AcquireRequest) (AcquireResult, error) {
+		return AcquireResult{Acquired: false, Holder: "team-a/other"}, nil
+	}
+	_, err := keep(t.Context(), api, newFakeClock(), KeeperConfig{Namespace: "a", Name: "b", Holder: "a", TTL: 5 * time.Second})
+	if !errors.Is(err, ErrNotAcquired) || !strings.Contains(err.Error(), "team-a/other") {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestKeepPassesAcquireErrors(t *testing.T) {
+	api := newFakeAPI(0)
+	api.acquire = func(AcquireRequest) (AcquireResult, error) {
+		return AcquireResult{}, &APIError{StatusCode: 403, Message: "not authorized for this namespace"}
+	}
+	_, err := keep(t.Context(), api, newFakeClock(), KeeperConfig{Namespace: "a", Name: "b", Holder: "a", TTL: 5 * time.Second})
+	if !errors.Is(err, ErrForbidden) {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestKeepAnchorsLateGrantWithRenew(t *testing.T) {
+	clk := newFakeClock()
+	api := newFakeAPI(4)
+	var sentWait time.Duration
+	api.acquire = func(req AcquireRequest) (AcquireResult, error) {
+		sentWait = req.Wait
+		clk.Advance(20 * time.Second) // granted after a long wait
+		return AcquireResult{Acquired: true, Holder: req.Holder, FencingToken: 4}, nil
+	}
+	go func() {
+		call := api.nextRenew(t)
+		clk.Advance(time.Second)
+		call.reply <- granted(4)
+	}()
+	k, err := keep(t.Context(), api, clk, KeeperConfig{
+		Namespace: "a", Name: "b", Holder: "a", TTL: 10 * time.Second, Margin: time.Second, Wait: time.Minute,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = k.Stop(context.Background()) }()
+	if sentWait != time.Minute {
+		t.Fatalf("wait = %s", sentWait)
+	}
+	// The renew was sent at t0+20s; the answer came at t0+21s.
+	if want := clk.Now().Add(-time.Second).Add(9 * time.Second); !k.Deadline().Equal(want) {
+		t.Fatalf("deadline %s, want %s", k.Deadline(), want)
+	}
+}
+
+func TestKeepLateGrantThatCannotBeRenewedIsReleased(t *testing.T) {
+	clk := newFakeClock()
+	api := newFakeAPI(4)
+	api.acquire = func(req AcquireRequest) (AcquireResult, error) {
+		clk.Advance(20 * time.Second)
+		return AcquireResult{Acquired: true, Holder: req.Holder, FencingToken: 4}, nil
+	}
+	go func() { api.nextRenew(t).reply <- renewReply{err: errors.New("connection refused")} }()
+	_, err := keep(t.Context(), api, clk, KeeperConfig{Namespace: "a", Name: "b", Holder: "a", TTL: 10 * time.Second, Wait: time.Minute})
+	if err == nil || !strings.Contains(err.Error(), "connection refused") {
+		t.Fatalf("err = %v", err)
+	}
+	if got := api.releases(); len(got) != 1 || got[0] != 4 {
+		t.Fatalf("releases = %v", got)
+	}
+}
+
+func TestKeeperConfigDefaultsAndChecks(t *testing.T) {
+	cfg, err := KeeperConfig{TTL: 30*time.Second + 700*time.Millisecond}.normalize()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.TTL != 30*time.Second || cfg.Margin != 3*time.Second || cfg.RenewInterval != 10*time.Second {
+		t.Fatalf("defaults: %+v", cfg)
+	}
+	bad := []KeeperConfig{
+		{TTL: 900 * time.Millisecond},
+		{TTL: 10 * time.Second, Margin: 10 * time.Second},
+		{TTL: 10 * time.Second, Margin: -time.Second},
+		{TTL: 10 * time.Second, Margin: time.Second, RenewInterval: 9 * time.Second},
+		{TTL: 10 * time.Second, RenewInterval: -time.Second},
+	}
+	for _, c := range bad {
+		if _, err := c.normalize(); err == nil {
+			t.Errorf("%+v: no error", c)
+		}
+	}
+}
