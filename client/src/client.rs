@@ -1,0 +1,436 @@
+//! [`Client`] and its builder: typed calls for every route of API.md.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use berth_api::wire::{AcquireRequest, AcquireResponse, LeaseList, LeaseView, ReleaseRequest, RenewRequest};
+use chrono::{DateTime, Utc};
+use futures::stream::BoxStream;
+use reqwest::{Method, StatusCode, Url};
+use serde::de::DeserializeOwned;
+
+use crate::Error;
+use crate::sse::SseParser;
+use crate::tls::{Trust, client_config, read_ca_bundle};
+
+/// How long a call may take when the builder is not told otherwise.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// A watch with no bytes for this long (three missed keep-alives) has broken off.
+pub const WATCH_IDLE_TIMEOUT: Duration = Duration::from_secs(45);
+
+/// A granted (or renewed) lease: the answer to acquire and renew when
+/// `acquired` is true.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Grant {
+    pub holder: String,
+    /// Pass it to downstream systems; they reject smaller ones.
+    pub fencing_token: i32,
+    /// The server's expiry, on the server's clock.
+    pub expires_at: Option<DateTime<Utc>>,
+    pub acquired_at: Option<DateTime<Utc>>,
+}
+
+impl From<Grant> for AcquireResponse {
+    fn from(grant: Grant) -> Self {
+        AcquireResponse {
+            acquired: true,
+            holder: grant.holder,
+            fencing_token: Some(grant.fencing_token),
+            expires_at: grant.expires_at,
+            acquired_at: grant.acquired_at,
+        }
+    }
+}
+
+/// An async stream of lease views, one per change, starting with the current state.
+pub type LeaseStream = BoxStream<'static, Result<LeaseView, Error>>;
+
+/// A client of one Berth apiserver. Cheap to clone: clones share the
+/// connection pool.
+#[derive(Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    base: Url,
+    key: Option<Arc<str>>,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the key.
+        f.debug_struct("Client")
+            .field("base", &self.base.as_str())
+            .field("api_key", &self.key.as_ref().map(|_| "<redacted>"))
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+/// Configures a [`Client`]. Start with [`Client::builder`].
+#[derive(Clone, Debug)]
+pub struct ClientBuilder {
+    base: String,
+    key: Option<KeySource>,
+    trust: Trust,
+    timeout: Duration,
+}
+
+#[derive(Clone)]
+enum KeySource {
+    Plain(String),
+    File(std::path::PathBuf),
+}
+
+impl std::fmt::Debug for KeySource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KeySource::Plain(_) => f.write_str("Plain(<redacted>)"),
+            KeySource::File(path) => f.debug_tuple("File").field(path).finish(),
+        }
+    }
+}
+
+impl ClientBuilder {
+    /// The key sent as `Authorization: Bearer <key>`.
+    pub fn api_key(mut self, key: impl Into<String>) -> Self {
+        self.key = Some(KeySource::Plain(key.into()));
+        self
+    }
+
+    /// Reads the key from a file when [`Self::build`] runs; surrounding
+    /// whitespace (a trailing newline) is ignored.
+    pub fn api_key_file(mut self, path: impl AsRef<Path>) -> Self {
+        self.key = Some(KeySource::File(path.as_ref().to_owned()));
+        self
+    }
+
+    /// Trusts only the CA certificates of this PEM bundle (instead of the
+    /// system's trust store).
+    ///
+    /// # Errors
+    /// [`Error::Config`] when the file cannot be read or holds no certificate.
+    pub fn ca_file(mut self, path: impl AsRef<Path>) -> Result<Self, Error> {
+        self.trust = Trust::CaBundle(read_ca_bundle(path.as_ref())?);
+        Ok(self)
+    }
+
+    /// Connects with a rustls configuration of the caller's own (client
+    /// certificates, custom verifiers). It must carry its crypto provider.
+    pub fn rustls_config(mut self, config: rustls::ClientConfig) -> Self {
+        self.trust = Trust::Custom(Arc::new(config));
+        self
+    }
+
+    /// Does not check the server's certificate at all. Anyone on the path
+    /// can then read the API key. [`Self::build`] logs a warning.
+    pub fn danger_accept_invalid_certs(mut self) -> Self {
+        self.trust = Trust::Insecure;
+        self
+    }
+
+    /// The time one call may take, connecting included ([`DEFAULT_TIMEOUT`]
+    /// by default). An acquire with `waitSeconds` gets its wait on top.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// # Errors
+    /// [`Error::Config`] for a URL that is not `https://host[:port][/prefix]`,
+    /// an unreadable or empty key file, or an unusable TLS configuration.
+    pub fn build(self) -> Result<Client, Error> {
+        let mut base =
+            Url::parse(&self.base).map_err(|e| Error::Config(format!("API server URL {:?}: {e}", self.base)))?;
+        if base.scheme() != "https" {
+            return Err(Error::Config(format!("API server URL {:?} must start with https://", self.base)));
+        }
+        if base.query().is_some() || base.fragment().is_some() {
+            return Err(Error::Config(format!("API server URL {:?} must not have a query or fragment", self.base)));
+        }
+        if !base.path().ends_with('/') {
+            base.set_path(&format!("{}/", base.path()));
+        }
+        let key = match self.key {
+            None => None,
+            Some(KeySource::Plain(key)) => Some(key.trim().to_owned()),
+            Some(KeySource::File(path)) => Some(
+                std::fs::read_to_string(&path)
+                    .map_err(|e| Error::Config(format!("reading API key file {}: {e}", path.display())))?
+                    .trim()
+                    .to_owned(),
+            ),
+        };
+        if key.as_deref() == Some("") {
+            return Err(Error::Config("the API key is empty".to_owned()));
+        }
+        let http = reqwest::Client::builder()
+            .tls_backend_preconfigured(client_config(&self.trust)?)
+            .connect_timeout(self.timeout)
+            .build()
+            .map_err(|e| Error::Config(format!("HTTP client: {e}")))?;
+        Ok(Client { http, base, key: key.map(Arc::from), timeout: self.timeout })
+    }
+}
+
+impl Client {
+    /// A builder for the apiserver at `base_url`, e.g. `https://berth.example.com:8443`.
+    pub fn builder(base_url: impl Into<String>) -> ClientBuilder {
+        ClientBuilder { base: base_url.into(), key: None, trust: Trust::default(), timeout: DEFAULT_TIMEOUT }
+    }
+
+    /// The apiserver's base URL.
+    pub fn base_url(&self) -> &Url {
+        &self.base
+    }
+
+    /// `GET /healthz`: the server answers and its certificate is trusted. No key is needed.
+    pub async fn ping(&self) -> Result<(), Error> {
+        let response = self.send(Method::GET, "healthz", None, self.timeout).await?;
+        expect_status(response, StatusCode::OK).await.map(drop)
+    }
+
+    /// Acquires `name` in `namespace`; idempotent for a live holder (then a
+    /// renew). With `wait_seconds` set, the server holds the request until the
+    /// lease is granted or the wait ends; this call's timeout grows by the wait.
+    ///
+    /// # Errors
+    /// [`Error::NotAcquired`] when another holder has it, with that holder.
+    pub async fn acquire(&self, namespace: &str, name: &str, request: &AcquireRequest) -> Result<Grant, Error> {
+        let wait = Duration::from_secs(request.wait_seconds.unwrap_or(0).max(0).unsigned_abs().into());
+        let path = lease_path(namespace, name, "acquire")?;
+        let response = self.send(Method::POST, &path, Some(to_json(request)?), self.timeout + wait).await?;
+        grant(json(expect_status(response, StatusCode::OK).await?)?)
+    }
+
+    /// Renews a lease this caller holds.
+    ///
+    /// # Errors
+    /// [`Error::NotAcquired`] when the holder and token no longer hold it: stop.
+    pub async fn renew(&self, namespace: &str, name: &str, request: &RenewRequest) -> Result<Grant, Error> {
+        let path = lease_path(namespace, name, "renew")?;
+        let response = self.send(Method::POST, &path, Some(to_json(request)?), self.timeout).await?;
+        grant(json(expect_status(response, StatusCode::OK).await?)?)
+    }
+
+    /// Releases a lease; succeeds also when it was already released or expired.
+    ///
+    /// # Errors
+    /// [`Error::Conflict`] when another holder or token holds it.
+    pub async fn release(&self, namespace: &str, name: &str, request: &ReleaseRequest) -> Result<(), Error> {
+        let path = lease_path(namespace, name, "release")?;
+        let response = self.send(Method::POST, &path, Some(to_json(request)?), self.timeout).await?;
+        expect_status(response, StatusCode::NO_CONTENT).await.map(drop)
+    }
+
+    /// One lease.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] when it does not exist or belongs to another tenant.
+    pub async fn get(&self, namespace: &str, name: &str) -> Result<LeaseView, Error> {
+        let path = lease_path(namespace, name, "")?;
+        let response = self.send(Method::GET, &path, None, self.timeout).await?;
+        json(expect_status(response, StatusCode::OK).await?)
+    }
+
+    /// The leases of one namespace, sorted by name.
+    pub async fn list(&self, namespace: &str) -> Result<Vec<LeaseView>, Error> {
+        check_namespace(namespace)?;
+        let path = format!("v1alpha1/namespaces/{namespace}/leases");
+        let response = self.send(Method::GET, &path, None, self.timeout).await?;
+        Ok(json::<LeaseList>(expect_status(response, StatusCode::OK).await?)?.items)
+    }
+
+    /// The leases of every namespace this key's tenant may use.
+    pub async fn list_all(&self) -> Result<Vec<LeaseView>, Error> {
+        let response = self.send(Method::GET, "v1alpha1/leases", None, self.timeout).await?;
+        Ok(json::<LeaseList>(expect_status(response, StatusCode::OK).await?)?.items)
+    }
+
+    /// Watches one lease: the stream yields its current state, then one view
+    /// per change.
+    ///
+    /// # Errors
+    /// The call fails as [`Self::get`] does when the watch cannot start. The
+    /// stream then ends after yielding an [`Error::Transport`] when the
+    /// connection breaks or stays silent for [`WATCH_IDLE_TIMEOUT`]; start a
+    /// new watch to go on.
+    pub async fn watch(&self, namespace: &str, name: &str) -> Result<LeaseStream, Error> {
+        let path = lease_path(namespace, name, "watch")?;
+        let request = self.request(Method::GET, &path)?.header(reqwest::header::ACCEPT, "text/event-stream");
+        let response = request.send().await.map_err(|e| Error::transport(&self.describe(&path), e))?;
+        let response = check_status(response, StatusCode::OK).await?;
+        let context = self.describe(&path);
+        let state = (response, SseParser::new(), std::collections::VecDeque::<LeaseView>::new(), false);
+        let stream = futures::stream::unfold(state, move |(mut response, mut parser, mut ready, done)| {
+            let context = context.clone();
+            async move {
+                loop {
+                    if let Some(view) = ready.pop_front() {
+                        return Some((Ok(view), (response, parser, ready, done)));
+                    }
+                    if done {
+                        return None;
+                    }
+                    let chunk = match tokio::time::timeout(WATCH_IDLE_TIMEOUT, response.chunk()).await {
+                        Err(_) => Err(Error::Transport {
+                            message: format!("{context}: no data or keep-alive for {}s", WATCH_IDLE_TIMEOUT.as_secs()),
+                            source: None,
+                        }),
+                        Ok(Err(e)) => Err(Error::transport(&context, e)),
+                        Ok(Ok(None)) => Err(Error::Transport {
+                            message: format!("{context}: the server ended the watch"),
+                            source: None,
+                        }),
+                        Ok(Ok(Some(chunk))) => Ok(chunk),
+                    };
+                    match chunk {
+                        Err(e) => return Some((Err(e), (response, parser, ready, true))),
+                        Ok(chunk) => {
+                            for event in parser.push(&chunk).into_iter().filter(|e| e.event == "lease") {
+                                match serde_json::from_str::<LeaseView>(&event.data) {
+                                    Ok(view) => ready.push_back(view),
+                                    Err(e) => {
+                                        let err = Error::Decode(format!("watch event: {e}"));
+                                        return Some((Err(err), (response, parser, ready, true)));
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        });
+        Ok(Box::pin(stream))
+    }
+
+    fn request(&self, method: Method, path: &str) -> Result<reqwest::RequestBuilder, Error> {
+        let url = self.base.join(path).map_err(|e| Error::InvalidRequest(format!("URL path {path:?}: {e}")))?;
+        let mut request = self.http.request(method, url);
+        if let Some(key) = &self.key {
+            request = request.bearer_auth(key);
+        }
+        Ok(request)
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+        timeout: Duration,
+    ) -> Result<reqwest::Response, Error> {
+        let mut request = self.request(method, path)?.timeout(timeout);
+        if let Some(body) = body {
+            request = request.header(reqwest::header::CONTENT_TYPE, "application/json").body(body);
+        }
+        request.send().await.map_err(|e| Error::transport(&self.describe(path), e))
+    }
+
+    fn describe(&self, path: &str) -> String {
+        let host = self.base.host_str().unwrap_or_default();
+        match self.base.port() {
+            Some(port) => format!("{host}:{port}: /{path}"),
+            None => format!("{host}: /{path}"),
+        }
+    }
+}
+
+fn check_namespace(namespace: &str) -> Result<(), Error> {
+    berth_api::wire::check_names(namespace, "x").map_err(|e| Error::InvalidRequest(e.to_string()))
+}
+
+/// `v1alpha1/namespaces/{ns}/leases/{name}[/{verb}]`, after checking that both
+/// names are what API.md allows (so nothing else can end up in the path).
+fn lease_path(namespace: &str, name: &str, verb: &str) -> Result<String, Error> {
+    berth_api::wire::check_names(namespace, name).map_err(|e| Error::InvalidRequest(e.to_string()))?;
+    let path = format!("v1alpha1/namespaces/{namespace}/leases/{name}");
+    Ok(if verb.is_empty() { path } else { format!("{path}/{verb}") })
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, Error> {
+    serde_json::to_vec(value).map_err(|e| Error::InvalidRequest(e.to_string()))
+}
+
+/// The response when it has `expected` status, else the error it maps to.
+async fn check_status(response: reqwest::Response, expected: StatusCode) -> Result<reqwest::Response, Error> {
+    let status = response.status();
+    if status == expected {
+        return Ok(response);
+    }
+    let request_id = response.headers().get("x-request-id").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let context = format!("reading the answer to {}", response.url().path());
+    let body = response.bytes().await.map_err(|e| Error::transport(&context, e))?;
+    Err(Error::from_status(status.as_u16(), &body, request_id))
+}
+
+async fn expect_status(response: reqwest::Response, expected: StatusCode) -> Result<Vec<u8>, Error> {
+    let response = check_status(response, expected).await?;
+    let context = format!("reading the answer to {}", response.url().path());
+    Ok(response.bytes().await.map_err(|e| Error::transport(&context, e))?.to_vec())
+}
+
+fn json<T: DeserializeOwned>(body: Vec<u8>) -> Result<T, Error> {
+    serde_json::from_slice(&body).map_err(|e| Error::Decode(e.to_string()))
+}
+
+fn grant(response: AcquireResponse) -> Result<Grant, Error> {
+    if !response.acquired {
+        return Err(Error::NotAcquired { current: response });
+    }
+    let fencing_token =
+        response.fencing_token.ok_or_else(|| Error::Decode("acquired answer without fencingToken".to_owned()))?;
+    Ok(Grant {
+        holder: response.holder,
+        fencing_token,
+        expires_at: response.expires_at,
+        acquired_at: response.acquired_at,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builder_refuses_plain_http_and_empty_keys() {
+        let err = Client::builder("http://127.0.0.1:8080").build().unwrap_err();
+        assert!(err.to_string().contains("must start with https://"), "{err}");
+        let err = Client::builder("https://127.0.0.1:8443").api_key(" \n").build().unwrap_err();
+        assert!(err.to_string().contains("the API key is empty"), "{err}");
+    }
+
+    #[test]
+    fn key_file_is_trimmed_and_never_shown() {
+        let path = std::env::temp_dir().join(format!("berth-client-key-{}", std::process::id()));
+        std::fs::write(&path, "s3cret-key\n").unwrap();
+        let client = Client::builder("https://127.0.0.1:8443").api_key_file(&path).build().unwrap();
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(client.key.as_deref(), Some("s3cret-key"));
+        assert!(!format!("{client:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn base_url_keeps_a_path_prefix() {
+        let client = Client::builder("https://berth.example.com/prefix").build().unwrap();
+        let url = client.base.join(&lease_path("ns", "a", "acquire").unwrap()).unwrap();
+        assert_eq!(url.as_str(), "https://berth.example.com/prefix/v1alpha1/namespaces/ns/leases/a/acquire");
+    }
+
+    #[test]
+    fn names_that_could_escape_the_path_are_refused_before_sending() {
+        for (ns, name) in [("ns", "../../x"), ("ns/..", "a"), ("ns", "a?b"), ("ns", "")] {
+            let err = lease_path(ns, name, "").unwrap_err();
+            assert_eq!(err.metric_label(), "invalid_request", "{ns} {name}");
+        }
+    }
+
+    #[test]
+    fn refused_answer_becomes_not_acquired() {
+        let refused = AcquireResponse { acquired: false, holder: "other".into(), ..Default::default() };
+        assert!(matches!(grant(refused), Err(Error::NotAcquired { current }) if current.holder == "other"));
+        let granted =
+            AcquireResponse { acquired: true, holder: "me".into(), fencing_token: Some(3), ..Default::default() };
+        assert_eq!(grant(granted).unwrap().fencing_token, 3);
+    }
+}
