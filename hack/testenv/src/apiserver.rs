@@ -69,6 +69,11 @@ impl ApiServer {
     /// # Panics
     /// When it does not become ready within 60 s; the message carries its log.
     pub fn start(tenants: Vec<Tenant>, namespaces: &[&str], extra_args: &[&str]) -> Self {
+        Self::start_as(&kubeconfig_path(), tenants, namespaces, extra_args)
+    }
+
+    /// [`Self::start`] with another identity: the kubeconfig it talks to Kubernetes with.
+    pub fn start_as(kubeconfig: &Path, tenants: Vec<Tenant>, namespaces: &[&str], extra_args: &[&str]) -> Self {
         static COUNTER: AtomicU32 = AtomicU32::new(0);
         let dir = std::env::temp_dir().join(format!(
             "berth-apiserver-{}-{}",
@@ -88,7 +93,7 @@ impl ApiServer {
             format!("--listen-addr=127.0.0.1:{port}"),
             format!("--tls-cert-file={}", path(&dir.join("tls.crt"))),
             format!("--tls-key-file={}", path(&dir.join("tls.key"))),
-            format!("--kubeconfig={}", path(&kubeconfig_path())),
+            format!("--kubeconfig={}", path(kubeconfig)),
             format!("--metrics-bind-address=127.0.0.1:{metrics}"),
             format!("--health-probe-bind-address=127.0.0.1:{health}"),
             format!("--api-keys-file={}", path(&keys_file)),

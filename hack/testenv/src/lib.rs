@@ -76,6 +76,32 @@ pub fn kubectl() -> Command {
     cmd
 }
 
+/// Writes a kubeconfig that acts as ServiceAccount `namespace/name`, with a
+/// token from the TokenRequest API, and returns its path.
+///
+/// # Panics
+/// When kubectl cannot issue the token.
+pub fn service_account_kubeconfig(namespace: &str, name: &str) -> PathBuf {
+    let output =
+        kubectl().args(["create", "token", name, "-n", namespace, "--duration=2h"]).output().expect("kubectl runs");
+    assert!(output.status.success(), "kubectl create token: {}", String::from_utf8_lossy(&output.stderr));
+    let token = String::from_utf8(output.stdout).expect("token is UTF-8");
+    let dir = control_plane_dir();
+    let server =
+        format!("https://127.0.0.1:{}", std::fs::read_to_string(dir.join("apiserver.port")).expect("port").trim());
+    let config = serde_json::json!({
+        "apiVersion": "v1", "kind": "Config",
+        "clusters": [{"name": "local", "cluster": {"server": server, "certificate-authority": dir.join("pki/ca.crt")}}],
+        "users": [{"name": name, "user": {"token": token.trim()}}],
+        "contexts": [{"name": name, "context": {"cluster": "local", "user": name, "namespace": namespace}}],
+        "current-context": name,
+    });
+    let path = dir.join(format!("kubeconfig-{namespace}-{name}"));
+    std::fs::write(&path, serde_json::to_vec_pretty(&config).expect("kubeconfig serializes"))
+        .expect("kubeconfig writes");
+    path
+}
+
 /// An admin client on the test control plane. Create one per test: a client
 /// belongs to the tokio runtime it was made in.
 pub async fn client() -> Client {
