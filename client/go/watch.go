@@ -38,19 +38,20 @@ var (
 // nothing but intermediate states.
 func (c *Client) Watch(ctx context.Context, namespace, name string) (<-chan Lease, error) {
 	path := leasePath(namespace, name, "watch")
-	body, err := c.openStream(ctx, path)
+	idle, backoffMin, backoffMax := watchIdleTimeout, watchBackoffMin, watchBackoffMax
+	body, err := c.openStream(ctx, path, idle)
 	if err != nil {
 		return nil, err
 	}
 	out := make(chan Lease)
 	go func() {
 		defer close(out)
-		backoff := watchBackoffMin
+		backoff := backoffMin
 		for {
 			if body != nil {
-				delivered := c.pump(ctx, body, out)
+				delivered := pump(ctx, body, idle, out)
 				if delivered {
-					backoff = watchBackoffMin
+					backoff = backoffMin
 				}
 			}
 			select {
@@ -58,8 +59,8 @@ func (c *Client) Watch(ctx context.Context, namespace, name string) (<-chan Leas
 				return
 			case <-time.After(backoff):
 			}
-			backoff = min(backoff*2, watchBackoffMax)
-			body, err = c.openStream(ctx, path)
+			backoff = min(backoff*2, backoffMax)
+			body, err = c.openStream(ctx, path, idle)
 			var apiErr *APIError
 			if errors.As(err, &apiErr) && apiErr.StatusCode >= 400 && apiErr.StatusCode < 500 &&
 				apiErr.StatusCode != http.StatusRequestTimeout && apiErr.StatusCode != http.StatusTooManyRequests {
@@ -86,7 +87,7 @@ func (s *stream) Close() error {
 // openStream sends the watch request. Waiting for the answer is bounded by
 // the client's timeout; after that, only silence longer than the idle
 // timeout ends the stream.
-func (c *Client) openStream(ctx context.Context, path string) (*stream, error) {
+func (c *Client) openStream(ctx context.Context, path string, idle time.Duration) (*stream, error) {
 	reqCtx, cancel := context.WithCancel(ctx)
 	var headerTimer *time.Timer
 	if c.timeout > 0 {
@@ -110,14 +111,15 @@ func (c *Client) openStream(ctx context.Context, path string) (*stream, error) {
 		defer drain(resp.Body)
 		return nil, newAPIError(resp)
 	}
-	return &stream{ReadCloser: resp.Body, cancel: cancel, idle: time.AfterFunc(watchIdleTimeout, cancel)}, nil
+	return &stream{ReadCloser: resp.Body, cancel: cancel, idle: time.AfterFunc(idle, cancel)}, nil
 }
 
-// pump forwards the lease events of s to out until s ends, breaks, or ctx
-// ends, and closes s. It reports whether any event was delivered.
-func (c *Client) pump(ctx context.Context, s *stream, out chan<- Lease) (delivered bool) {
+// pump forwards the lease events of s to out until s ends, breaks, stays
+// silent for idle, or ctx ends, and closes s. It reports whether any event
+// was delivered.
+func pump(ctx context.Context, s *stream, idle time.Duration, out chan<- Lease) (delivered bool) {
 	defer s.Close()
-	_ = readEvents(s, func() { s.idle.Reset(watchIdleTimeout) }, func(ev sseEvent) bool {
+	_ = readEvents(s, func() { s.idle.Reset(idle) }, func(ev sseEvent) bool {
 		if ev.Event != "lease" {
 			return true
 		}
@@ -127,7 +129,7 @@ func (c *Client) pump(ctx context.Context, s *stream, out chan<- Lease) (deliver
 		}
 		// A slow consumer is not a silent stream: pause the idle timer.
 		s.idle.Stop()
-		defer s.idle.Reset(watchIdleTimeout)
+		defer s.idle.Reset(idle)
 		select {
 		case out <- lease:
 			delivered = true
