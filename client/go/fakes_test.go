@@ -89,8 +89,9 @@ func (t *fakeTimer) Stop() {
 
 // fakeAPI is a leaseAPI whose renews block until the test answers them.
 type fakeAPI struct {
-	acquire func(AcquireRequest) (AcquireResult, error)
-	renews  chan *renewCall
+	acquire   func(AcquireRequest) (AcquireResult, error)
+	heartbeat int32 // heartbeatIntervalSeconds of Get; 0: Get fails
+	renews    chan *renewCall
 
 	mu       sync.Mutex
 	released []int32
@@ -115,6 +116,13 @@ func newFakeAPI(token int32) *fakeAPI {
 		},
 		renews: make(chan *renewCall),
 	}
+}
+
+func (f *fakeAPI) Get(_ context.Context, namespace, name string) (Lease, error) {
+	if f.heartbeat == 0 {
+		return Lease{}, &APIError{StatusCode: 404, Message: "lease not found"}
+	}
+	return Lease{Namespace: namespace, Name: name, HeartbeatIntervalSeconds: f.heartbeat}, nil
 }
 
 func (f *fakeAPI) AcquireWith(_ context.Context, _, _ string, req AcquireRequest) (AcquireResult, error) {

@@ -26,41 +26,50 @@ type KeeperConfig struct {
 	Namespace string
 	Name      string
 	Holder    string
-	// TTL of each acquire and renew, whole seconds (truncated), at least 1 s.
+	// TTL of each acquire and renew: a whole number of seconds, at least 1 s.
 	TTL time.Duration
-	// RenewInterval is the time from sending one successful renew to
-	// sending the next. Zero means TTL/3. It must be shorter than
-	// TTL − Margin.
-	RenewInterval time.Duration
 	// Margin is subtracted from the local deadline to allow for clock rate
-	// differences and for the holder's reaction time. Zero means TTL/10.
-	// It must be shorter than TTL.
+	// differences and for the holder's reaction time. Zero means a tenth of
+	// the TTL, at least 250 ms and at most 5 s. It must be shorter than
+	// the TTL.
 	Margin time.Duration
+	// RenewInterval is the time from sending one successful renew to
+	// sending the next. Zero means the lease's heartbeatIntervalSeconds
+	// (read once with [Client.Get]; TTL/3 when that fails). Either way it is
+	// capped at half of TTL − Margin, so that a failed renew is retried
+	// before the deadline.
+	RenewInterval time.Duration
 	// Wait, when positive, makes the first acquire block on the apiserver
 	// up to this long (see [Client.AcquireWait]).
 	Wait time.Duration
 }
 
-// normalize fills the defaults and checks the durations.
+// normalize checks the durations and fills the margin. The renew interval
+// is settled by withInterval once the lease's heartbeat is known.
 func (cfg KeeperConfig) normalize() (KeeperConfig, error) {
-	cfg.TTL = cfg.TTL.Truncate(time.Second)
-	if cfg.TTL < time.Second {
-		return cfg, errors.New("client: keeper TTL must be at least 1s")
+	if cfg.TTL < time.Second || cfg.TTL%time.Second != 0 {
+		return cfg, fmt.Errorf("client: keeper TTL %s must be a whole number of seconds, at least 1s", cfg.TTL)
 	}
 	if cfg.Margin == 0 {
-		cfg.Margin = cfg.TTL / 10
+		cfg.Margin = min(max(cfg.TTL/10, 250*time.Millisecond), 5*time.Second)
 	}
 	if cfg.Margin < 0 || cfg.Margin >= cfg.TTL {
 		return cfg, fmt.Errorf("client: keeper margin %s must be in [0, TTL %s)", cfg.Margin, cfg.TTL)
 	}
-	if cfg.RenewInterval == 0 {
-		cfg.RenewInterval = cfg.TTL / 3
-	}
-	if cfg.RenewInterval <= 0 || cfg.RenewInterval >= cfg.TTL-cfg.Margin {
-		return cfg, fmt.Errorf("client: keeper renew interval %s must be in (0, TTL − margin = %s)",
-			cfg.RenewInterval, cfg.TTL-cfg.Margin)
+	if cfg.RenewInterval < 0 {
+		return cfg, fmt.Errorf("client: keeper renew interval %s is negative", cfg.RenewInterval)
 	}
 	return cfg, nil
+}
+
+// withInterval sets the renew interval (heartbeat when none was given),
+// capped at half the safe window and at least 50 ms.
+func (cfg KeeperConfig) withInterval(heartbeat time.Duration) KeeperConfig {
+	if cfg.RenewInterval == 0 {
+		cfg.RenewInterval = heartbeat
+	}
+	cfg.RenewInterval = max(min(cfg.RenewInterval, (cfg.TTL-cfg.Margin)/2), 50*time.Millisecond)
+	return cfg
 }
 
 // retryInterval is the pause before retrying a renew that failed without
@@ -71,6 +80,7 @@ func (cfg KeeperConfig) retryInterval() time.Duration {
 
 // leaseAPI is what a keeper needs of a [Client]; tests substitute it.
 type leaseAPI interface {
+	Get(ctx context.Context, namespace, name string) (Lease, error)
 	AcquireWith(ctx context.Context, namespace, name string, req AcquireRequest) (AcquireResult, error)
 	Renew(ctx context.Context, namespace, name, holder string, fencingToken int32, ttl time.Duration) (AcquireResult, error)
 	Release(ctx context.Context, namespace, name, holder string, fencingToken int32) error
@@ -168,6 +178,17 @@ func keep(ctx context.Context, api leaseAPI, clk clock, cfg KeeperConfig) (*Keep
 		}
 		k.deadline = sent.Add(cfg.TTL - cfg.Margin)
 	}
+
+	heartbeat := cfg.TTL / 3
+	if cfg.RenewInterval == 0 {
+		// Reading the advice is a nicety: the cap keeps renews in time anyway.
+		getCtx, cancel := context.WithTimeout(ctx, (cfg.TTL-cfg.Margin)/4)
+		if lease, err := api.Get(getCtx, cfg.Namespace, cfg.Name); err == nil && lease.HeartbeatIntervalSeconds > 0 {
+			heartbeat = lease.HeartbeatInterval()
+		}
+		cancel()
+	}
+	k.cfg = cfg.withInterval(heartbeat)
 
 	k.ctx, k.cancel = context.WithCancelCause(ctx)
 	go k.run(ctx, sent)

@@ -299,18 +299,34 @@ func TestKeepLateGrantThatCannotBeRenewedIsReleased(t *testing.T) {
 }
 
 func TestKeeperConfigDefaultsAndChecks(t *testing.T) {
-	cfg, err := KeeperConfig{TTL: 30*time.Second + 700*time.Millisecond}.normalize()
-	if err != nil {
-		t.Fatal(err)
+	cases := []struct {
+		in               KeeperConfig
+		heartbeat        time.Duration
+		margin, interval time.Duration
+	}{
+		{KeeperConfig{TTL: 30 * time.Second}, 10 * time.Second, 3 * time.Second, 10 * time.Second},
+		{KeeperConfig{TTL: time.Second}, time.Second / 3, 250 * time.Millisecond, 333333333},
+		{KeeperConfig{TTL: 5 * time.Minute}, 100 * time.Second, 5 * time.Second, 100 * time.Second},
+		// The interval is capped at half of TTL − margin.
+		{KeeperConfig{TTL: 10 * time.Second, Margin: 2 * time.Second}, 30 * time.Second, 2 * time.Second, 4 * time.Second},
+		{KeeperConfig{TTL: 10 * time.Second, RenewInterval: 9 * time.Second}, 0, time.Second, 4500 * time.Millisecond},
+		{KeeperConfig{TTL: 10 * time.Second, RenewInterval: time.Millisecond}, 0, time.Second, 50 * time.Millisecond},
 	}
-	if cfg.TTL != 30*time.Second || cfg.Margin != 3*time.Second || cfg.RenewInterval != 10*time.Second {
-		t.Fatalf("defaults: %+v", cfg)
+	for _, tc := range cases {
+		cfg, err := tc.in.normalize()
+		if err != nil {
+			t.Fatalf("%+v: %v", tc.in, err)
+		}
+		cfg = cfg.withInterval(tc.heartbeat)
+		if cfg.Margin != tc.margin || cfg.RenewInterval != tc.interval {
+			t.Errorf("%+v: margin %s interval %s, want %s %s", tc.in, cfg.Margin, cfg.RenewInterval, tc.margin, tc.interval)
+		}
 	}
 	bad := []KeeperConfig{
 		{TTL: 900 * time.Millisecond},
+		{TTL: 1500 * time.Millisecond},
 		{TTL: 10 * time.Second, Margin: 10 * time.Second},
 		{TTL: 10 * time.Second, Margin: -time.Second},
-		{TTL: 10 * time.Second, Margin: time.Second, RenewInterval: 9 * time.Second},
 		{TTL: 10 * time.Second, RenewInterval: -time.Second},
 	}
 	for _, c := range bad {
@@ -318,4 +334,19 @@ func TestKeeperConfigDefaultsAndChecks(t *testing.T) {
 			t.Errorf("%+v: no error", c)
 		}
 	}
+}
+
+func TestKeeperRenewsAtTheLeasesHeartbeat(t *testing.T) {
+	clk := newFakeClock()
+	api := newFakeAPI(3)
+	api.heartbeat = 2
+	k, err := keep(t.Context(), api, clk, KeeperConfig{Namespace: "a", Name: "b", Holder: "a", TTL: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = k.Stop(context.Background()) }()
+	clk.Advance(1999 * time.Millisecond)
+	api.noRenew(t)
+	clk.Advance(time.Millisecond)
+	api.nextRenew(t).reply <- granted(3)
 }
