@@ -1,0 +1,333 @@
+//! Acquire, renew and release as conditional writes of BerthLease status.
+//!
+//! Each request reads the lease (from the cache first), asks
+//! [`berth_api::rules::decide`] what to do, and writes the status it returns
+//! with `replace_status` carrying the read `resourceVersion`, under field
+//! manager `berth-apiserver`. A 409 means someone wrote in between: reread
+//! with a direct GET, decide again, with bounded retries and jitter.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use berth_api::rules::{self, Outcome, Refusal};
+use berth_api::{BerthLease, BerthLeaseSpec, BerthLeaseStatus, Semantics};
+use chrono::Utc;
+use kube::api::{Api, PostParams};
+use kube::{Client, ResourceExt};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::auth::Tenant;
+use crate::cache::LeaseCache;
+use crate::metrics::Metrics;
+
+/// The one field manager of this binary.
+pub const FIELD_MANAGER: &str = "berth-apiserver";
+/// Set on leases created through the REST API: the tenant that owns them.
+/// Other tenants never see or touch such a lease.
+pub const TENANT_LABEL: &str = "berth.skaphos.io/tenant";
+/// Tries of one request before it answers "contended".
+const MAX_ATTEMPTS: u32 = 8;
+
+/// Why a lease operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The lease carries another tenant's label.
+    #[error("lease belongs to another tenant")]
+    ForeignLease,
+    /// Every attempt met a conflicting write.
+    #[error("gave up after {MAX_ATTEMPTS} conflicting writes")]
+    Contended,
+    #[error("kube-apiserver {verb} failed: {source}")]
+    Kube {
+        verb: &'static str,
+        #[source]
+        source: kube::Error,
+    },
+    /// `decide` answered something that does not fit the request.
+    #[error("unexpected lease outcome {0:?}")]
+    UnexpectedOutcome(Box<Outcome>),
+}
+
+impl Error {
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Error::ForeignLease => "foreign_lease",
+            Error::Contended => "contended",
+            Error::Kube { .. } => "kube",
+            Error::UnexpectedOutcome(_) => "unexpected_outcome",
+        }
+    }
+}
+
+/// What an acquire that creates the lease puts in its spec.
+#[derive(Clone, Debug)]
+pub struct CreateSpec {
+    pub ttl_seconds: i32,
+    pub semantics: Option<Semantics>,
+    pub max_holders: Option<i32>,
+}
+
+/// One acquire, renew or release against one lease.
+pub struct Write<'a> {
+    pub namespace: &'a str,
+    pub name: &'a str,
+    pub tenant: &'a Tenant,
+    pub request: rules::Request<'a>,
+    /// `Some` for acquire: the lease is created when absent.
+    pub create: Option<CreateSpec>,
+}
+
+/// Whether `tenant` may see `lease`: it carries no tenant label, or theirs.
+pub fn visible_to(lease: &BerthLease, tenant: &Tenant) -> bool {
+    lease.labels().get(TENANT_LABEL).is_none_or(|owner| *owner == tenant.name)
+}
+
+/// The fixed label of an outcome, for logs and metrics.
+pub fn outcome_label(outcome: &Outcome) -> &'static str {
+    match outcome {
+        Outcome::Granted(_) => "granted",
+        Outcome::Renewed(_) => "renewed",
+        Outcome::NotAcquired { refusal, .. } => match refusal {
+            Refusal::HeldByOther => "held_by_other",
+            Refusal::Full => "full",
+            Refusal::LockDelay => "lock_delay",
+            Refusal::Lost => "lost",
+            Refusal::TokensExhausted => "tokens_exhausted",
+        },
+        Outcome::Released => "released",
+        Outcome::AlreadyReleased => "already_released",
+        Outcome::ReleaseConflict => "release_conflict",
+        Outcome::Expired(_) => "expired",
+        Outcome::NothingExpired => "nothing_expired",
+    }
+}
+
+pub struct Leases {
+    client: Client,
+    cache: Arc<LeaseCache>,
+    metrics: Arc<Metrics>,
+}
+
+impl Leases {
+    pub fn new(client: Client, cache: Arc<LeaseCache>, metrics: Arc<Metrics>) -> Self {
+        Self { client, cache, metrics }
+    }
+
+    /// Applies one request with conditional writes.
+    ///
+    /// # Guarantees
+    /// - Every grant, renew or release is one `replace_status` guarded by the
+    ///   resourceVersion that `decide` saw; nothing is granted on a stale read.
+    /// - An answer that writes nothing but would tell the caller it lost its
+    ///   lease (renew refused, release of an absent entry or a conflict) is
+    ///   confirmed against a direct GET when it came from the cache.
+    ///
+    /// # Errors
+    /// [`Error::ForeignLease`] for another tenant's lease, [`Error::Contended`]
+    /// after [`MAX_ATTEMPTS`] conflicts, and kube-apiserver failures.
+    pub async fn write(&self, w: &Write<'_>) -> Result<Outcome, Error> {
+        let api: Api<BerthLease> = Api::namespaced(self.client.clone(), w.namespace);
+        let mut current = self.cache.get(w.namespace, w.name);
+        let mut fresh = false;
+        let mut conflicts = 0;
+        // The generation this call created, if it did.
+        let mut created = None;
+        loop {
+            let lease = match (current.take(), &w.create) {
+                (Some(lease), _) => lease,
+                (None, Some(spec)) => match self.create(&api, w, spec).await? {
+                    Some(lease) => {
+                        created = lease.metadata.generation;
+                        Arc::new(lease)
+                    }
+                    None => {
+                        self.back_off(&mut conflicts).await?;
+                        current = self.read(&api, w.name).await?;
+                        fresh = true;
+                        continue;
+                    }
+                },
+                (None, None) if !fresh => {
+                    current = self.read(&api, w.name).await?;
+                    fresh = true;
+                    continue;
+                }
+                (None, None) => return Ok(absent(&w.request)),
+            };
+            if !visible_to(&lease, w.tenant) {
+                return Err(Error::ForeignLease);
+            }
+            let status = lease.status.clone().unwrap_or_default();
+            let decision = rules::decide(&lease.spec, &status, &w.request, Utc::now());
+            let Some(mut status) = decision.status else {
+                if !fresh && needs_confirmation(&decision.outcome) {
+                    current = self.read(&api, w.name).await?;
+                    fresh = true;
+                    continue;
+                }
+                return Ok(decision.outcome);
+            };
+            if created.is_some() && status.observed_generation.is_none() {
+                // This grant is the declared holder's acquire for the generation
+                // just created: record it, so the operator does not repeat it
+                // after the holder has perhaps already released.
+                status.observed_generation = created;
+            }
+            if self.replace_status(&api, &lease, status).await? {
+                return Ok(decision.outcome);
+            }
+            self.back_off(&mut conflicts).await?;
+            current = self.read(&api, w.name).await?;
+            fresh = true;
+        }
+    }
+
+    /// Acquire that blocks until granted, `wait` has passed, or shutdown.
+    /// It wakes on cache events and at the next local expiry or lock-delay
+    /// end; it never polls kube-apiserver.
+    ///
+    /// # Errors
+    /// As [`Leases::write`].
+    pub async fn acquire_waiting(
+        &self,
+        w: &Write<'_>,
+        wait: Duration,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> Result<Outcome, Error> {
+        let deadline = Instant::now() + wait;
+        let mut changes = self.cache.subscribe();
+        loop {
+            changes.borrow_and_update();
+            let outcome = self.write(w).await?;
+            let refused = matches!(outcome, Outcome::NotAcquired { .. });
+            if !refused || Instant::now() >= deadline {
+                return Ok(outcome);
+            }
+            let wake = self.next_change(w.namespace, w.name).map_or(deadline, |t| t.min(deadline));
+            tokio::select! {
+                changed = changes.changed() => if changed.is_err() { return Ok(outcome) },
+                _ = tokio::time::sleep_until(wake) => {}
+                _ = shutdown.wait_for(|stop| *stop) => return Ok(outcome),
+            }
+        }
+    }
+
+    /// When the cached lease may next become acquirable without any write:
+    /// the earliest future `expiresAt`, or the end of a running lock-delay.
+    fn next_change(&self, namespace: &str, name: &str) -> Option<Instant> {
+        let lease = self.cache.get(namespace, name)?;
+        let status = lease.status.as_ref()?;
+        let now = Utc::now();
+        let lock_delay_end =
+            status.expired_at.map(|t| t + chrono::Duration::seconds(lease.spec.lock_delay_seconds.into()));
+        let at = status.holders.iter().map(|h| h.expires_at).chain(lock_delay_end).filter(|t| *t > now).min()?;
+        // `decide` treats an entry as live while now < expiresAt: wake just after.
+        Some(Instant::now() + (at - now).to_std().unwrap_or_default() + Duration::from_millis(1))
+    }
+
+    async fn read(&self, api: &Api<BerthLease>, name: &str) -> Result<Option<Arc<BerthLease>>, Error> {
+        let lease = api.get_opt(name).await.map_err(|source| Error::Kube { verb: "get", source })?;
+        Ok(lease.map(Arc::new))
+    }
+
+    /// Creates the lease; `None` when it already exists (a conflict).
+    async fn create(
+        &self,
+        api: &Api<BerthLease>,
+        w: &Write<'_>,
+        spec: &CreateSpec,
+    ) -> Result<Option<BerthLease>, Error> {
+        let holder = match w.request {
+            rules::Request::Acquire { holder, .. } => Some(holder.to_owned()),
+            _ => None,
+        };
+        // The CRD wants 1 <= heartbeatIntervalSeconds < ttlSeconds; the
+        // default (10) is a third of the default TTL, so keep that ratio.
+        let heartbeat = (spec.ttl_seconds / 3).clamp(1, berth_api::crd::default_heartbeat_interval_seconds());
+        let mut lease = BerthLease::new(
+            w.name,
+            BerthLeaseSpec {
+                holder_identity: holder,
+                ttl_seconds: spec.ttl_seconds.max(heartbeat + 1),
+                heartbeat_interval_seconds: heartbeat,
+                semantics: spec.semantics.unwrap_or_default(),
+                max_holders: spec.max_holders,
+                ..BerthLeaseSpec::default()
+            },
+        );
+        lease.metadata.labels = Some(BTreeMap::from([(TENANT_LABEL.to_owned(), w.tenant.name.clone())]));
+        match api.create(&post_params(), &lease).await {
+            Ok(created) => {
+                self.metrics.write("create", "ok");
+                Ok(Some(created))
+            }
+            Err(kube::Error::Api(status)) if status.code == 409 => {
+                self.metrics.write("create", "conflict");
+                Ok(None)
+            }
+            Err(source) => {
+                self.metrics.write("create", "error");
+                Err(Error::Kube { verb: "create", source })
+            }
+        }
+    }
+
+    /// Writes `status` guarded by the lease's resourceVersion; `false` on 409.
+    async fn replace_status(
+        &self,
+        api: &Api<BerthLease>,
+        lease: &BerthLease,
+        status: BerthLeaseStatus,
+    ) -> Result<bool, Error> {
+        let mut object = lease.clone();
+        object.metadata.managed_fields = None;
+        object.status = Some(status);
+        match api.replace_status(&lease.name_any(), &post_params(), &object).await {
+            Ok(_) => {
+                self.metrics.write("replace_status", "ok");
+                Ok(true)
+            }
+            Err(kube::Error::Api(status)) if status.code == 409 => {
+                self.metrics.write("replace_status", "conflict");
+                Ok(false)
+            }
+            Err(source) => {
+                self.metrics.write("replace_status", "error");
+                Err(Error::Kube { verb: "replace_status", source })
+            }
+        }
+    }
+
+    /// Sleeps a random, growing while after a conflict, or gives up.
+    async fn back_off(&self, conflicts: &mut u32) -> Result<(), Error> {
+        *conflicts += 1;
+        if *conflicts >= MAX_ATTEMPTS {
+            return Err(Error::Contended);
+        }
+        let ceiling_ms = (5u64 << *conflicts).min(200);
+        tokio::time::sleep(Duration::from_millis(fastrand::u64(0..=ceiling_ms))).await;
+        Ok(())
+    }
+}
+
+fn post_params() -> PostParams {
+    PostParams { dry_run: false, field_manager: Some(FIELD_MANAGER.to_owned()) }
+}
+
+/// Answers that a stale cache could get wrong to the caller's harm.
+fn needs_confirmation(outcome: &Outcome) -> bool {
+    matches!(
+        outcome,
+        Outcome::NotAcquired { refusal: Refusal::Lost, .. } | Outcome::AlreadyReleased | Outcome::ReleaseConflict
+    )
+}
+
+/// The answer for a lease that does not exist (renew and release only).
+fn absent(request: &rules::Request) -> Outcome {
+    match request {
+        rules::Request::Release { .. } => Outcome::AlreadyReleased,
+        _ => Outcome::NotAcquired { refusal: Refusal::Lost, current: None },
+    }
+}

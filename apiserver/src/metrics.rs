@@ -1,0 +1,86 @@
+//! Prometheus metrics, served as text on the metrics port.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// The route template (`/v1alpha1/namespaces/{namespace}/leases/{name}/acquire`), or `unmatched`.
+    pub route: String,
+    pub method: String,
+    pub status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub operation: &'static str,
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WriteLabels {
+    /// `create` or `replace_status`.
+    pub verb: &'static str,
+    /// `ok`, `conflict` or `error`.
+    pub result: &'static str,
+}
+
+/// Every metric of the apiserver. Cheap to share behind an `Arc`.
+pub struct Metrics {
+    registry: Registry,
+    /// Request duration; its `_count` series is the request count.
+    pub requests: Family<RequestLabels, Histogram, fn() -> Histogram>,
+    pub lease_outcomes: Family<OutcomeLabels, Counter>,
+    /// Writes against kube-apiserver, by verb and result (`conflict` counts 409s).
+    pub kube_writes: Family<WriteLabels, Counter>,
+    pub cached_leases: Gauge,
+}
+
+fn request_histogram() -> Histogram {
+    // 1 ms … ~33 s: a waiting acquire may block for minutes, the rest are fast.
+    Histogram::new(exponential_buckets(0.001, 2.0, 16))
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("berth_apiserver");
+        let requests = Family::<RequestLabels, Histogram, fn() -> Histogram>::new_with_constructor(request_histogram);
+        let lease_outcomes = Family::<OutcomeLabels, Counter>::default();
+        let kube_writes = Family::<WriteLabels, Counter>::default();
+        let cached_leases = Gauge::default();
+        registry.register(
+            "http_request_duration_seconds",
+            "HTTP request duration by route, method and status",
+            requests.clone(),
+        );
+        registry.register("lease_outcomes", "Answers to acquire, renew and release", lease_outcomes.clone());
+        registry.register(
+            "kube_writes",
+            "Writes to kube-apiserver by verb and result (conflict = HTTP 409)",
+            kube_writes.clone(),
+        );
+        registry.register("cached_leases", "BerthLeases in the informer cache", cached_leases.clone());
+        Self { registry, requests, lease_outcomes, kube_writes, cached_leases }
+    }
+}
+
+impl Metrics {
+    pub fn outcome(&self, operation: &'static str, outcome: &'static str) {
+        self.lease_outcomes.get_or_create(&OutcomeLabels { operation, outcome }).inc();
+    }
+
+    pub fn write(&self, verb: &'static str, result: &'static str) {
+        self.kube_writes.get_or_create(&WriteLabels { verb, result }).inc();
+    }
+
+    /// The OpenMetrics text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry).expect("writing to a String");
+        out
+    }
+}

@@ -1,0 +1,140 @@
+//! The OpenAPI 3 document served at `GET /openapi.json`, written by hand from
+//! API.md. A test checks that every route of the router appears in it.
+
+use serde_json::{Value, json};
+
+fn error_response(description: &str) -> Value {
+    json!({"description": description, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}})
+}
+
+fn json_body(schema: &str) -> Value {
+    json!({"required": true, "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}}})
+}
+
+fn json_ok(schema: &str, description: &str) -> Value {
+    json!({"description": description, "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}}})
+}
+
+/// The errors every authenticated lease route can answer.
+fn common_errors() -> Value {
+    json!({
+        "400": error_response("Bad body, field or name; the message names what is wrong"),
+        "401": error_response("`missing or malformed Authorization header` or `unauthorized`"),
+        "403": error_response("`not authorized for this namespace`, `holder not authorized for this identity`, or another tenant's lease"),
+        "413": error_response("`request body must be at most 4096 bytes`"),
+        "500": {"description": "`{\"error\":\"internal error\",\"requestId\":…}`", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
+        "503": error_response("Too many concurrent writes to this lease; retry"),
+    })
+}
+
+fn params(with_name: bool) -> Value {
+    let mut list = vec![json!({"name": "namespace", "in": "path", "required": true,
+        "description": "An RFC 1123 label", "schema": {"type": "string", "maxLength": 63}})];
+    if with_name {
+        list.push(json!({"name": "name", "in": "path", "required": true,
+            "description": "A DNS subdomain", "schema": {"type": "string", "maxLength": 253}}));
+    }
+    Value::Array(list)
+}
+
+fn write_op(summary: &str, request: &str, responses: Value) -> Value {
+    let mut all = common_errors();
+    for (code, response) in responses.as_object().expect("responses object") {
+        all[code] = response.clone();
+    }
+    json!({"summary": summary, "parameters": params(true), "requestBody": json_body(request), "responses": all})
+}
+
+/// The whole document.
+pub fn document() -> Value {
+    let time = json!({"type": "string", "format": "date-time", "description": "RFC 3339, UTC, nine fraction digits"});
+    let acquire_ok = json!({"200": json_ok("AcquireResponse", "Answered, also when not acquired")});
+    json!({
+        "openapi": "3.0.3",
+        "info": {"title": "Berth lease API", "version": "v1alpha1",
+                 "description": "TTL leases stored as BerthLease objects. HTTPS only; JSON in camelCase."},
+        "security": [{"bearer": []}],
+        "paths": {
+            "/v1alpha1/namespaces/{namespace}/leases/{name}/acquire": {"post": write_op(
+                "Acquire (or renew, when the holder is already live); creates the lease when absent",
+                "AcquireRequest", acquire_ok.clone())},
+            "/v1alpha1/namespaces/{namespace}/leases/{name}/renew": {"post": write_op(
+                "Renew a live tenure; acquired:false means the lease is lost", "RenewRequest", acquire_ok)},
+            "/v1alpha1/namespaces/{namespace}/leases/{name}/release": {"post": write_op(
+                "Release; idempotent", "ReleaseRequest", json!({
+                    "204": {"description": "Released, or already released or expired"},
+                    "409": error_response("`lease held by another identity or token`"),
+                }))},
+            "/v1alpha1/namespaces/{namespace}/leases/{name}": {"get": {
+                "summary": "One lease", "parameters": params(true),
+                "responses": {"200": json_ok("Lease", "The lease"), "404": error_response("`lease not found`"),
+                              "401": error_response("Unauthenticated"), "403": error_response("Not authorized")}}},
+            "/v1alpha1/namespaces/{namespace}/leases/{name}/watch": {"get": {
+                "summary": "Server-Sent Events: `event: lease` with the Lease view per change, starting with the current state; a `:` comment every 15 s",
+                "parameters": params(true),
+                "responses": {"200": {"description": "An event stream", "content": {"text/event-stream": {"schema": {"type": "string"}}}},
+                              "404": error_response("`lease not found`"),
+                              "401": error_response("Unauthenticated"), "403": error_response("Not authorized")}}},
+            "/v1alpha1/namespaces/{namespace}/leases": {"get": {
+                "summary": "Leases in one namespace, sorted by name", "parameters": params(false),
+                "responses": {"200": json_ok("LeaseList", "The leases"),
+                              "401": error_response("Unauthenticated"), "403": error_response("Not authorized")}}},
+            "/v1alpha1/leases": {"get": {
+                "summary": "Leases in every namespace the tenant may use",
+                "responses": {"200": json_ok("LeaseList", "The leases"), "401": error_response("Unauthenticated")}}},
+            "/healthz": {"get": {"summary": "Liveness", "security": [],
+                "responses": {"200": {"description": "`ok\\n`", "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
+            "/readyz": {"get": {"summary": "Readiness: the informer cache has synced and kube-apiserver is reachable", "security": [],
+                "responses": {"200": {"description": "`ok\\n`", "content": {"text/plain": {"schema": {"type": "string"}}}},
+                              "503": {"description": "`not ready\\n`", "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
+            "/openapi.json": {"get": {"summary": "This document", "security": [],
+                "responses": {"200": {"description": "OpenAPI 3", "content": {"application/json": {"schema": {"type": "object"}}}}}}},
+        },
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": {
+                "Error": {"type": "object", "required": ["error"], "properties": {
+                    "error": {"type": "string"}, "requestId": {"type": "string", "description": "Only on a 500"}}},
+                "AcquireRequest": {"type": "object", "additionalProperties": false, "required": ["holder", "ttlSeconds"], "properties": {
+                    "holder": {"type": "string", "maxLength": 253, "description": "`<tenant>` or `<tenant>/…`"},
+                    "ttlSeconds": {"type": "integer", "format": "int32", "minimum": 1, "maximum": 86400},
+                    "waitSeconds": {"type": "integer", "format": "int32", "minimum": 1, "maximum": 300,
+                                    "description": "Block until granted or this many seconds pass"},
+                    "semantics": {"type": "string", "enum": ["at-most-once", "at-least-once"],
+                                  "description": "Used only when the acquire creates the lease"},
+                    "maxHolders": {"type": "integer", "format": "int32", "minimum": 1,
+                                   "description": "at-least-once only; used only when the acquire creates the lease"}}},
+                "RenewRequest": {"type": "object", "additionalProperties": false, "required": ["holder", "fencingToken", "ttlSeconds"], "properties": {
+                    "holder": {"type": "string", "maxLength": 253},
+                    "fencingToken": {"type": "integer", "format": "int32", "description": "Non-zero"},
+                    "ttlSeconds": {"type": "integer", "format": "int32", "minimum": 1, "maximum": 86400}}},
+                "ReleaseRequest": {"type": "object", "additionalProperties": false, "required": ["holder", "fencingToken"], "properties": {
+                    "holder": {"type": "string", "maxLength": 253},
+                    "fencingToken": {"type": "integer", "format": "int32"}}},
+                "AcquireResponse": {"type": "object", "required": ["acquired", "holder"], "properties": {
+                    "acquired": {"type": "boolean"},
+                    "holder": {"type": "string", "description": "The caller when acquired, else the current holder (empty when none)"},
+                    "fencingToken": {"type": "integer", "format": "int32", "description": "Only when acquired"},
+                    "expiresAt": time.clone(), "acquiredAt": time.clone()}},
+                "Holder": {"type": "object", "required": ["identity", "fencingToken", "acquiredAt", "renewedAt", "expiresAt"], "properties": {
+                    "identity": {"type": "string"}, "fencingToken": {"type": "integer", "format": "int32"},
+                    "acquiredAt": time.clone(), "renewedAt": time.clone(), "expiresAt": time.clone()}},
+                "Lease": {"type": "object", "required": ["namespace", "name", "semantics", "state", "holders", "fencingToken", "transitions", "ttlSeconds", "heartbeatIntervalSeconds"], "properties": {
+                    "namespace": {"type": "string"}, "name": {"type": "string"},
+                    "semantics": {"type": "string", "enum": ["at-most-once", "at-least-once"]},
+                    "state": {"type": "string", "enum": ["available", "held", "released", "expired"]},
+                    "holders": {"type": "array", "items": {"$ref": "#/components/schemas/Holder"}},
+                    "fencingToken": {"type": "integer", "format": "int32"},
+                    "transitions": {"type": "integer", "format": "int64"},
+                    "ttlSeconds": {"type": "integer", "format": "int32"},
+                    "heartbeatIntervalSeconds": {"type": "integer", "format": "int32"},
+                    "maxHolders": {"type": "integer", "format": "int32"},
+                    "target": {"type": "object", "properties": {
+                        "apiVersion": {"type": "string"}, "kind": {"type": "string"}, "name": {"type": "string"}}},
+                    "updatedAt": time}},
+                "LeaseList": {"type": "object", "required": ["items"], "properties": {
+                    "items": {"type": "array", "items": {"$ref": "#/components/schemas/Lease"}}}},
+            }
+        }
+    })
+}

@@ -1,0 +1,182 @@
+//! Serving: the TLS API listener, the plain metrics and health-probe
+//! listeners, the keys-file watcher, and graceful shutdown on SIGTERM/SIGINT.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum_server::tls_rustls::RustlsConfig;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::sync::watch;
+
+use crate::auth::{KeysFile, KeysFileError};
+use crate::http::{App, metrics_router, probe_router, router};
+use crate::metrics::Metrics;
+
+/// How long requests in flight may take to finish after SIGTERM.
+pub const DRAIN: Duration = Duration::from_secs(10);
+/// How often the keys file is checked for changes (a local `stat`).
+pub const KEYS_RELOAD_INTERVAL: Duration = Duration::from_secs(1);
+
+/// What `main` parsed from the flags.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub listen_addr: SocketAddr,
+    pub tls_cert_file: PathBuf,
+    pub tls_key_file: PathBuf,
+    /// `None`: in-cluster config (or `KUBECONFIG`).
+    pub kubeconfig: Option<PathBuf>,
+    pub metrics_addr: SocketAddr,
+    pub health_addr: SocketAddr,
+    pub api_keys_file: PathBuf,
+    /// Empty: all namespaces.
+    pub namespaces: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("TLS: {0}")]
+    Tls(String),
+    #[error("API keys file: {0}")]
+    Keys(#[from] KeysFileError),
+    #[error("Kubernetes client config: {0}")]
+    KubeConfig(String),
+    #[error("listening on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("serving: {0}")]
+    Serve(#[source] std::io::Error),
+}
+
+impl Error {
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Error::Tls(_) => "tls",
+            Error::Keys(_) => "keys",
+            Error::KubeConfig(_) => "kubeconfig",
+            Error::Listen { .. } => "listen",
+            Error::Serve(_) => "serve",
+        }
+    }
+}
+
+/// A `:port` address (Go style) means every IPv4 interface.
+pub fn parse_addr(s: &str) -> Result<SocketAddr, std::net::AddrParseError> {
+    match s.strip_prefix(':') {
+        Some(port) => format!("0.0.0.0:{port}").parse(),
+        None => s.parse(),
+    }
+}
+
+/// rustls with the ring provider, TLS 1.2 and 1.3, HTTP/1.1.
+///
+/// # Errors
+/// When the PEM files cannot be read or do not form a certificate and key.
+pub fn tls_config(cert: &PathBuf, key: &PathBuf) -> Result<rustls::ServerConfig, Error> {
+    let certs = CertificateDer::pem_file_iter(cert)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| Error::Tls(format!("{}: {e}", cert.display())))?;
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| Error::Tls(format!("{}: {e}", key.display())))?;
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| Error::Tls(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| Error::Tls(e.to_string()))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+async fn kube_client(kubeconfig: Option<&PathBuf>) -> Result<kube::Client, Error> {
+    let config = match kubeconfig {
+        Some(path) => {
+            let file = Kubeconfig::read_from(path).map_err(|e| Error::KubeConfig(e.to_string()))?;
+            kube::Config::from_custom_kubeconfig(file, &KubeConfigOptions::default())
+                .await
+                .map_err(|e| Error::KubeConfig(e.to_string()))?
+        }
+        None => kube::Config::infer().await.map_err(|e| Error::KubeConfig(e.to_string()))?,
+    };
+    kube::Client::try_from(config).map_err(|e| Error::KubeConfig(e.to_string()))
+}
+
+async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, Error> {
+    tokio::net::TcpListener::bind(addr).await.map_err(|source| Error::Listen { addr, source })
+}
+
+/// Resolves on the first SIGTERM or SIGINT.
+async fn signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler installs");
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+    }
+}
+
+/// Runs until SIGTERM or SIGINT, then drains for at most [`DRAIN`].
+///
+/// # Errors
+/// When a file or the kube config is bad, or a port cannot be bound.
+pub async fn run(config: Config) -> Result<(), Error> {
+    let tls = tls_config(&config.tls_cert_file, &config.tls_key_file)?;
+    let keys = Arc::new(KeysFile::load(&config.api_keys_file)?);
+    tracing::info!(keys = keys.current().len(), path = %config.api_keys_file.display(), "loaded the API keys file");
+    let client = kube_client(config.kubeconfig.as_ref()).await?;
+    let metrics_listener = bind(config.metrics_addr).await?;
+    let health_listener = bind(config.health_addr).await?;
+    let api_listener = std::net::TcpListener::bind(config.listen_addr)
+        .and_then(|l| l.set_nonblocking(true).map(|()| l))
+        .map_err(|source| Error::Listen { addr: config.listen_addr, source })?;
+
+    let (shutdown_tx, shutdown) = watch::channel(false);
+    let metrics = Arc::new(Metrics::default());
+    let app = App::start(client, &config.namespaces, keys.clone(), keys.clone(), metrics.clone(), shutdown.clone());
+    tokio::spawn(keys.watch(KEYS_RELOAD_INTERVAL, shutdown.clone()));
+
+    // The probe and metrics listeners outlive the drain, so /readyz answers 503 during it.
+    let (stopped_tx, stopped) = watch::channel(false);
+    let plain = |listener, router: axum::Router| {
+        let mut stopped = stopped.clone();
+        tokio::spawn(async move {
+            let done = async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            };
+            axum::serve(listener, router).with_graceful_shutdown(done).await
+        })
+    };
+    let metrics_server = plain(metrics_listener, metrics_router(metrics));
+    let health_server = plain(health_listener, probe_router(app.clone()));
+
+    let handle = axum_server::Handle::new();
+    tokio::spawn({
+        let handle = handle.clone();
+        async move {
+            signal().await;
+            tracing::info!(drain_seconds = DRAIN.as_secs(), "shutting down: no new connections, draining requests");
+            let _ = shutdown_tx.send(true);
+            handle.graceful_shutdown(Some(DRAIN));
+        }
+    });
+    tracing::info!(
+        listen = %config.listen_addr, metrics = %config.metrics_addr, health = %config.health_addr,
+        namespaces = ?config.namespaces, "serving the lease API over TLS"
+    );
+    let served = axum_server::from_tcp_rustls(api_listener, RustlsConfig::from_config(Arc::new(tls)))
+        .map_err(Error::Serve)?
+        .handle(handle)
+        .serve(router(app).into_make_service())
+        .await;
+    let _ = stopped_tx.send(true);
+    for server in [metrics_server, health_server] {
+        let _ = tokio::time::timeout(Duration::from_secs(1), server).await;
+    }
+    tracing::info!("stopped");
+    served.map_err(Error::Serve)
+}

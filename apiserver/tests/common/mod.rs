@@ -1,0 +1,163 @@
+//! Shared test support: the router in process on a real control plane, and an
+//! HTTPS client for the `apiserver` binary started by `berth_testenv::apiserver`.
+#![allow(dead_code)] // each test binary uses a different part of this module
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use berth_apiserver::auth::KeySet;
+use berth_apiserver::metrics::Metrics;
+use berth_apiserver::{App, router};
+use berth_testenv::TestNamespace;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use tokio::sync::watch;
+use tower::ServiceExt;
+
+/// Keys used by the in-process harness.
+pub const KEY_EAST: &str = "key-east";
+pub const KEY_WEST: &str = "key-west";
+/// A tenant allowed in every namespace (a two-field line).
+pub const KEY_ANY: &str = "key-any";
+
+pub fn sha256_hex(key: &str) -> String {
+    Sha256::digest(key.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// An answer, with the body parsed as JSON when it is JSON.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: axum::http::HeaderMap,
+    pub text: String,
+    pub json: Value,
+}
+
+impl Reply {
+    /// The `error` message of a JSON error body.
+    pub fn error(&self) -> &str {
+        self.json["error"].as_str().unwrap_or_else(|| panic!("no error message in {self:?}"))
+    }
+}
+
+/// The router of one apiserver, in this process, watching one fresh namespace.
+/// Tenants: `east` and `west` limited to that namespace, `any` unlimited.
+pub struct Harness {
+    pub ns: TestNamespace,
+    pub app: Arc<App>,
+    router: axum::Router,
+    _shutdown: watch::Sender<bool>,
+}
+
+impl Harness {
+    pub async fn new(prefix: &str) -> Self {
+        let ns = TestNamespace::new(prefix).await;
+        let keys = format!(
+            "east:{}:{ns}\nwest:{}:{ns}\nany:{}\n",
+            sha256_hex(KEY_EAST),
+            sha256_hex(KEY_WEST),
+            sha256_hex(KEY_ANY),
+            ns = ns.name
+        );
+        let keys = Arc::new(KeySet::parse(&keys).expect("test keys parse"));
+        let (shutdown_tx, shutdown) = watch::channel(false);
+        let app = App::start(
+            ns.client.clone(),
+            std::slice::from_ref(&ns.name),
+            keys.clone(),
+            keys,
+            Arc::new(Metrics::default()),
+            shutdown,
+        );
+        for _ in 0..300 {
+            if app.cache.is_ready() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(app.cache.is_ready(), "the cache did not sync within 30 s");
+        let router = router(app.clone());
+        Self { ns, app, router, _shutdown: shutdown_tx }
+    }
+
+    /// `/v1alpha1/namespaces/<ns>/leases/<name><suffix>`
+    pub fn lease_path(&self, name: &str, suffix: &str) -> String {
+        format!("/v1alpha1/namespaces/{}/leases/{name}{suffix}", self.ns.name)
+    }
+
+    /// Sends one request through the router.
+    pub async fn send(&self, request: Request<Body>) -> Reply {
+        let response = self.router.clone().oneshot(request).await.expect("the router is infallible");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.expect("body reads");
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Reply { status, headers, text, json }
+    }
+
+    /// `method path` with a bearer key (when given) and a raw body.
+    pub async fn call(&self, method: &str, path: &str, key: Option<&str>, body: &str) -> Reply {
+        let mut request = Request::builder().method(method).uri(path);
+        if let Some(key) = key {
+            request = request.header("authorization", format!("Bearer {key}"));
+        }
+        self.send(request.body(Body::from(body.to_owned())).expect("request builds")).await
+    }
+
+    pub async fn post(&self, name: &str, verb: &str, key: &str, body: Value) -> Reply {
+        self.call("POST", &self.lease_path(name, &format!("/{verb}")), Some(key), &body.to_string()).await
+    }
+
+    pub async fn get(&self, path: &str, key: &str) -> Reply {
+        self.call("GET", path, Some(key), "").await
+    }
+
+    /// Waits until the cache holds `name`.
+    pub async fn wait_cached(&self, name: &str) {
+        for _ in 0..100 {
+            if self.app.cache.get(&self.ns.name, name).is_some() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("{name} never reached the cache");
+    }
+}
+
+/// An HTTPS client that trusts only the CA of one test apiserver.
+pub fn https_client(ca_file: &std::path::Path) -> reqwest::Client {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca_file).expect("CA file reads") {
+        roots.add(cert.expect("CA PEM parses")).expect("CA is a valid root");
+    }
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("HTTPS client builds")
+}
+
+/// POSTs JSON over HTTPS and returns the status and the parsed body.
+pub async fn post_json(client: &reqwest::Client, url: &str, key: &str, body: &Value) -> (u16, Value) {
+    let response = client
+        .post(url)
+        .bearer_auth(key)
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("POST {url}: {e:?}"));
+    let status = response.status().as_u16();
+    let text = response.text().await.expect("body reads");
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
