@@ -1,7 +1,76 @@
-//! Placeholder: the `berth` CLI is not built yet (see README "Status").
+//! `berth`: the command-line tool of Berth. It acquires, renews, releases,
+//! lists and watches leases over Berth's REST API, and runs a command while
+//! holding a lease (`berth lease hold`). Exit codes are a contract, defined in
+//! `exit.rs` and documented in `--help` and docs/cli.md.
 #![forbid(unsafe_code)]
 
-fn main() -> std::process::ExitCode {
-    eprintln!("berth: not implemented yet");
-    std::process::ExitCode::FAILURE
+mod args;
+mod commands;
+mod duration;
+mod exit;
+mod hold;
+mod output;
+
+use std::process::ExitCode;
+
+use clap::{CommandFactory, Parser};
+
+use args::{Cli, Command, LeaseCommand};
+use exit::CliError;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .without_time()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("BERTH_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("berth: starting the async runtime: {e}");
+            return ExitCode::from(exit::ERROR);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => ExitCode::from(code),
+        Err(err) => {
+            eprintln!("{}", err.line());
+            ExitCode::from(err.exit_code())
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<u8, CliError> {
+    let global = &cli.global;
+    match &cli.command {
+        Command::Ping => commands::ping(global).await?,
+        Command::Version => commands::version(global)?,
+        Command::Completion { shell } => {
+            clap_complete::generate(*shell, &mut Cli::command(), "berth", &mut std::io::stdout());
+        }
+        Command::Lease(lease) => match lease {
+            LeaseCommand::List { all_namespaces } => commands::list(global, *all_namespaces).await?,
+            LeaseCommand::Get { name } => commands::get(global, name).await?,
+            LeaseCommand::Acquire { name, holder, grant, semantics, max_holders } => {
+                commands::acquire(global, name, holder, grant, *semantics, *max_holders).await?
+            }
+            LeaseCommand::Renew { name, holder, token, ttl } => {
+                commands::renew(global, name, holder, *token, *ttl).await?
+            }
+            LeaseCommand::Release { name, holder, token, tenant } => {
+                commands::release(global, name, holder.as_deref(), *token, tenant.as_deref()).await?
+            }
+            LeaseCommand::Watch { name } => commands::watch(global, name).await?,
+            LeaseCommand::Hold { name, holder, grant, grace, margin, command } => {
+                let args = hold::HoldArgs { name, holder, grant, grace: *grace, margin: *margin, command };
+                return hold::hold(global, args).await;
+            }
+        },
+    }
+    Ok(exit::OK)
 }

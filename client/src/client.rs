@@ -328,11 +328,7 @@ impl Client {
     }
 
     fn describe(&self, path: &str) -> String {
-        let host = self.base.host_str().unwrap_or_default();
-        match self.base.port() {
-            Some(port) => format!("{host}:{port}: /{path}"),
-            None => format!("{host}: /{path}"),
-        }
+        format!("{}{path}", self.base)
     }
 }
 
