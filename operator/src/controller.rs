@@ -1,0 +1,379 @@
+//! The BerthLease controller: [`reconcile`] in the order of DESIGN.md §5, its
+//! error policy, and the watches that drive it.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use berth_api::crd::{AppliedAction, TargetRef};
+use berth_api::rules::{Outcome, is_held};
+use berth_api::{BerthLease, BerthLeaseStatus};
+use chrono::Utc;
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, StatefulSet};
+use k8s_openapi::api::batch::v1::{CronJob, Job};
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::core::NamespaceResourceScope;
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::{Controller, watcher};
+use kube::{Client, Resource, ResourceExt};
+use serde_json::json;
+
+use crate::FIELD_MANAGER;
+use crate::error::{Error, Result};
+use crate::http::Health;
+use crate::metrics::Metrics;
+use crate::plan::{self, FINALIZER, FinalizerStep, Note, Setting, TargetKind, TargetOutcome, TargetPlan};
+use crate::target::{self, Failure};
+
+/// What every reconcile shares.
+pub struct Context {
+    pub client: Client,
+    pub recorder: Recorder,
+    pub metrics: Arc<Metrics>,
+}
+
+/// Brings one BerthLease and its target in line with its spec and status.
+///
+/// # Guarantees
+/// - Idempotent: a second run on an unchanged lease writes nothing.
+/// - Order (DESIGN.md §5): finalizer, expiry, declared holder, target action,
+///   status and conditions.
+/// - Every status write is a `replace` guarded by `resourceVersion` under
+///   field manager `berth-operator`; rule changes are computed by
+///   [`berth_api::rules::decide`] only.
+/// - Wakes at the earliest `expiresAt` (or after [`plan::RESYNC`]).
+///
+/// # Errors
+/// Conflicts and kube-apiserver failures, retried by [`error_policy`]. A target
+/// that is missing, forbidden or unsupported is not an error: it is reported
+/// in the `TargetReady` condition and an Event.
+pub async fn reconcile(lease: Arc<BerthLease>, ctx: Arc<Context>) -> Result<Action> {
+    let started = Instant::now();
+    let result = reconcile_lease((*lease).clone(), &ctx).await;
+    ctx.metrics.reconciled(started.elapsed());
+    result
+}
+
+/// Retries a failed reconcile: soon after a conflict, later after anything else.
+pub fn error_policy(lease: Arc<BerthLease>, error: &Error, ctx: Arc<Context>) -> Action {
+    ctx.metrics.failed(error.metric_label());
+    match error {
+        // Expected now and then: the cache lagged behind a write, or a holder wrote first.
+        Error::Conflict { .. } => {
+            tracing::debug!(lease = %key(&lease), %error, "reconcile conflicted");
+            Action::requeue(Duration::from_millis(200))
+        }
+        _ => {
+            tracing::warn!(lease = %key(&lease), %error, "reconcile failed");
+            Action::requeue(Duration::from_secs(5))
+        }
+    }
+}
+
+fn key(lease: &BerthLease) -> String {
+    format!("{}/{}", lease.namespace().unwrap_or_default(), lease.name_any())
+}
+
+async fn reconcile_lease(mut lease: BerthLease, ctx: &Context) -> Result<Action> {
+    let namespace = lease.namespace().ok_or_else(|| Error::MissingNamespace(lease.name_any()))?;
+    let api: Api<BerthLease> = Api::namespaced(ctx.client.clone(), &namespace);
+
+    // 1. Finalizer, only while a target is set.
+    let has_finalizer = lease.finalizers().iter().any(|f| f == FINALIZER);
+    let deleting = lease.metadata.deletion_timestamp.is_some();
+    match FinalizerStep::for_lease(deleting, lease.spec.target.is_some(), has_finalizer) {
+        FinalizerStep::Cleanup => {
+            release_on_delete(&lease, &namespace, ctx).await?;
+            set_finalizer(&api, &lease, false).await?;
+            return Ok(Action::await_change());
+        }
+        FinalizerStep::Gone => return Ok(Action::await_change()),
+        FinalizerStep::Add => lease = set_finalizer(&api, &lease, true).await?,
+        FinalizerStep::Remove => lease = set_finalizer(&api, &lease, false).await?,
+        FinalizerStep::Keep => {}
+    }
+
+    // 2 and 3. Expiry, then the declared holder, with the shared rules.
+    let now = Utc::now();
+    let before = lease.status.clone().unwrap_or_default();
+    let facts = plan::lease_facts(&lease.spec, &before, lease.metadata.generation, now);
+    if facts.status != before {
+        lease = write_status(&api, &lease, facts.status, ctx).await?;
+        let written_at = Utc::now();
+        for holder in &facts.expired {
+            let lag = (written_at - holder.expires_at).to_std().unwrap_or_default();
+            ctx.metrics.expiry_lag(lag);
+            tracing::info!(lease = %key(&lease), holder = %holder.identity, lag_ms = lag.as_millis(), "expired");
+        }
+        if let Some(Outcome::NotAcquired { refusal, current }) = &facts.declared {
+            let holder = lease.spec.holder_identity.clone().unwrap_or_default();
+            let by = current.as_ref().map(|h| format!(", held by {}", h.identity)).unwrap_or_default();
+            let note = format!("could not acquire for declared holder {holder}: {refusal:?}{by}");
+            publish(ctx, &lease, Note::warning("DeclaredHolderRefused", note)).await;
+        }
+        for note in plan::transition_notes(&before, &lease.status.clone().unwrap_or_default()) {
+            publish(ctx, &lease, note).await;
+        }
+    }
+    let status = lease.status.clone().unwrap_or_default();
+
+    // 4. The target: acquireAction while a holder is live, releaseAction otherwise.
+    let outcome = match lease.spec.target.clone() {
+        Some(target) => {
+            let applied = plan::phase(is_held(&status, now));
+            Some(act_on_target(&lease, &namespace, &target, applied, ctx).await?)
+        }
+        None => None,
+    };
+
+    // 5. Status and conditions, written only when they differ.
+    let mut next = status.clone();
+    plan::record_target(&mut next, outcome.as_ref(), lease.metadata.generation, Utc::now());
+    if next != status {
+        lease = write_status(&api, &lease, next.clone(), ctx).await?;
+        for note in plan::transition_notes(&status, &next) {
+            publish(ctx, &lease, note).await;
+        }
+    }
+    Ok(Action::requeue(plan::requeue_after(&next, Utc::now())))
+}
+
+/// Step 4 for one phase: reads the target and writes it only when it differs.
+async fn act_on_target(
+    lease: &BerthLease,
+    namespace: &str,
+    target: &TargetRef,
+    applied: AppliedAction,
+    ctx: &Context,
+) -> Result<TargetOutcome> {
+    let (kind, setting) = match plan::plan_target(target, &lease.spec, applied) {
+        TargetPlan::Apply { kind, setting, .. } => (kind, setting),
+        TargetPlan::NoAction { applied } => return Ok(TargetOutcome::NoAction { applied }),
+        TargetPlan::Unsupported { message } => return Ok(TargetOutcome::Unsupported { message }),
+        TargetPlan::Mismatch { message } => return Ok(TargetOutcome::Mismatch { message }),
+    };
+    let name = &target.name;
+    let shown = format!("{}/{name}", kind.as_str());
+    let failed = |failure: Failure, verb: &str| match failure {
+        Failure::NotFound => {
+            Ok(TargetOutcome::NotFound { message: format!("{shown} does not exist in namespace {namespace}") })
+        }
+        Failure::Forbidden(detail) => {
+            Ok(TargetOutcome::Forbidden { message: format!("the operator may not {verb} {shown}: {detail}") })
+        }
+        Failure::Other(source) => Err(Error::Target { target: format!("{namespace}/{shown}"), source }),
+    };
+    let observed = match target::observe(&ctx.client, namespace, kind, name).await {
+        Ok(observed) => observed,
+        Err(failure) => return failed(failure, "read"),
+    };
+    let done = |written| TargetOutcome::Applied { kind, name: name.clone(), applied, setting, written };
+    if observed.setting == setting {
+        return Ok(done(false));
+    }
+    let resume_warning = match (&observed.cron, observed.setting, setting) {
+        (Some(cron), Setting::Suspend(true), Setting::Suspend(false)) => cron.last.and_then(|last| {
+            plan::long_suspension_warning(&cron.schedule, cron.starting_deadline_seconds, last, Utc::now())
+        }),
+        _ => None,
+    };
+    if let Err(failure) = target::write(&ctx.client, namespace, kind, name, setting).await {
+        return failed(failure, "change");
+    }
+    ctx.metrics.target_action(kind.as_str(), applied_label(applied));
+    tracing::info!(lease = %key(lease), target = %shown, setting = %setting.describe(), "target written");
+    let message = format!("{shown}: {} ({})", setting.describe(), plan::action_field(applied));
+    publish(ctx, lease, Note::normal(setting.event_reason(), message)).await;
+    if let Some(warning) = resume_warning {
+        publish(ctx, lease, Note::warning("CronJobMayNotSchedule", format!("{shown} {warning}"))).await;
+    }
+    Ok(done(true))
+}
+
+fn applied_label(applied: AppliedAction) -> &'static str {
+    match applied {
+        AppliedAction::Acquire => "acquire",
+        AppliedAction::Release => "release",
+    }
+}
+
+/// The finalizer's work: `releaseAction` on the target. A missing target, an
+/// unsupported one or a lease without `releaseAction` lets deletion go on; a
+/// forbidden one holds it (so a workload is not left running unseen) until the
+/// operator is allowed or the finalizer is removed by hand.
+async fn release_on_delete(lease: &BerthLease, namespace: &str, ctx: &Context) -> Result<()> {
+    let Some(target) = lease.spec.target.clone() else { return Ok(()) };
+    match act_on_target(lease, namespace, &target, AppliedAction::Release, ctx).await? {
+        TargetOutcome::Forbidden { message } => {
+            publish(ctx, lease, Note::warning("TargetForbidden", message.clone())).await;
+            Err(Error::CleanupBlocked { lease: key(lease), message })
+        }
+        TargetOutcome::Applied { .. }
+        | TargetOutcome::NoAction { .. }
+        | TargetOutcome::NotFound { .. }
+        | TargetOutcome::Unsupported { .. }
+        | TargetOutcome::Mismatch { .. } => Ok(()),
+    }
+}
+
+/// Adds or removes our finalizer with a merge patch guarded by `resourceVersion`.
+async fn set_finalizer(api: &Api<BerthLease>, lease: &BerthLease, present: bool) -> Result<BerthLease> {
+    let mut finalizers: Vec<String> = lease.finalizers().iter().filter(|f| *f != FINALIZER).cloned().collect();
+    if present {
+        finalizers.push(FINALIZER.to_owned());
+    }
+    let patch = json!({"metadata": {"resourceVersion": lease.resource_version(), "finalizers": finalizers}});
+    let params = PatchParams { field_manager: Some(FIELD_MANAGER.to_owned()), ..Default::default() };
+    match api.patch(&lease.name_any(), &params, &Patch::Merge(&patch)).await {
+        Ok(patched) => Ok(patched),
+        Err(kube::Error::Api(status)) if status.code == 409 => Err(Error::Conflict { lease: key(lease) }),
+        Err(source) => Err(Error::Finalizer { lease: key(lease), source }),
+    }
+}
+
+/// Replaces the status, guarded by the `resourceVersion` the lease was read at.
+async fn write_status(
+    api: &Api<BerthLease>,
+    lease: &BerthLease,
+    status: BerthLeaseStatus,
+    ctx: &Context,
+) -> Result<BerthLease> {
+    let mut object = lease.clone();
+    object.status = Some(status);
+    object.metadata.managed_fields = None;
+    let params = PostParams { field_manager: Some(FIELD_MANAGER.to_owned()), ..Default::default() };
+    match api.replace_status(&lease.name_any(), &params, &object).await {
+        Ok(written) => {
+            ctx.metrics.status_write(false);
+            Ok(written)
+        }
+        Err(kube::Error::Api(status)) if status.code == 409 => {
+            ctx.metrics.status_write(true);
+            Err(Error::Conflict { lease: key(lease) })
+        }
+        Err(source) => Err(Error::StatusWrite { lease: key(lease), source }),
+    }
+}
+
+/// Records an Event on the lease. A failure to record is logged, never fatal.
+async fn publish(ctx: &Context, lease: &BerthLease, note: Note) {
+    let action = match note.reason.as_str() {
+        "Acquired" | "DeclaredHolderRefused" => "Acquire",
+        "Released" => "Release",
+        "Expired" => "Expire",
+        _ => "ApplyTarget",
+    };
+    let event = Event {
+        type_: if note.warning { EventType::Warning } else { EventType::Normal },
+        reason: note.reason.clone(),
+        note: Some(note.message.chars().take(1024).collect()),
+        action: action.to_owned(),
+        secondary: None,
+    };
+    if let Err(error) = ctx.recorder.publish(&event, &lease.object_ref(&())).await {
+        tracing::warn!(lease = %key(lease), reason = %note.reason, %error, "recording an Event failed");
+    }
+}
+
+/// Runs one controller per watched scope (every namespace, or each one named)
+/// until `stopped()` completes. Marks `health` ready once every scope can be listed.
+///
+/// # Caveats
+/// Target workloads are watched too, so a hand edit of a target (drift) or a
+/// target created after its lease wakes the lease at once; the [`plan::RESYNC`]
+/// requeue is only a safety net (for example after RBAC changes).
+pub async fn run<F>(ctx: Arc<Context>, namespaces: &[String], health: Arc<Health>, stopped: impl Fn() -> F)
+where
+    F: Future<Output = ()> + Send + Sync + 'static,
+{
+    let scopes: Vec<Option<String>> =
+        if namespaces.is_empty() { vec![None] } else { namespaces.iter().cloned().map(Some).collect() };
+    let scopes_for_probe = scopes.clone();
+    let mut controllers = Vec::new();
+    for scope in scopes {
+        let client = ctx.client.clone();
+        let controller = Controller::new(scoped::<BerthLease>(&client, &scope), watcher::Config::default());
+        let store = controller.store();
+        let controller = controller
+            .watches(
+                scoped::<CronJob>(&client, &scope),
+                watcher::Config::default(),
+                targeting(store.clone(), TargetKind::CronJob),
+            )
+            .watches(
+                scoped::<Job>(&client, &scope),
+                watcher::Config::default(),
+                targeting(store.clone(), TargetKind::Job),
+            )
+            .watches(
+                scoped::<Deployment>(&client, &scope),
+                watcher::Config::default(),
+                targeting(store.clone(), TargetKind::Deployment),
+            )
+            .watches(
+                scoped::<StatefulSet>(&client, &scope),
+                watcher::Config::default(),
+                targeting(store.clone(), TargetKind::StatefulSet),
+            )
+            .watches(
+                scoped::<ReplicaSet>(&client, &scope),
+                watcher::Config::default(),
+                targeting(store.clone(), TargetKind::ReplicaSet),
+            )
+            .graceful_shutdown_on(stopped());
+        controllers.push(controller.run(reconcile, error_policy, ctx.clone()).for_each(|result| async move {
+            if let Err(error) = result {
+                tracing::debug!(%error, "controller event");
+            }
+        }));
+    }
+    // Ready once every scope can be listed. (Awaiting the controllers' own
+    // stores would race their applier for the store's single waker.)
+    let probe = ctx.client.clone();
+    let ready = tokio::spawn(async move {
+        for scope in &scopes_for_probe {
+            while let Err(error) = scoped::<BerthLease>(&probe, scope).list(&ListParams::default().limit(1)).await {
+                tracing::warn!(%error, "listing BerthLeases failed; not ready");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+        health.set_ready();
+    });
+    futures::future::join_all(controllers).await;
+    ready.abort();
+}
+
+fn scoped<K>(client: &Client, scope: &Option<String>) -> Api<K>
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>,
+{
+    match scope {
+        Some(namespace) => Api::namespaced(client.clone(), namespace),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// Maps a changed workload to the leases in its namespace that target it.
+fn targeting<K>(store: Store<BerthLease>, kind: TargetKind) -> impl Fn(K) -> Vec<ObjectRef<BerthLease>> + Send + Sync
+where
+    K: Resource<DynamicType = ()>,
+{
+    move |workload| {
+        let (namespace, name) = (workload.meta().namespace.clone(), workload.meta().name.clone());
+        store
+            .state()
+            .iter()
+            .filter(|lease| {
+                lease.metadata.namespace == namespace
+                    && lease
+                        .spec
+                        .target
+                        .as_ref()
+                        .is_some_and(|t| TargetKind::of(t) == Some(kind) && Some(&t.name) == name.as_ref())
+            })
+            .map(|lease| ObjectRef::from_obj(&**lease))
+            .collect()
+    }
+}

@@ -1,0 +1,264 @@
+use berth_api::Semantics;
+use chrono::TimeZone;
+
+use super::*;
+
+fn t(seconds: i64) -> DateTime<Utc> {
+    Utc.timestamp_opt(1_800_000_000 + seconds, 0).unwrap()
+}
+
+fn cronjob_lease() -> BerthLeaseSpec {
+    BerthLeaseSpec {
+        target: Some(target("batch/v1", "CronJob", "ingest")),
+        acquire_action: Some(TargetAction { suspend: Some(false), replicas: None }),
+        release_action: Some(TargetAction { suspend: Some(true), replicas: None }),
+        ..Default::default()
+    }
+}
+
+fn target(api_version: &str, kind: &str, name: &str) -> TargetRef {
+    TargetRef { api_version: api_version.into(), kind: kind.into(), name: name.into() }
+}
+
+fn holder(identity: &str, token: i32, expires_at: DateTime<Utc>) -> Holder {
+    Holder { identity: identity.into(), fencing_token: token, acquired_at: t(0), renewed_at: t(0), expires_at }
+}
+
+fn held_status(expires_at: DateTime<Utc>) -> BerthLeaseStatus {
+    BerthLeaseStatus {
+        state: LeaseState::Held,
+        holders: vec![holder("a", 1, expires_at)],
+        fencing_token: 1,
+        transitions: 1,
+        observed_generation: Some(1),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn supported_kinds_need_their_exact_api_version() {
+    assert_eq!(TargetKind::of(&target("batch/v1", "CronJob", "x")), Some(TargetKind::CronJob));
+    assert_eq!(TargetKind::of(&target("apps/v1", "StatefulSet", "x")), Some(TargetKind::StatefulSet));
+    assert_eq!(TargetKind::of(&target("apps/v1", "CronJob", "x")), None);
+    assert_eq!(TargetKind::of(&target("apps/v1", "DaemonSet", "x")), None);
+}
+
+#[test]
+fn acquire_action_applies_while_held_and_release_action_otherwise() {
+    let spec = cronjob_lease();
+    let t = spec.target.clone().unwrap();
+    assert_eq!(
+        plan_target(&t, &spec, phase(true)),
+        TargetPlan::Apply {
+            kind: TargetKind::CronJob,
+            applied: AppliedAction::Acquire,
+            setting: Setting::Suspend(false)
+        }
+    );
+    assert_eq!(
+        plan_target(&t, &spec, phase(false)),
+        TargetPlan::Apply {
+            kind: TargetKind::CronJob,
+            applied: AppliedAction::Release,
+            setting: Setting::Suspend(true)
+        }
+    );
+}
+
+#[test]
+fn missing_action_leaves_the_target_alone() {
+    let spec = BerthLeaseSpec { acquire_action: None, ..cronjob_lease() };
+    let t = spec.target.clone().unwrap();
+    assert_eq!(
+        plan_target(&t, &spec, AppliedAction::Acquire),
+        TargetPlan::NoAction { applied: AppliedAction::Acquire }
+    );
+}
+
+#[test]
+fn unsupported_kind_and_mismatched_action_are_reported() {
+    let spec = BerthLeaseSpec { target: Some(target("apps/v1", "DaemonSet", "d")), ..cronjob_lease() };
+    assert!(
+        matches!(plan_target(spec.target.as_ref().unwrap(), &spec, AppliedAction::Acquire), TargetPlan::Unsupported { message } if message.contains("apps/v1 DaemonSet"))
+    );
+    let spec = BerthLeaseSpec { target: Some(target("apps/v1", "Deployment", "d")), ..cronjob_lease() };
+    assert!(
+        matches!(plan_target(spec.target.as_ref().unwrap(), &spec, AppliedAction::Release), TargetPlan::Mismatch { message } if message.contains("use replicas"))
+    );
+}
+
+#[test]
+fn expiry_drops_the_holder_and_sets_held_false_expired() {
+    let facts = lease_facts(&cronjob_lease(), &held_status(t(10)), Some(1), t(10));
+    assert_eq!(facts.expired.len(), 1);
+    assert_eq!((facts.status.state, facts.status.holders.len()), (LeaseState::Expired, 0));
+    assert_eq!(facts.status.expired_at, Some(t(10)));
+    let held = facts.status.conditions.iter().find(|c| c.type_ == HELD).unwrap();
+    assert_eq!((held.status, held.reason.as_str()), (ConditionStatus::False, "Expired"));
+}
+
+#[test]
+fn live_holder_is_untouched_and_held_true_names_it() {
+    let facts = lease_facts(&cronjob_lease(), &held_status(t(10)), Some(1), t(9));
+    assert!(facts.expired.is_empty());
+    let held = facts.status.conditions.iter().find(|c| c.type_ == HELD).unwrap();
+    assert_eq!(held.status, ConditionStatus::True);
+    assert_eq!(held.message, "held by a (fencing token 1)");
+    assert_eq!(held.observed_generation, Some(1));
+}
+
+#[test]
+fn declared_holder_is_acquired_once_per_generation() {
+    let spec = BerthLeaseSpec { holder_identity: Some("worker-east-1".into()), ttl_seconds: 30, ..cronjob_lease() };
+    let first = lease_facts(&spec, &BerthLeaseStatus::default(), Some(1), t(0));
+    assert!(matches!(first.declared, Some(Outcome::Granted(_))));
+    assert_eq!(first.status.holders[0].identity, "worker-east-1");
+    assert_eq!(first.status.holders[0].expires_at, t(30));
+    assert_eq!(first.status.observed_generation, Some(1));
+
+    // After it expired, the same generation does not acquire again.
+    let later = lease_facts(&spec, &first.status, Some(1), t(31));
+    assert_eq!(later.declared, None);
+    assert_eq!(later.status.state, LeaseState::Expired);
+
+    // A new generation asks again.
+    let edited = lease_facts(&spec, &later.status, Some(2), t(32));
+    assert!(matches!(edited.declared, Some(Outcome::Granted(ref h)) if h.fencing_token == 2));
+}
+
+#[test]
+fn declared_holder_refused_still_records_the_generation() {
+    let spec = BerthLeaseSpec { holder_identity: Some("b".into()), ..cronjob_lease() };
+    let status = BerthLeaseStatus { observed_generation: None, ..held_status(t(100)) };
+    let facts = lease_facts(&spec, &status, Some(3), t(1));
+    assert!(matches!(facts.declared, Some(Outcome::NotAcquired { .. })));
+    assert_eq!(facts.status.holders[0].identity, "a");
+    assert_eq!(facts.status.observed_generation, Some(3));
+}
+
+#[test]
+fn unchanged_lease_yields_unchanged_facts() {
+    let first = lease_facts(&cronjob_lease(), &held_status(t(10)), Some(1), t(1));
+    let second = lease_facts(&cronjob_lease(), &first.status, Some(1), t(2));
+    assert_eq!(first.status, second.status);
+}
+
+#[test]
+fn condition_transition_time_moves_only_when_the_status_changes() {
+    let mut conditions = Vec::new();
+    assert!(set_condition(&mut conditions, HELD, ConditionStatus::True, "Acquired", "held by a", Some(1), t(0)));
+    assert!(set_condition(&mut conditions, HELD, ConditionStatus::True, "Acquired", "held by b", Some(2), t(5)));
+    assert_eq!(conditions[0].last_transition_time, t(0));
+    assert_eq!(conditions[0].observed_generation, Some(2));
+    assert!(!set_condition(&mut conditions, HELD, ConditionStatus::True, "Acquired", "held by b", Some(2), t(6)));
+    assert!(set_condition(&mut conditions, HELD, ConditionStatus::False, "Released", "released", Some(2), t(7)));
+    assert_eq!(conditions[0].last_transition_time, t(7));
+}
+
+#[test]
+fn held_transitions_become_events_and_renewals_do_not() {
+    let mut before = held_status(t(10));
+    set_condition(
+        &mut before.conditions,
+        HELD,
+        ConditionStatus::True,
+        "Acquired",
+        "held by a (fencing token 1)",
+        None,
+        t(0),
+    );
+    let renewed = lease_facts(&cronjob_lease(), &before, None, t(5)).status;
+    assert!(transition_notes(&before, &renewed).is_empty());
+    let expired = lease_facts(&cronjob_lease(), &before, None, t(10)).status;
+    assert_eq!(
+        transition_notes(&before, &expired),
+        vec![Note::normal("Expired", "the last holder expired at 2027-01-15T08:00:10.000000000Z without renewing")]
+    );
+    let fresh = lease_facts(&cronjob_lease(), &BerthLeaseStatus::default(), None, t(0)).status;
+    assert!(transition_notes(&BerthLeaseStatus::default(), &fresh).is_empty(), "never held is no event");
+}
+
+#[test]
+fn target_ready_false_is_a_warning_once() {
+    let before = BerthLeaseStatus::default();
+    let mut after = before.clone();
+    let missing = TargetOutcome::NotFound { message: "CronJob/x does not exist".into() };
+    record_target(&mut after, Some(&missing), Some(1), t(0));
+    assert_eq!(transition_notes(&before, &after), vec![Note::warning("TargetNotFound", "CronJob/x does not exist")]);
+    let mut again = after.clone();
+    record_target(&mut again, Some(&missing), Some(1), t(5));
+    assert_eq!(again, after);
+    assert!(transition_notes(&after, &again).is_empty());
+}
+
+#[test]
+fn target_status_moves_only_on_a_write_or_a_new_report() {
+    let applied = |written| TargetOutcome::Applied {
+        kind: TargetKind::Deployment,
+        name: "web".into(),
+        applied: AppliedAction::Acquire,
+        setting: Setting::Replicas(3),
+        written,
+    };
+    let mut status = BerthLeaseStatus::default();
+    record_target(&mut status, Some(&applied(true)), Some(1), t(0));
+    let target = status.target.clone().unwrap();
+    assert_eq!((target.applied, target.observed_at), (AppliedAction::Acquire, t(0)));
+    assert_eq!(target.message, "Deployment/web has replicas=3 (acquireAction)");
+    let ready = status.conditions.iter().find(|c| c.type_ == TARGET_READY).unwrap();
+    assert_eq!((ready.status, ready.reason.as_str()), (ConditionStatus::True, "ActionApplied"));
+
+    let before = status.clone();
+    record_target(&mut status, Some(&applied(false)), Some(1), t(9));
+    assert_eq!(status, before, "an unchanged target changes nothing");
+    record_target(&mut status, Some(&applied(true)), Some(1), t(10));
+    assert_eq!(status.target.as_ref().unwrap().observed_at, t(10), "a drift correction is recorded");
+
+    record_target(&mut status, None, Some(2), t(11));
+    assert!(status.target.is_none() && status.conditions.is_empty());
+}
+
+#[test]
+fn requeue_wakes_just_after_the_earliest_expiry() {
+    let mut status = held_status(t(10));
+    status.holders.push(holder("b", 2, t(4)));
+    assert_eq!(requeue_after(&status, t(1)), Duration::from_millis(3_001));
+    assert_eq!(requeue_after(&status, t(5)), Duration::from_millis(1));
+    assert_eq!(requeue_after(&BerthLeaseStatus::default(), t(5)), RESYNC);
+    assert_eq!(requeue_after(&held_status(t(100_000)), t(0)), RESYNC);
+}
+
+#[test]
+fn finalizer_table_covers_every_case() {
+    use FinalizerStep::*;
+    let cases = [
+        ((true, true, true), Cleanup),
+        ((true, false, true), Cleanup),
+        ((true, true, false), Gone),
+        ((false, true, false), Add),
+        ((false, false, true), Remove),
+        ((false, true, true), Keep),
+        ((false, false, false), Keep),
+    ];
+    for ((deleting, target, finalizer), step) in cases {
+        assert_eq!(FinalizerStep::for_lease(deleting, target, finalizer), step, "{deleting} {target} {finalizer}");
+    }
+}
+
+#[test]
+fn long_suspension_warns_only_past_a_hundred_missed_starts_without_deadline() {
+    let every_minute = "* * * * *";
+    assert!(long_suspension_warning(every_minute, None, t(0), t(100 * 60)).is_none());
+    let warning = long_suspension_warning(every_minute, None, t(0), t(101 * 60)).unwrap();
+    assert!(warning.contains("kubernetes#42649"), "{warning}");
+    assert!(long_suspension_warning(every_minute, Some(200), t(0), t(10_000 * 60)).is_none());
+    assert!(long_suspension_warning("@daily", None, t(0), t(30 * 86_400)).is_none());
+    assert!(long_suspension_warning("not a schedule", None, t(0), t(1_000_000)).is_none());
+}
+
+#[test]
+fn semantics_do_not_change_target_choice() {
+    let spec = BerthLeaseSpec { semantics: Semantics::AtLeastOnce, ..cronjob_lease() };
+    let t = spec.target.clone().unwrap();
+    assert!(matches!(plan_target(&t, &spec, AppliedAction::Acquire), TargetPlan::Apply { .. }));
+}

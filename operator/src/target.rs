@@ -1,0 +1,141 @@
+//! Reading and writing target workloads: `spec.suspend` on CronJobs and Jobs,
+//! the `/scale` subresource on Deployments, StatefulSets and ReplicaSets.
+
+use std::fmt::Debug;
+
+use chrono::{DateTime, Utc};
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, StatefulSet};
+use k8s_openapi::api::batch::v1::{CronJob, Job};
+use kube::api::{Api, Patch, PatchParams};
+use kube::core::NamespaceResourceScope;
+use kube::{Client, Resource};
+use serde_json::json;
+
+use crate::FIELD_MANAGER;
+use crate::plan::{Setting, TargetKind};
+
+/// What a CronJob says about its schedule, for the kubernetes#42649 warning.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CronSchedule {
+    pub schedule: String,
+    pub starting_deadline_seconds: Option<i64>,
+    /// `status.lastScheduleTime`, or the creation time when it never ran.
+    pub last: Option<DateTime<Utc>>,
+}
+
+/// The target as read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Observed {
+    /// The value of the knob the operator drives, in the same terms as its setting.
+    pub setting: Setting,
+    pub cron: Option<CronSchedule>,
+}
+
+/// How a target read or write failed.
+#[derive(Debug)]
+pub enum Failure {
+    /// 404: the target does not exist.
+    NotFound,
+    /// 403: the operator's identity may not do this.
+    Forbidden(String),
+    /// Anything else: worth retrying.
+    Other(kube::Error),
+}
+
+impl From<kube::Error> for Failure {
+    fn from(error: kube::Error) -> Self {
+        match &error {
+            kube::Error::Api(status) if status.code == 404 => Failure::NotFound,
+            kube::Error::Api(status) if status.code == 403 => Failure::Forbidden(status.message.clone()),
+            _ => Failure::Other(error),
+        }
+    }
+}
+
+/// Reads the current value of the knob for `kind` on `namespace/name`.
+///
+/// # Errors
+/// [`Failure::NotFound`] and [`Failure::Forbidden`] for a target that is
+/// missing or that this identity may not read; [`Failure::Other`] otherwise.
+pub async fn observe(client: &Client, namespace: &str, kind: TargetKind, name: &str) -> Result<Observed, Failure> {
+    Ok(match kind {
+        TargetKind::CronJob => {
+            let cronjob = Api::<CronJob>::namespaced(client.clone(), namespace).get(name).await?;
+            let spec = cronjob.spec;
+            let last = cronjob
+                .status
+                .and_then(|s| s.last_schedule_time)
+                .or(cronjob.metadata.creation_timestamp)
+                .map(|t| DateTime::<Utc>::from_timestamp_nanos(t.0.as_nanosecond() as i64));
+            Observed {
+                setting: Setting::Suspend(spec.suspend.unwrap_or(false)),
+                cron: Some(CronSchedule {
+                    schedule: spec.schedule,
+                    starting_deadline_seconds: spec.starting_deadline_seconds,
+                    last,
+                }),
+            }
+        }
+        TargetKind::Job => {
+            let job = Api::<Job>::namespaced(client.clone(), namespace).get(name).await?;
+            let suspend = job.spec.and_then(|s| s.suspend).unwrap_or(false);
+            Observed { setting: Setting::Suspend(suspend), cron: None }
+        }
+        TargetKind::Deployment => scale_of::<Deployment>(client, namespace, name).await?,
+        TargetKind::StatefulSet => scale_of::<StatefulSet>(client, namespace, name).await?,
+        TargetKind::ReplicaSet => scale_of::<ReplicaSet>(client, namespace, name).await?,
+    })
+}
+
+/// Writes `setting` to the target with field manager `berth-operator`.
+///
+/// # Errors
+/// As [`observe`].
+pub async fn write(
+    client: &Client,
+    namespace: &str,
+    kind: TargetKind,
+    name: &str,
+    setting: Setting,
+) -> Result<(), Failure> {
+    let params = PatchParams { field_manager: Some(FIELD_MANAGER.to_owned()), ..Default::default() };
+    // plan_target pairs suspend only with CronJob and Job, and replicas only with the scalable kinds.
+    let patch = Patch::Merge(match setting {
+        Setting::Suspend(suspend) => json!({"spec": {"suspend": suspend}}),
+        Setting::Replicas(replicas) => json!({"spec": {"replicas": replicas}}),
+    });
+    match kind {
+        TargetKind::CronJob => {
+            Api::<CronJob>::namespaced(client.clone(), namespace).patch(name, &params, &patch).await?;
+        }
+        TargetKind::Job => {
+            Api::<Job>::namespaced(client.clone(), namespace).patch(name, &params, &patch).await?;
+        }
+        TargetKind::Deployment => set_scale::<Deployment>(client, namespace, name, &params, &patch).await?,
+        TargetKind::StatefulSet => set_scale::<StatefulSet>(client, namespace, name, &params, &patch).await?,
+        TargetKind::ReplicaSet => set_scale::<ReplicaSet>(client, namespace, name, &params, &patch).await?,
+    }
+    Ok(())
+}
+
+async fn scale_of<K>(client: &Client, namespace: &str, name: &str) -> Result<Observed, kube::Error>
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()> + Clone + serde::de::DeserializeOwned + Debug,
+{
+    let scale = Api::<K>::namespaced(client.clone(), namespace).get_scale(name).await?;
+    let replicas = scale.spec.and_then(|s| s.replicas).unwrap_or(0);
+    Ok(Observed { setting: Setting::Replicas(replicas), cron: None })
+}
+
+async fn set_scale<K>(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    params: &PatchParams,
+    patch: &Patch<serde_json::Value>,
+) -> Result<(), kube::Error>
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()> + Clone + serde::de::DeserializeOwned + Debug,
+{
+    Api::<K>::namespaced(client.clone(), namespace).patch_scale(name, params, patch).await.map(|_| ())
+}

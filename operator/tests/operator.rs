@@ -1,0 +1,397 @@
+//! The operator against the real control plane (etcd + kube-apiserver; no
+//! kube-controller-manager, so the tests assert on the fields the operator
+//! sets). Each test runs its own `operator` process scoped to its namespace.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use berth_api::crd::{AppliedAction, ConditionStatus};
+use berth_api::{BerthLease, LeaseState};
+use berth_testenv::TestNamespace;
+use chrono::Utc;
+use k8s_openapi::api::batch::v1::CronJob;
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::api::{DeleteParams, Patch, PatchParams};
+use serde_json::json;
+use support::*;
+
+const SOON: Duration = Duration::from_secs(5);
+
+#[tokio::test]
+async fn acquired_lease_resumes_cronjob_and_expiry_suspends_it_again() {
+    let ns = TestNamespace::new("op-expiry").await;
+    let operator = Operator::start(&ns.name, &[]);
+    create_cronjob(&ns, "ingest", true).await;
+    create_lease(&ns, "ingest", cronjob_target("ingest")).await;
+
+    let holder = acquire(&ns, "ingest", "east/worker-1", 3).await;
+    eventually("the CronJob resumes", SOON, || async { (!suspended(&ns, "ingest").await).then_some(()) }).await;
+    let held = wait_condition(&ns, "ingest", "Held", ConditionStatus::True, "Acquired").await;
+    assert_eq!(held.message, format!("held by east/worker-1 (fencing token {})", holder.fencing_token));
+
+    // No renew: at expiresAt the operator drops the holder and suspends the CronJob.
+    let expired = eventually("the lease expires", holder_ttl_plus(SOON, &holder), || async {
+        let lease = get_lease(&ns, "ingest").await;
+        lease.status.filter(|s| s.state == LeaseState::Expired)
+    })
+    .await;
+    assert!(expired.holders.is_empty());
+    assert_eq!(expired.expired_at, Some(holder.expires_at));
+    let lag = expired.last_transition_time.unwrap() - holder.expires_at;
+    eprintln!("expiry lag (expiresAt -> expired status written): {} ms", lag.num_milliseconds());
+    assert!(lag >= chrono::Duration::zero(), "never expires early: {lag}");
+    eventually("the CronJob is suspended again", SOON, || async { suspended(&ns, "ingest").await.then_some(()) }).await;
+
+    let lease = get_lease(&ns, "ingest").await;
+    let target = lease.status.as_ref().unwrap().target.clone().unwrap();
+    assert_eq!(target.applied, AppliedAction::Release);
+    wait_condition(&ns, "ingest", "Held", ConditionStatus::False, "Expired").await;
+    wait_condition(&ns, "ingest", "TargetReady", ConditionStatus::True, "ActionApplied").await;
+    for reason in ["Acquired", "TargetResumed", "Expired", "TargetSuspended"] {
+        assert_eq!(wait_event(&ns, "ingest", reason).await.0, "Normal", "{reason}");
+    }
+
+    // The metrics port and the probes.
+    assert_eq!(operator.metric("berth_operator_expiry_lag_seconds_count").await, 1.0);
+    assert_eq!(operator.metric("berth_operator_is_leader").await, 1.0);
+    assert!(operator.metric("berth_operator_reconciliations_total").await >= 3.0);
+    assert_eq!(operator.metric("berth_operator_target_actions_total{kind=\"CronJob\",action=\"release\"}").await, 1.0);
+    assert_eq!(http_get(operator.probe_port, "/healthz").await, (200, "ok\n".to_owned()));
+    assert_eq!(http_get(operator.probe_port, "/readyz").await, (200, "ok\n".to_owned()));
+}
+
+fn holder_ttl_plus(slack: Duration, holder: &berth_api::Holder) -> Duration {
+    (holder.expires_at - Utc::now()).to_std().unwrap_or_default() + slack
+}
+
+#[tokio::test]
+async fn released_lease_suspends_cronjob() {
+    let ns = TestNamespace::new("op-release").await;
+    let _operator = Operator::start(&ns.name, &[]);
+    create_cronjob(&ns, "batch", true).await;
+    create_lease(&ns, "batch", cronjob_target("batch")).await;
+    let holder = acquire(&ns, "batch", "worker", 60).await;
+    eventually("the CronJob resumes", SOON, || async { (!suspended(&ns, "batch").await).then_some(()) }).await;
+
+    release(&ns, "batch", &holder).await;
+    eventually("the CronJob is suspended", SOON, || async { suspended(&ns, "batch").await.then_some(()) }).await;
+    assert_eq!(get_lease(&ns, "batch").await.status.unwrap().state, LeaseState::Released);
+    wait_condition(&ns, "batch", "Held", ConditionStatus::False, "Released").await;
+    wait_event(&ns, "batch", "Released").await;
+}
+
+#[tokio::test]
+async fn deployment_scales_to_n_on_acquire_and_zero_on_release() {
+    let ns = TestNamespace::new("op-scale").await;
+    let _operator = Operator::start(&ns.name, &[]);
+    create_deployment(&ns, "web", 0).await;
+    create_lease(
+        &ns,
+        "web",
+        json!({"target": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+               "acquireAction": {"replicas": 3}, "releaseAction": {"replicas": 0}}),
+    )
+    .await;
+
+    let holder = acquire(&ns, "web", "worker", 60).await;
+    eventually("scaled to 3", SOON, || async { (replicas(&ns, "web").await == 3).then_some(()) }).await;
+    let ready = wait_condition(&ns, "web", "TargetReady", ConditionStatus::True, "ActionApplied").await;
+    assert_eq!(ready.message, "Deployment/web has replicas=3 (acquireAction)");
+    let (_, note) = wait_event(&ns, "web", "TargetScaled").await;
+    assert!(note.contains("replicas=3"), "{note}");
+
+    release(&ns, "web", &holder).await;
+    eventually("scaled to 0", SOON, || async { (replicas(&ns, "web").await == 0).then_some(()) }).await;
+    let lease = get_lease(&ns, "web").await;
+    assert_eq!(lease.status.unwrap().target.unwrap().applied, AppliedAction::Release);
+}
+
+#[tokio::test]
+async fn deleting_lease_applies_release_action_before_it_disappears() {
+    let ns = TestNamespace::new("op-delete").await;
+    let _operator = Operator::start(&ns.name, &[]);
+    create_deployment(&ns, "api", 0).await;
+    create_lease(
+        &ns,
+        "api",
+        json!({"target": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "api"},
+               "acquireAction": {"replicas": 2}, "releaseAction": {"replicas": 0}}),
+    )
+    .await;
+    acquire(&ns, "api", "worker", 600).await;
+    eventually("scaled to 2", SOON, || async { (replicas(&ns, "api").await == 2).then_some(()) }).await;
+    assert_eq!(get_lease(&ns, "api").await.metadata.finalizers, Some(vec!["berth.skaphos.io/release-target".into()]));
+
+    ns.api::<BerthLease>().delete("api", &DeleteParams::default()).await.unwrap();
+    eventually("the lease disappears", SOON, || async {
+        ns.api::<BerthLease>().get_opt("api").await.unwrap().is_none().then_some(())
+    })
+    .await;
+    // The finalizer let go only after releaseAction was applied.
+    assert_eq!(replicas(&ns, "api").await, 0);
+}
+
+#[tokio::test]
+async fn deleting_lease_whose_target_is_missing_is_not_blocked() {
+    let ns = TestNamespace::new("op-delete-missing").await;
+    let _operator = Operator::start(&ns.name, &[]);
+    create_lease(&ns, "orphan", cronjob_target("never-created")).await;
+    wait_condition(&ns, "orphan", "TargetReady", ConditionStatus::False, "TargetNotFound").await;
+    ns.api::<BerthLease>().delete("orphan", &DeleteParams::default()).await.unwrap();
+    eventually("the lease disappears", SOON, || async {
+        ns.api::<BerthLease>().get_opt("orphan").await.unwrap().is_none().then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn finalizer_is_held_only_while_a_target_is_set() {
+    let ns = TestNamespace::new("op-finalizer").await;
+    let _operator = Operator::start(&ns.name, &[]);
+    create_lease(&ns, "plain", json!({})).await;
+    let seen = eventually("the operator records the generation", SOON, || async {
+        let lease = get_lease(&ns, "plain").await;
+        lease.status.as_ref().and_then(|s| s.observed_generation).map(|_| lease)
+    })
+    .await;
+    assert_eq!(seen.metadata.finalizers, None);
+    assert!(condition(&seen, "TargetReady").is_none());
+
+    create_cronjob(&ns, "later", false).await;
+    let api = ns.api::<BerthLease>();
+    let add = json!({"spec": cronjob_target("later")});
+    api.patch("plain", &PatchParams::default(), &Patch::Merge(&add)).await.unwrap();
+    eventually("the finalizer is added", SOON, || async {
+        get_lease(&ns, "plain").await.metadata.finalizers.filter(|f| !f.is_empty())
+    })
+    .await;
+    eventually("the unheld lease suspends its new target", SOON, || async {
+        suspended(&ns, "later").await.then_some(())
+    })
+    .await;
+
+    let remove = json!({"spec": {"target": null, "acquireAction": null, "releaseAction": null}});
+    api.patch("plain", &PatchParams::default(), &Patch::Merge(&remove)).await.unwrap();
+    eventually("the finalizer is removed", SOON, || async {
+        let lease = get_lease(&ns, "plain").await;
+        lease.metadata.finalizers.as_ref().is_none_or(|f| f.is_empty()).then_some(())
+    })
+    .await;
+    let lease = eventually("TargetReady goes with the target", SOON, || async {
+        let l = get_lease(&ns, "plain").await;
+        condition(&l, "TargetReady").is_none().then_some(l)
+    })
+    .await;
+    assert!(lease.status.unwrap().target.is_none());
+}
+
+#[tokio::test]
+async fn declared_holder_manifest_is_held_by_worker_east_1_until_it_expires() {
+    let ns = TestNamespace::new("op-declared").await;
+    let _operator = Operator::start(&ns.name, &[]);
+    create_cronjob(&ns, "ingest-pipeline", true).await;
+
+    let sample = std::fs::read_to_string(berth_testenv::repo_root().join("config/samples/ingest-coordinator.yaml"))
+        .expect("the sample manifest exists");
+    let manifest = sample
+        .replace("namespace: pipeline", &format!("namespace: {}", ns.name))
+        .replace("ttlSeconds: 30", "ttlSeconds: 4")
+        .replace("heartbeatIntervalSeconds: 10", "heartbeatIntervalSeconds: 1");
+    assert_ne!(manifest, sample);
+    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{}.yaml", ns.name));
+    std::fs::write(&path, manifest).unwrap();
+    let applied = ns.kubectl_output(&["apply", "-f", path.to_str().unwrap()]);
+    assert!(applied.contains("ingest-coordinator"), "{applied}");
+
+    let status = eventually("held by worker-east-1", SOON, || async {
+        get_lease(&ns, "ingest-coordinator").await.status.filter(|s| s.state == LeaseState::Held)
+    })
+    .await;
+    assert_eq!(status.holders[0].identity, "worker-east-1");
+    assert_eq!(status.observed_generation, Some(1));
+    eventually("the CronJob ends unsuspended", SOON, || async {
+        (!suspended(&ns, "ingest-pipeline").await).then_some(())
+    })
+    .await;
+
+    let status = eventually("expired without heartbeats", Duration::from_secs(4) + SOON, || async {
+        get_lease(&ns, "ingest-coordinator").await.status.filter(|s| s.state == LeaseState::Expired)
+    })
+    .await;
+    assert_eq!(status.transitions, 1);
+    eventually("the CronJob is suspended again", SOON, || async {
+        suspended(&ns, "ingest-pipeline").await.then_some(())
+    })
+    .await;
+    // The same generation is not acquired again.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let status = get_lease(&ns, "ingest-coordinator").await.status.unwrap();
+    assert_eq!((status.state, status.transitions), (LeaseState::Expired, 1));
+}
+
+#[tokio::test]
+async fn hand_edited_target_drift_is_corrected() {
+    let ns = TestNamespace::new("op-drift").await;
+    let _operator = Operator::start(&ns.name, &[]);
+    create_cronjob(&ns, "report", true).await;
+    create_lease(&ns, "report", cronjob_target("report")).await;
+    acquire(&ns, "report", "worker", 600).await;
+    eventually("the CronJob resumes", SOON, || async { (!suspended(&ns, "report").await).then_some(()) }).await;
+
+    let by_hand = json!({"spec": {"suspend": true}});
+    ns.api::<CronJob>().patch("report", &PatchParams::apply("kubectl-edit"), &Patch::Merge(&by_hand)).await.unwrap();
+    let edited = Instant::now();
+    eventually("the drift is corrected", SOON, || async { (!suspended(&ns, "report").await).then_some(()) }).await;
+    eprintln!("drift corrected {} ms after the hand edit", edited.elapsed().as_millis());
+}
+
+#[tokio::test]
+async fn cronjob_resumed_after_long_suspension_without_starting_deadline_warns() {
+    let ns = TestNamespace::new("op-42649").await;
+    let _operator = Operator::start(&ns.name, &[]);
+    create_cronjob(&ns, "nightly", true).await;
+    // The CronJob last ran two days ago: every five minutes since is ~576 missed start times.
+    let last = berth_api::time::format(&(Utc::now() - chrono::Duration::days(2)));
+    let status = json!({"status": {"lastScheduleTime": last}});
+    ns.api::<CronJob>().patch_status("nightly", &PatchParams::default(), &Patch::Merge(&status)).await.unwrap();
+    create_lease(&ns, "nightly", cronjob_target("nightly")).await;
+    acquire(&ns, "nightly", "worker", 600).await;
+
+    let (type_, note) = wait_event(&ns, "nightly", "CronJobMayNotSchedule").await;
+    assert_eq!(type_, "Warning");
+    assert!(note.contains("startingDeadlineSeconds") && note.contains("kubernetes#42649"), "{note}");
+    assert!(!suspended(&ns, "nightly").await, "the warning does not stop the resume");
+}
+
+#[tokio::test]
+async fn operator_killed_between_status_write_and_target_write_converges_after_restart() {
+    let ns = TestNamespace::new("op-restart").await;
+    create_cronjob(&ns, "etl", false).await;
+    create_lease(&ns, "etl", cronjob_target("etl")).await;
+    let holder = acquire(&ns, "etl", "worker", 2).await;
+
+    // This identity may read the CronJob but not change it: the expiry status
+    // write succeeds and the target write fails, and there we kill it.
+    let kubeconfig = restricted_kubeconfig(&ns, &["etl"], &[]).await;
+    let mut first = Operator::start_as(&kubeconfig, &ns.name, &[]);
+    eventually("the lease expires", holder_ttl_plus(SOON, &holder), || async {
+        get_lease(&ns, "etl").await.status.filter(|s| s.state == LeaseState::Expired)
+    })
+    .await;
+    let forbidden = wait_condition(&ns, "etl", "TargetReady", ConditionStatus::False, "TargetForbidden").await;
+    assert!(forbidden.message.contains("may not change CronJob/etl"), "{}", forbidden.message);
+    first.kill();
+    assert!(!suspended(&ns, "etl").await, "killed after the status write, before the target write");
+
+    let _second = Operator::start(&ns.name, &[]);
+    eventually("the target converges after the restart", SOON, || async { suspended(&ns, "etl").await.then_some(()) })
+        .await;
+    wait_condition(&ns, "etl", "TargetReady", ConditionStatus::True, "ActionApplied").await;
+}
+
+#[tokio::test]
+async fn only_the_leader_acts_and_the_standby_takes_over_when_it_is_killed() {
+    let ns = TestNamespace::new("op-leader").await;
+    let flags = [
+        "--leader-elect",
+        "--leader-elect-namespace",
+        &ns.name,
+        "--leader-elect-id",
+        "berth-operator-test",
+        "--leader-elect-lease-duration",
+        "4",
+        "--leader-elect-renew-deadline",
+        "3",
+        "--leader-elect-retry-period",
+        "1",
+    ];
+    let mut operators = [Operator::start(&ns.name, &flags), Operator::start(&ns.name, &flags)];
+    let leases = ns.api::<Lease>();
+    let holder_pid = || async {
+        let lease = leases.get_opt("berth-operator-test").await.unwrap()?;
+        let identity = lease.spec?.holder_identity?;
+        identity.rsplit('_').next()?.parse::<u32>().ok()
+    };
+    let leader_pid = eventually("a leader is elected", Duration::from_secs(10), holder_pid).await;
+    let leader = operators.iter().position(|o| o.pid() == leader_pid).expect("the leader is one of ours");
+    let standby = 1 - leader;
+
+    create_cronjob(&ns, "ha", true).await;
+    create_lease(&ns, "ha", cronjob_target("ha")).await;
+    let holder = acquire(&ns, "ha", "worker", 600).await;
+    eventually("the leader resumes the CronJob", SOON, || async { (!suspended(&ns, "ha").await).then_some(()) }).await;
+    assert_eq!(operators[leader].metric("berth_operator_is_leader").await, 1.0);
+    assert!(operators[leader].metric("berth_operator_reconciliations_total").await >= 1.0);
+    assert_eq!(operators[standby].metric("berth_operator_is_leader").await, 0.0);
+    assert_eq!(operators[standby].metric("berth_operator_reconciliations_total").await, 0.0, "the standby acts not");
+    assert_eq!(http_get(operators[standby].probe_port, "/readyz").await.0, 200);
+
+    operators[leader].kill();
+    let killed = Instant::now();
+    release(&ns, "ha", &holder).await;
+    let standby_pid = operators[standby].pid();
+    eventually("the standby becomes leader", Duration::from_secs(15), || async {
+        (holder_pid().await == Some(standby_pid)).then_some(())
+    })
+    .await;
+    eventually("the new leader suspends the CronJob", SOON, || async { suspended(&ns, "ha").await.then_some(()) })
+        .await;
+    eprintln!("failover: killed leader -> target released by the standby in {} ms", killed.elapsed().as_millis());
+    assert_eq!(operators[standby].metric("berth_operator_is_leader").await, 1.0);
+
+    // A graceful stop hands leadership back at once.
+    assert!(operators[standby].terminate(), "SIGTERM exits cleanly");
+    let lease = leases.get("berth-operator-test").await.unwrap();
+    assert_eq!(lease.spec.unwrap().holder_identity, None, "released on shutdown");
+}
+
+#[tokio::test]
+async fn missing_unsupported_mismatched_and_forbidden_targets_are_reported_while_other_leases_work() {
+    let ns = TestNamespace::new("op-bad").await;
+    create_cronjob(&ns, "good", true).await;
+    create_cronjob(&ns, "secret", false).await;
+    create_lease(&ns, "missing", cronjob_target("missing")).await;
+    create_lease(
+        &ns,
+        "unsupported",
+        json!({"target": {"apiVersion": "apps/v1", "kind": "DaemonSet", "name": "agent"},
+               "releaseAction": {"replicas": 0}}),
+    )
+    .await;
+    create_lease(
+        &ns,
+        "mismatch",
+        json!({"target": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+               "releaseAction": {"suspend": true}}),
+    )
+    .await;
+    create_lease(&ns, "forbidden", cronjob_target("secret")).await;
+    create_lease(&ns, "good", cronjob_target("good")).await;
+    let kubeconfig = restricted_kubeconfig(&ns, &["good", "missing"], &["good", "missing"]).await;
+    let operator = Operator::start_as(&kubeconfig, &ns.name, &[]);
+
+    let cases = [
+        ("missing", "TargetNotFound", "CronJob/missing does not exist"),
+        ("unsupported", "UnsupportedTarget", "apps/v1 DaemonSet is not a supported target"),
+        ("mismatch", "ActionNotSupported", "a Deployment is scaled, not suspended"),
+        ("forbidden", "TargetForbidden", "may not read CronJob/secret"),
+    ];
+    for (lease, reason, message) in cases {
+        let c = wait_condition(&ns, lease, "TargetReady", ConditionStatus::False, reason).await;
+        assert!(c.message.contains(message), "{lease}: {}", c.message);
+        let (type_, note) = wait_event(&ns, lease, reason).await;
+        assert_eq!(type_, "Warning", "{lease}");
+        assert!(note.contains(message), "{lease}: {note}");
+    }
+    assert!(!suspended(&ns, "secret").await, "the forbidden CronJob is untouched");
+
+    // The operator keeps serving: a good lease is acted on, and a missing target
+    // that appears later is handled at once (the target watch wakes its lease).
+    acquire(&ns, "good", "worker", 600).await;
+    eventually("the good CronJob resumes", SOON, || async { (!suspended(&ns, "good").await).then_some(()) }).await;
+    create_cronjob(&ns, "missing", false).await;
+    eventually("the late CronJob is suspended", SOON, || async { suspended(&ns, "missing").await.then_some(()) }).await;
+    wait_condition(&ns, "missing", "TargetReady", ConditionStatus::True, "ActionApplied").await;
+    assert!(operator.logs().matches("panicked").next().is_none(), "{}", operator.logs());
+}

@@ -1,0 +1,317 @@
+//! Test support: the `operator` binary as a child process scoped to a test
+//! namespace, lease writes made the way the apiserver makes them (a
+//! conditional status write computed by `berth_api::rules::decide`), and
+//! small readers for targets, conditions and Events.
+
+use std::future::Future;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use berth_api::crd::{Condition, ConditionStatus};
+use berth_api::rules::{Outcome, Request, decide};
+use berth_api::{BerthLease, Holder};
+use berth_testenv::TestNamespace;
+use chrono::Utc;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::batch::v1::CronJob;
+use k8s_openapi::api::events::v1::Event;
+use kube::api::{ListParams, PostParams};
+use serde_json::{Value, json};
+
+/// An `operator` process; killed when dropped.
+pub struct Operator {
+    child: Child,
+    pub log: PathBuf,
+    pub metrics_port: u16,
+    pub probe_port: u16,
+}
+
+impl Operator {
+    /// Starts the operator with the admin kubeconfig, watching only `ns`.
+    pub fn start(ns: &str, extra: &[&str]) -> Self {
+        Self::start_as(&berth_testenv::kubeconfig_path(), ns, extra)
+    }
+
+    /// Starts the operator with `kubeconfig`, watching only `ns`.
+    pub fn start_as(kubeconfig: &Path, ns: &str, extra: &[&str]) -> Self {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let (metrics_port, probe_port) = (free_port(), free_port());
+        let log = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("operator-{ns}-{}.log", N.fetch_add(1, Ordering::Relaxed)));
+        let child = Command::new(env!("CARGO_BIN_EXE_operator"))
+            .arg("--kubeconfig")
+            .arg(kubeconfig)
+            .args(["--namespace", ns])
+            .args(["--metrics-bind-address", &format!("127.0.0.1:{metrics_port}")])
+            .args(["--health-probe-bind-address", &format!("127.0.0.1:{probe_port}")])
+            .args(["--log-level", "info,berth_operator=debug"])
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log file creates"))
+            .spawn()
+            .expect("operator starts");
+        Self { child, log, metrics_port, probe_port }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGKILL: the process gets no chance to clean up.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then waits for the exit and returns whether it was a success.
+    pub fn terminate(&mut self) -> bool {
+        let status = Command::new("kill").args(["-TERM", &self.pid().to_string()]).status().expect("kill runs");
+        assert!(status.success());
+        self.child.wait().expect("operator exits").success()
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// GET on the metrics port.
+    pub async fn metrics(&self) -> String {
+        http_get(self.metrics_port, "/metrics").await.1
+    }
+
+    /// The value of one sample line of the metrics, 0 when absent.
+    pub async fn metric(&self, sample: &str) -> f64 {
+        let text = self.metrics().await;
+        text.lines()
+            .find_map(|l| l.strip_prefix(sample).and_then(|rest| rest.strip_prefix(' ')))
+            .map(|v| v.trim().parse().expect("a number"))
+            .unwrap_or(0.0)
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A plain HTTP/1.1 GET on 127.0.0.1: (status code, body).
+pub async fn http_get(port: u16, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let path = path.to_owned();
+    let response = tokio::task::spawn_blocking(move || {
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connects");
+        let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        response
+    })
+    .await
+    .unwrap();
+    let code = response.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    (code, body)
+}
+
+/// Polls `check` every 100 ms until it returns `Some`, or panics after `within`.
+pub async fn eventually<T, F, Fut>(what: &str, within: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "not within {within:?}: {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A lease manifest.
+pub fn lease(name: &str, spec: Value) -> BerthLease {
+    serde_json::from_value(json!({
+        "apiVersion": "berth.skaphos.io/v1alpha1", "kind": "BerthLease",
+        "metadata": {"name": name}, "spec": spec
+    }))
+    .expect("a valid lease")
+}
+
+pub fn cronjob_target(name: &str) -> Value {
+    json!({
+        "target": {"apiVersion": "batch/v1", "kind": "CronJob", "name": name},
+        "acquireAction": {"suspend": false},
+        "releaseAction": {"suspend": true}
+    })
+}
+
+pub async fn create_lease(ns: &TestNamespace, name: &str, spec: Value) -> BerthLease {
+    ns.api::<BerthLease>().create(&PostParams::default(), &lease(name, spec)).await.expect("lease creates")
+}
+
+/// Applies one request the way the apiserver does: read, `decide`, write the
+/// status conditionally (resourceVersion), and on a conflict read again.
+pub async fn request(ns: &TestNamespace, name: &str, request: Request<'_>) -> Outcome {
+    let api = ns.api::<BerthLease>();
+    loop {
+        let current = api.get(name).await.expect("lease reads");
+        let decision = decide(&current.spec, &current.status.clone().unwrap_or_default(), &request, Utc::now());
+        let Some(status) = decision.status else { return decision.outcome };
+        let mut object = current.clone();
+        object.status = Some(status);
+        let params = PostParams { field_manager: Some("berth-test-holder".into()), ..Default::default() };
+        match api.replace_status(name, &params, &object).await {
+            Ok(_) => return decision.outcome,
+            Err(kube::Error::Api(status)) if status.code == 409 => continue,
+            Err(error) => panic!("status write failed: {error}"),
+        }
+    }
+}
+
+/// Acquires `name` for `holder` and returns the holder entry.
+pub async fn acquire(ns: &TestNamespace, name: &str, holder: &str, ttl_seconds: i32) -> Holder {
+    match request(ns, name, Request::Acquire { holder, ttl_seconds }).await {
+        Outcome::Granted(h) | Outcome::Renewed(h) => h,
+        other => panic!("acquire refused: {other:?}"),
+    }
+}
+
+pub async fn release(ns: &TestNamespace, name: &str, holder: &Holder) {
+    let outcome =
+        request(ns, name, Request::Release { holder: &holder.identity, fencing_token: holder.fencing_token }).await;
+    assert_eq!(outcome, Outcome::Released);
+}
+
+pub async fn create_cronjob(ns: &TestNamespace, name: &str, suspend: bool) {
+    let cronjob: CronJob = serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "spec": {"schedule": "*/5 * * * *", "suspend": suspend, "jobTemplate": {"spec": {"template": {"spec": {
+            "restartPolicy": "Never", "containers": [{"name": "main", "image": "busybox"}]}}}}}
+    }))
+    .unwrap();
+    ns.api::<CronJob>().create(&PostParams::default(), &cronjob).await.expect("cronjob creates");
+}
+
+pub async fn suspended(ns: &TestNamespace, name: &str) -> bool {
+    ns.api::<CronJob>().get(name).await.expect("cronjob reads").spec.suspend.unwrap_or(false)
+}
+
+pub async fn create_deployment(ns: &TestNamespace, name: &str, replicas: i32) {
+    let deployment: Deployment = serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}},
+                 "template": {"metadata": {"labels": {"app": name}},
+                              "spec": {"containers": [{"name": "main", "image": "busybox"}]}}}
+    }))
+    .unwrap();
+    ns.api::<Deployment>().create(&PostParams::default(), &deployment).await.expect("deployment creates");
+}
+
+pub async fn replicas(ns: &TestNamespace, name: &str) -> i32 {
+    let scale = ns.api::<Deployment>().get_scale(name).await.expect("scale reads");
+    scale.spec.and_then(|s| s.replicas).unwrap_or(0)
+}
+
+pub async fn get_lease(ns: &TestNamespace, name: &str) -> BerthLease {
+    ns.api::<BerthLease>().get(name).await.expect("lease reads")
+}
+
+pub fn condition(lease: &BerthLease, type_: &str) -> Option<Condition> {
+    lease.status.as_ref()?.conditions.iter().find(|c| c.type_ == type_).cloned()
+}
+
+/// Waits until condition `type_` has `status` and `reason`, and returns it.
+pub async fn wait_condition(
+    ns: &TestNamespace,
+    name: &str,
+    type_: &str,
+    status: ConditionStatus,
+    reason: &str,
+) -> Condition {
+    eventually(&format!("{name}: {type_}={status:?} {reason}"), Duration::from_secs(10), || async {
+        condition(&get_lease(ns, name).await, type_).filter(|c| c.status == status && c.reason == reason)
+    })
+    .await
+}
+
+/// (type, reason, note) of the Events recorded on lease `name`.
+pub async fn events(ns: &TestNamespace, name: &str) -> Vec<(String, String, String)> {
+    let list = ns.api::<Event>().list(&ListParams::default()).await.expect("events list");
+    let mut events: Vec<_> =
+        list.items.into_iter().filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name)).collect();
+    events.sort_by_key(|e| e.event_time.as_ref().map(|t| t.0));
+    events
+        .into_iter()
+        .map(|e| (e.type_.unwrap_or_default(), e.reason.unwrap_or_default(), e.note.unwrap_or_default()))
+        .collect()
+}
+
+/// Waits for an Event with `reason` on lease `name` and returns its (type, note).
+pub async fn wait_event(ns: &TestNamespace, name: &str, reason: &str) -> (String, String) {
+    eventually(&format!("Event {reason} on {name}"), Duration::from_secs(10), || async {
+        events(ns, name).await.into_iter().find(|(_, r, _)| r == reason).map(|(t, _, n)| (t, n))
+    })
+    .await
+}
+
+/// A kubeconfig for service account `berth-operator` in `ns`, bound to a Role
+/// that allows what the operator needs on leases and Events, lists and
+/// watches every target kind, but may `get` only the CronJobs in `readable`
+/// and `patch` only those in `writable`.
+pub async fn restricted_kubeconfig(ns: &TestNamespace, readable: &[&str], writable: &[&str]) -> PathBuf {
+    let kubectl_apply = |manifest: Value| {
+        let mut child = berth_testenv::kubectl()
+            .args(["apply", "-n", &ns.name, "-f", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(manifest.to_string().as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "kubectl apply: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    let mut rules = vec![
+        json!({"apiGroups": ["berth.skaphos.io"], "resources": ["berthleases"],
+               "verbs": ["get", "list", "watch", "patch", "update"]}),
+        json!({"apiGroups": ["berth.skaphos.io"], "resources": ["berthleases/status"], "verbs": ["get", "update", "patch"]}),
+        json!({"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]}),
+        json!({"apiGroups": ["batch"], "resources": ["cronjobs", "jobs"], "verbs": ["list", "watch"]}),
+        json!({"apiGroups": ["apps"], "resources": ["deployments", "statefulsets", "replicasets"], "verbs": ["list", "watch"]}),
+    ];
+    if !readable.is_empty() {
+        rules.push(
+            json!({"apiGroups": ["batch"], "resources": ["cronjobs"], "resourceNames": readable, "verbs": ["get"]}),
+        );
+    }
+    if !writable.is_empty() {
+        rules.push(
+            json!({"apiGroups": ["batch"], "resources": ["cronjobs"], "resourceNames": writable, "verbs": ["patch"]}),
+        );
+    }
+    kubectl_apply(json!({"apiVersion": "v1", "kind": "List", "items": [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "berth-operator"}},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": "berth-operator"}, "rules": rules},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": "berth-operator"},
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "berth-operator"},
+         "subjects": [{"kind": "ServiceAccount", "name": "berth-operator", "namespace": ns.name}]}
+    ]}));
+    let token = ns.kubectl_output(&["create", "token", "berth-operator", "--duration", "1h"]);
+    let admin = std::fs::read_to_string(berth_testenv::kubeconfig_path()).unwrap();
+    let admin_token = std::fs::read_to_string(berth_testenv::control_plane_dir().join("pki/admin.token")).unwrap();
+    let restricted = admin.replace(admin_token.trim(), token.trim());
+    let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("kubeconfig-{}", ns.name));
+    std::fs::write(&path, restricted).unwrap();
+    path
+}
