@@ -4,10 +4,15 @@
 //! Reads (get, list, watch, and the first try of every write) come from here.
 //! Every event that reaches the cache also bumps a change counter, which wakes
 //! waiting acquires and SSE watches; nothing here polls kube-apiserver.
+//!
+//! This replica's own writes are visible at once (read-your-writes): a written
+//! object stands in for the cached one until the reflector moves past the
+//! version the write was based on. So a release followed by an acquire on the
+//! same replica never sees the released holder.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use berth_api::BerthLease;
 use futures::StreamExt;
@@ -33,10 +38,19 @@ struct Feed {
     healthy: AtomicBool,
 }
 
+/// An object this replica wrote, and the resourceVersion (none for a
+/// create) the write replaced.
+struct Written {
+    based_on: Option<String>,
+    lease: Arc<BerthLease>,
+}
+
 pub struct LeaseCache {
     stores: Stores,
     feeds: Vec<Arc<Feed>>,
     changes: watch::Sender<u64>,
+    /// Keyed by (namespace, name).
+    written: Mutex<HashMap<(String, String), Written>>,
 }
 
 impl LeaseCache {
@@ -63,7 +77,7 @@ impl LeaseCache {
             [(None, store)] => Stores::All(store.clone()),
             _ => Stores::Namespaces(readers.into_iter().map(|(ns, s)| (ns.unwrap_or_default(), s)).collect()),
         };
-        let cache = Arc::new(Self { stores, feeds, changes });
+        let cache = Arc::new(Self { stores, feeds, changes, written: Mutex::default() });
         for (api, writer, feed) in writers {
             let cache = Arc::downgrade(&cache);
             let metrics = metrics.clone();
@@ -105,8 +119,42 @@ impl LeaseCache {
         }
     }
 
-    /// The cached copy of one lease.
+    /// The newest copy of one lease this replica knows: its own last write
+    /// while the reflector has not moved past what that write replaced, else
+    /// the cached object.
     pub fn get(&self, namespace: &str, name: &str) -> Option<Arc<BerthLease>> {
+        let cached = self.cached(namespace, name);
+        let mut written = self.written.lock().expect("written lock");
+        let key = (namespace.to_owned(), name.to_owned());
+        match written.get(&key) {
+            Some(w) if w.based_on == cached.as_ref().and_then(|l| l.metadata.resource_version.clone()) => {
+                Some(w.lease.clone())
+            }
+            Some(_) => {
+                written.remove(&key);
+                cached
+            }
+            None => cached,
+        }
+    }
+
+    /// Records an object this replica just wrote over `based_on` (`None`: created it).
+    pub fn record_write(&self, based_on: Option<String>, lease: BerthLease) {
+        let key =
+            (lease.metadata.namespace.clone().unwrap_or_default(), lease.metadata.name.clone().unwrap_or_default());
+        let mut written = self.written.lock().expect("written lock");
+        // A write over our own previous write (create, then grant) stays valid
+        // until the cache moves past what the first one replaced.
+        let based_on = match written.get(&key) {
+            Some(previous) if previous.lease.metadata.resource_version == based_on => previous.based_on.clone(),
+            _ => based_on,
+        };
+        written.insert(key, Written { based_on, lease: Arc::new(lease) });
+        drop(written);
+        self.changes.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    fn cached(&self, namespace: &str, name: &str) -> Option<Arc<BerthLease>> {
         let key = ObjectRef::new(name).within(namespace);
         match &self.stores {
             Stores::All(store) => store.get(&key),

@@ -261,6 +261,7 @@ impl Leases {
         match api.create(&post_params(), &lease).await {
             Ok(created) => {
                 self.metrics.write("create", "ok");
+                self.cache.record_write(None, created.clone());
                 Ok(Some(created))
             }
             Err(kube::Error::Api(status)) if status.code == 409 => {
@@ -285,8 +286,9 @@ impl Leases {
         object.metadata.managed_fields = None;
         object.status = Some(status);
         match api.replace_status(&lease.name_any(), &post_params(), &object).await {
-            Ok(_) => {
+            Ok(written) => {
                 self.metrics.write("replace_status", "ok");
+                self.cache.record_write(lease.metadata.resource_version.clone(), written);
                 Ok(true)
             }
             Err(kube::Error::Api(status)) if status.code == 409 => {

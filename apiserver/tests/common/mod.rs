@@ -115,15 +115,18 @@ impl Harness {
         self.call("GET", path, Some(key), "").await
     }
 
-    /// Waits until the cache holds `name`.
+    /// Waits until the cache holds `name` at the resourceVersion kube-apiserver has now.
     pub async fn wait_cached(&self, name: &str) {
-        for _ in 0..100 {
-            if self.app.cache.get(&self.ns.name, name).is_some() {
+        let api = self.ns.api::<berth_api::BerthLease>();
+        let current = api.get(name).await.expect("lease exists").metadata.resource_version;
+        for _ in 0..250 {
+            let cached = self.app.cache.get(&self.ns.name, name);
+            if cached.is_some_and(|l| l.metadata.resource_version == current) {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        panic!("{name} never reached the cache");
+        panic!("{name} at {current:?} never reached the cache");
     }
 }
 

@@ -1,0 +1,267 @@
+//! The lease rules as the REST API applies them, on a real control plane:
+//! renew and release with stale tokens, at-least-once with maxHolders,
+//! lock-delay, the lease view, the SSE watch and the waiting acquire.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::http::Request;
+use berth_api::{BerthLease, BerthLeaseSpec, LeaseState, Semantics};
+use common::{Harness, KEY_EAST};
+use futures::StreamExt;
+use kube::api::PostParams;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+fn acquire(holder: &str, ttl: i32) -> Value {
+    json!({"holder": holder, "ttlSeconds": ttl})
+}
+
+#[tokio::test]
+async fn renew_by_stale_token_is_refused_and_release_by_another_token_conflicts() {
+    let h = Harness::new("rules-stale").await;
+    let first = h.post("job", "acquire", KEY_EAST, acquire("east/a", 60)).await;
+    assert_eq!((first.json["acquired"].as_bool(), first.json["fencingToken"].as_i64()), (Some(true), Some(1)));
+
+    let stale =
+        h.post("job", "renew", KEY_EAST, json!({"holder": "east/a", "fencingToken": 7, "ttlSeconds": 60})).await;
+    assert_eq!(stale.status, 200);
+    assert_eq!(stale.json["acquired"], false, "{stale:?}");
+    assert!(stale.json.get("fencingToken").is_none(), "{stale:?}");
+    let wrong_holder =
+        h.post("job", "renew", KEY_EAST, json!({"holder": "east/b", "fencingToken": 1, "ttlSeconds": 60})).await;
+    assert_eq!(wrong_holder.json["acquired"], false);
+
+    let conflict = h.post("job", "release", KEY_EAST, json!({"holder": "east/a", "fencingToken": 2})).await;
+    assert_eq!((conflict.status.as_u16(), conflict.error()), (409, "lease held by another identity or token"));
+    let other = h.post("job", "release", KEY_EAST, json!({"holder": "east/b", "fencingToken": 1})).await;
+    assert_eq!(other.status, 409);
+
+    // The right token still renews, and its expiry moved on.
+    let renewed =
+        h.post("job", "renew", KEY_EAST, json!({"holder": "east/a", "fencingToken": 1, "ttlSeconds": 120})).await;
+    assert_eq!((renewed.json["acquired"].as_bool(), renewed.json["fencingToken"].as_i64()), (Some(true), Some(1)));
+    assert!(renewed.json["expiresAt"].as_str() > first.json["expiresAt"].as_str(), "{renewed:?}");
+    // Release is idempotent.
+    for _ in 0..2 {
+        let released = h.post("job", "release", KEY_EAST, json!({"holder": "east/a", "fencingToken": 1})).await;
+        assert_eq!(released.status, 204, "{released:?}");
+        assert!(released.text.is_empty());
+    }
+    // Release or renew of a lease that never existed.
+    let absent = h.post("never", "release", KEY_EAST, json!({"holder": "east/a", "fencingToken": 1})).await;
+    assert_eq!(absent.status, 204);
+    let lost =
+        h.post("never", "renew", KEY_EAST, json!({"holder": "east/a", "fencingToken": 1, "ttlSeconds": 5})).await;
+    assert_eq!((lost.status.as_u16(), lost.json["acquired"].as_bool()), (200, Some(false)));
+    assert!(h.ns.api::<BerthLease>().get_opt("never").await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn at_least_once_admits_up_to_max_holders_with_rising_tokens() {
+    let h = Harness::new("rules-alo").await;
+    let body =
+        |holder: &str| json!({"holder": holder, "ttlSeconds": 60, "semantics": "at-least-once", "maxHolders": 2});
+    let a = h.post("pool", "acquire", KEY_EAST, body("east/a")).await;
+    let b = h.post("pool", "acquire", KEY_EAST, body("east/b")).await;
+    let c = h.post("pool", "acquire", KEY_EAST, body("east/c")).await;
+    assert_eq!((a.json["acquired"].as_bool(), a.json["fencingToken"].as_i64()), (Some(true), Some(1)), "{a:?}");
+    assert_eq!((b.json["acquired"].as_bool(), b.json["fencingToken"].as_i64()), (Some(true), Some(2)), "{b:?}");
+    assert_eq!(c.json["acquired"], false, "{c:?}");
+    assert_eq!(c.json["holder"], "east/a", "a refusal names the first live holder");
+    assert!(c.json.get("fencingToken").is_none());
+
+    let spec = h.ns.api::<BerthLease>().get("pool").await.unwrap().spec;
+    assert_eq!((spec.semantics, spec.max_holders), (Semantics::AtLeastOnce, Some(2)));
+
+    let released = h.post("pool", "release", KEY_EAST, json!({"holder": "east/a", "fencingToken": 1})).await;
+    assert_eq!(released.status, 204);
+    let c = h.post("pool", "acquire", KEY_EAST, body("east/c")).await;
+    assert_eq!((c.json["acquired"].as_bool(), c.json["fencingToken"].as_i64()), (Some(true), Some(3)), "{c:?}");
+
+    let view = h.get(&h.lease_path("pool", ""), KEY_EAST).await;
+    assert_eq!(view.status, 200);
+    let holders: Vec<&str> =
+        view.json["holders"].as_array().unwrap().iter().map(|x| x["identity"].as_str().unwrap()).collect();
+    assert_eq!(holders, ["east/b", "east/c"], "this replica reads its own writes");
+    assert_eq!(view.json["semantics"], "at-least-once");
+    assert_eq!(view.json["maxHolders"], 2);
+}
+
+#[tokio::test]
+async fn lock_delay_holds_off_a_new_holder_after_expiry_but_not_after_release() {
+    let h = Harness::new("rules-lockdelay").await;
+    let api = h.ns.api::<BerthLease>();
+    let spec = BerthLeaseSpec { lock_delay_seconds: 3, ..BerthLeaseSpec::default() };
+    api.create(&PostParams::default(), &BerthLease::new("delayed", spec.clone())).await.unwrap();
+    api.create(&PostParams::default(), &BerthLease::new("released", spec)).await.unwrap();
+    h.wait_cached("delayed").await;
+    h.wait_cached("released").await;
+
+    // After a release, the next holder gets in at once.
+    let a = h.post("released", "acquire", KEY_EAST, acquire("east/a", 30)).await;
+    assert_eq!(a.json["acquired"], true, "{a:?}");
+    assert_eq!(
+        h.post("released", "release", KEY_EAST, json!({"holder": "east/a", "fencingToken": 1})).await.status,
+        204
+    );
+    let b = h.post("released", "acquire", KEY_EAST, acquire("east/b", 30)).await;
+    assert_eq!((b.json["acquired"].as_bool(), b.json["fencingToken"].as_i64()), (Some(true), Some(2)), "{b:?}");
+
+    // After an expiry, nobody gets in until expiresAt + 3 s.
+    let a = h.post("delayed", "acquire", KEY_EAST, acquire("east/a", 1)).await;
+    assert_eq!(a.json["acquired"], true, "{a:?}");
+    let expires_at: chrono::DateTime<chrono::Utc> = a.json["expiresAt"].as_str().unwrap().parse().unwrap();
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let early = h.post("delayed", "acquire", KEY_EAST, acquire("east/b", 30)).await;
+    assert_eq!(early.json["acquired"], false, "{early:?}");
+    assert!(chrono::Utc::now() < expires_at + chrono::Duration::seconds(3), "the test itself ran too slowly");
+
+    // A waiting acquire is let in when the delay ends, by its own timer.
+    let waited =
+        h.post("delayed", "acquire", KEY_EAST, json!({"holder": "east/b", "ttlSeconds": 30, "waitSeconds": 10})).await;
+    assert_eq!((waited.json["acquired"].as_bool(), waited.json["fencingToken"].as_i64()), (Some(true), Some(2)));
+    let acquired_at: chrono::DateTime<chrono::Utc> = waited.json["acquiredAt"].as_str().unwrap().parse().unwrap();
+    assert!(acquired_at >= expires_at + chrono::Duration::seconds(3), "granted during the lock-delay: {waited:?}");
+    let status = api.get("delayed").await.unwrap().status.unwrap();
+    assert_eq!((status.state, status.transitions), (LeaseState::Held, 2));
+}
+
+#[tokio::test]
+async fn waiting_acquire_returns_when_the_holder_releases() {
+    let h = Harness::new("rules-wait").await;
+    let held = h.post("queue", "acquire", KEY_EAST, acquire("east/a", 60)).await;
+    assert_eq!(held.json["acquired"], true);
+    h.wait_cached("queue").await;
+
+    let waiter = {
+        let router = berth_apiserver::router(h.app.clone());
+        let body = json!({"holder": "east/b", "ttlSeconds": 30, "waitSeconds": 30}).to_string();
+        let request = Request::post(h.lease_path("queue", "/acquire"))
+            .header("authorization", format!("Bearer {KEY_EAST}"))
+            .body(Body::from(body))
+            .unwrap();
+        tokio::spawn(async move {
+            let response = router.oneshot(request).await.unwrap();
+            let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
+            (Instant::now(), serde_json::from_slice::<Value>(&bytes).unwrap())
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!waiter.is_finished(), "the waiting acquire answered while the lease was held");
+    let released_at = Instant::now();
+    let released = h.post("queue", "release", KEY_EAST, json!({"holder": "east/a", "fencingToken": 1})).await;
+    assert_eq!(released.status, 204);
+    let (answered_at, answer) = tokio::time::timeout(Duration::from_secs(5), waiter).await.unwrap().unwrap();
+    assert_eq!((answer["acquired"].as_bool(), answer["fencingToken"].as_i64()), (Some(true), Some(2)), "{answer}");
+    assert_eq!(answer["holder"], "east/b");
+    assert!(answered_at.duration_since(released_at) < Duration::from_secs(2), "woken late");
+
+    // Without a release, the wait ends with acquired:false after waitSeconds.
+    let started = Instant::now();
+    let timed_out =
+        h.post("queue", "acquire", KEY_EAST, json!({"holder": "east/c", "ttlSeconds": 30, "waitSeconds": 1})).await;
+    assert_eq!((timed_out.status.as_u16(), timed_out.json["acquired"].as_bool()), (200, Some(false)));
+    assert_eq!(timed_out.json["holder"], "east/b");
+    assert!(started.elapsed() >= Duration::from_secs(1));
+}
+
+/// Reads SSE frames until one `event: lease` arrives; returns its data.
+async fn next_lease_event(body: &mut axum::body::BodyDataStream, buffer: &mut String) -> Value {
+    loop {
+        if let Some(end) = buffer.find("\n\n") {
+            let frame: String = buffer.drain(..end + 2).collect();
+            if frame.starts_with(':') {
+                continue;
+            }
+            assert!(frame.starts_with("event: lease\n"), "{frame:?}");
+            let data = frame.lines().find_map(|l| l.strip_prefix("data: ")).expect("a data line");
+            return serde_json::from_str(data).unwrap();
+        }
+        let chunk = body.next().await.expect("the stream stays open").unwrap();
+        buffer.push_str(std::str::from_utf8(&chunk).unwrap());
+    }
+}
+
+#[tokio::test]
+async fn sse_watch_starts_with_the_current_state_and_delivers_a_change_within_a_second() {
+    let h = Harness::new("rules-watch").await;
+    let held = h.post("watched", "acquire", KEY_EAST, acquire("east/a", 60)).await;
+    assert_eq!(held.json["acquired"], true);
+    h.wait_cached("watched").await;
+
+    let request = Request::get(h.lease_path("watched", "/watch"))
+        .header("authorization", format!("Bearer {KEY_EAST}"))
+        .body(Body::empty())
+        .unwrap();
+    let response = berth_apiserver::router(h.app.clone()).oneshot(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    let mut body = response.into_body().into_data_stream();
+    let mut buffer = String::new();
+    let first = next_lease_event(&mut body, &mut buffer).await;
+    assert_eq!((first["name"].as_str(), first["state"].as_str()), (Some("watched"), Some("held")));
+    assert_eq!(first["holders"][0]["identity"], "east/a");
+
+    let released_at = Instant::now();
+    let released = h.post("watched", "release", KEY_EAST, json!({"holder": "east/a", "fencingToken": 1})).await;
+    assert_eq!(released.status, 204);
+    let change = tokio::time::timeout(Duration::from_secs(1), next_lease_event(&mut body, &mut buffer))
+        .await
+        .expect("the change arrived within a second");
+    assert_eq!(change["state"], "released", "{change}");
+    assert_eq!(change["holders"], json!([]));
+    assert!(released_at.elapsed() < Duration::from_secs(1));
+
+    let taken = h.post("watched", "acquire", KEY_EAST, acquire("east/b", 60)).await;
+    assert_eq!(taken.json["fencingToken"], 2);
+    let next = tokio::time::timeout(Duration::from_secs(1), next_lease_event(&mut body, &mut buffer)).await.unwrap();
+    assert_eq!((next["holders"][0]["identity"].as_str(), next["fencingToken"].as_i64()), (Some("east/b"), Some(2)));
+}
+
+#[tokio::test]
+async fn lease_view_and_lists_are_sorted_and_shaped_as_api_md() {
+    let h = Harness::new("rules-view").await;
+    for name in ["zeta", "alpha", "mid"] {
+        let reply = h.post(name, "acquire", KEY_EAST, acquire("east/a", 45)).await;
+        assert_eq!(reply.json["acquired"], true, "{reply:?}");
+    }
+    for name in ["zeta", "alpha", "mid"] {
+        h.wait_cached(name).await;
+    }
+    let list = h.get(&format!("/v1alpha1/namespaces/{}/leases", h.ns.name), KEY_EAST).await;
+    let names: Vec<&str> = list.json["items"].as_array().unwrap().iter().map(|i| i["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["alpha", "mid", "zeta"]);
+    let all = h.get("/v1alpha1/leases", KEY_EAST).await;
+    assert_eq!(all.json["items"].as_array().unwrap().len(), 3, "{all:?}");
+
+    let view = h.get(&h.lease_path("alpha", ""), KEY_EAST).await;
+    let v = &view.json;
+    assert_eq!(v["namespace"], h.ns.name.as_str());
+    assert_eq!((v["semantics"].as_str(), v["ttlSeconds"].as_i64()), (Some("at-most-once"), Some(45)));
+    assert_eq!((v["heartbeatIntervalSeconds"].as_i64(), v["transitions"].as_i64()), (Some(10), Some(1)));
+    assert!(v.get("maxHolders").is_none() && v.get("target").is_none(), "{v}");
+    let updated = v["updatedAt"].as_str().unwrap();
+    assert_eq!(updated.len(), "2026-11-24T06:15:30.191483000Z".len(), "nine fraction digits: {updated}");
+    assert!(updated.ends_with('Z'));
+
+    // The created object: declared holder, TTL from the request, owned by the tenant.
+    let lease = h.ns.api::<BerthLease>().get("alpha").await.unwrap();
+    assert_eq!(lease.spec.holder_identity.as_deref(), Some("east/a"));
+    assert_eq!(lease.metadata.labels.unwrap()["berth.skaphos.io/tenant"], "east");
+    let status = lease.status.unwrap();
+    assert_eq!(status.observed_generation, lease.metadata.generation);
+    let managers: Vec<String> = lease.metadata.managed_fields.unwrap().into_iter().filter_map(|m| m.manager).collect();
+    assert!(managers.iter().all(|m| m == "berth-apiserver"), "{managers:?}");
+}
+
+#[tokio::test]
+async fn acquire_with_a_one_second_ttl_creates_a_valid_lease() {
+    let h = Harness::new("rules-short").await;
+    let reply = h.post("short", "acquire", KEY_EAST, acquire("east", 1)).await;
+    assert_eq!((reply.status.as_u16(), reply.json["acquired"].as_bool()), (200, Some(true)), "{reply:?}");
+    let spec = h.ns.api::<BerthLease>().get("short").await.unwrap().spec;
+    assert!(spec.heartbeat_interval_seconds < spec.ttl_seconds, "{spec:?}");
+}
