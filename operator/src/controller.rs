@@ -10,10 +10,11 @@ use berth_api::{BerthLease, BerthLeaseStatus};
 use chrono::Utc;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, StatefulSet};
+use k8s_openapi::api::authorization::v1::{ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::core::NamespaceResourceScope;
-use kube::runtime::controller::Action;
+use kube::runtime::controller::{Action, Error as ControllerError};
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{Controller, watcher};
@@ -282,8 +283,11 @@ async fn publish(ctx: &Context, lease: &BerthLease, note: Note) {
 ///
 /// # Caveats
 /// Target workloads are watched too, so a hand edit of a target (drift) or a
-/// target created after its lease wakes the lease at once; the [`plan::RESYNC`]
-/// requeue is only a safety net (for example after RBAC changes).
+/// target created after its lease wakes the lease at once. A kind this
+/// identity may not list and watch is left unwatched (a failing watch would
+/// hold up every trigger of the controller while it backs off): its drift is
+/// then corrected by the [`plan::RESYNC`] requeue, which is otherwise only a
+/// safety net.
 pub async fn run<F>(ctx: Arc<Context>, namespaces: &[String], health: Arc<Health>, stopped: impl Fn() -> F)
 where
     F: Future<Output = ()> + Send + Sync + 'static,
@@ -294,38 +298,41 @@ where
     let mut controllers = Vec::new();
     for scope in scopes {
         let client = ctx.client.clone();
-        let controller = Controller::new(scoped::<BerthLease>(&client, &scope), watcher::Config::default());
+        let mut controller = Controller::new(scoped::<BerthLease>(&client, &scope), watcher::Config::default());
         let store = controller.store();
-        let controller = controller
-            .watches(
-                scoped::<CronJob>(&client, &scope),
-                watcher::Config::default(),
-                targeting(store.clone(), TargetKind::CronJob),
-            )
-            .watches(
-                scoped::<Job>(&client, &scope),
-                watcher::Config::default(),
-                targeting(store.clone(), TargetKind::Job),
-            )
-            .watches(
-                scoped::<Deployment>(&client, &scope),
-                watcher::Config::default(),
-                targeting(store.clone(), TargetKind::Deployment),
-            )
-            .watches(
-                scoped::<StatefulSet>(&client, &scope),
-                watcher::Config::default(),
-                targeting(store.clone(), TargetKind::StatefulSet),
-            )
-            .watches(
-                scoped::<ReplicaSet>(&client, &scope),
-                watcher::Config::default(),
-                targeting(store.clone(), TargetKind::ReplicaSet),
-            )
-            .graceful_shutdown_on(stopped());
+        for kind in TargetKind::ALL {
+            if !may_watch(&client, &scope, kind).await {
+                tracing::warn!(
+                    kind = kind.as_str(),
+                    namespace = scope.as_deref().unwrap_or("<all>"),
+                    "may not list and watch this kind: its drift is corrected only on resync"
+                );
+                continue;
+            }
+            let wc = watcher::Config::default();
+            controller = match kind {
+                TargetKind::CronJob => {
+                    controller.watches(scoped::<CronJob>(&client, &scope), wc, targeting(store.clone(), kind))
+                }
+                TargetKind::Job => {
+                    controller.watches(scoped::<Job>(&client, &scope), wc, targeting(store.clone(), kind))
+                }
+                TargetKind::Deployment => {
+                    controller.watches(scoped::<Deployment>(&client, &scope), wc, targeting(store.clone(), kind))
+                }
+                TargetKind::StatefulSet => {
+                    controller.watches(scoped::<StatefulSet>(&client, &scope), wc, targeting(store.clone(), kind))
+                }
+                TargetKind::ReplicaSet => {
+                    controller.watches(scoped::<ReplicaSet>(&client, &scope), wc, targeting(store.clone(), kind))
+                }
+            };
+        }
+        let controller = controller.graceful_shutdown_on(stopped());
         controllers.push(controller.run(reconcile, error_policy, ctx.clone()).for_each(|result| async move {
-            if let Err(error) = result {
-                tracing::debug!(%error, "controller event");
+            match result {
+                Ok(_) | Err(ControllerError::ReconcilerFailed(..)) => {}
+                Err(error) => tracing::warn!(%error, "controller"),
             }
         }));
     }
@@ -343,6 +350,36 @@ where
     });
     futures::future::join_all(controllers).await;
     ready.abort();
+}
+
+/// Asks kube-apiserver (SelfSubjectAccessReview) whether this identity may
+/// list and watch `kind` in `scope`. An unanswered question counts as yes.
+async fn may_watch(client: &Client, scope: &Option<String>, kind: TargetKind) -> bool {
+    let reviews: Api<SelfSubjectAccessReview> = Api::all(client.clone());
+    for verb in ["list", "watch"] {
+        let review = SelfSubjectAccessReview {
+            spec: SelfSubjectAccessReviewSpec {
+                resource_attributes: Some(ResourceAttributes {
+                    group: Some(kind.group().to_owned()),
+                    resource: Some(kind.plural().to_owned()),
+                    verb: Some(verb.to_owned()),
+                    namespace: scope.clone(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        match reviews.create(&PostParams::default(), &review).await {
+            Ok(answer) => {
+                if !answer.status.is_some_and(|s| s.allowed) {
+                    return false;
+                }
+            }
+            Err(error) => tracing::warn!(%error, "SelfSubjectAccessReview failed; watching anyway"),
+        }
+    }
+    true
 }
 
 fn scoped<K>(client: &Client, scope: &Option<String>) -> Api<K>

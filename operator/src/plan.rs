@@ -59,6 +59,22 @@ impl TargetKind {
         }
     }
 
+    /// The API group (for RBAC questions).
+    pub fn group(self) -> &'static str {
+        self.api_version().split_once('/').map_or("", |(group, _)| group)
+    }
+
+    /// The resource name (for RBAC questions).
+    pub fn plural(self) -> &'static str {
+        match self {
+            TargetKind::CronJob => "cronjobs",
+            TargetKind::Job => "jobs",
+            TargetKind::Deployment => "deployments",
+            TargetKind::StatefulSet => "statefulsets",
+            TargetKind::ReplicaSet => "replicasets",
+        }
+    }
+
     /// Whether the kind is driven by `spec.suspend` (else by `/scale`).
     pub fn suspends(self) -> bool {
         matches!(self, TargetKind::CronJob | TargetKind::Job)

@@ -273,7 +273,7 @@ async fn operator_killed_between_status_write_and_target_write_converges_after_r
 
     // This identity may read the CronJob but not change it: the expiry status
     // write succeeds and the target write fails, and there we kill it.
-    let kubeconfig = restricted_kubeconfig(&ns, &["etl"], &[]).await;
+    let kubeconfig = restricted_kubeconfig(&ns, &["etl"], &[]);
     let mut first = Operator::start_as(&kubeconfig, &ns.name, &[]);
     eventually("the lease expires", holder_ttl_plus(SOON, &holder), || async {
         get_lease(&ns, "etl").await.status.filter(|s| s.state == LeaseState::Expired)
@@ -368,7 +368,7 @@ async fn missing_unsupported_mismatched_and_forbidden_targets_are_reported_while
     .await;
     create_lease(&ns, "forbidden", cronjob_target("secret")).await;
     create_lease(&ns, "good", cronjob_target("good")).await;
-    let kubeconfig = restricted_kubeconfig(&ns, &["good", "missing"], &["good", "missing"]).await;
+    let kubeconfig = restricted_kubeconfig(&ns, &["good", "missing"], &["good", "missing"]);
     let operator = Operator::start_as(&kubeconfig, &ns.name, &[]);
 
     let cases = [

@@ -266,9 +266,9 @@ pub async fn wait_event(ns: &TestNamespace, name: &str, reason: &str) -> (String
 
 /// A kubeconfig for service account `berth-operator` in `ns`, bound to a Role
 /// that allows what the operator needs on leases and Events, lists and
-/// watches every target kind, but may `get` only the CronJobs in `readable`
-/// and `patch` only those in `writable`.
-pub async fn restricted_kubeconfig(ns: &TestNamespace, readable: &[&str], writable: &[&str]) -> PathBuf {
+/// watches CronJobs and Jobs (not the apps kinds), but may `get` only the
+/// CronJobs in `readable` and `patch` only those in `writable`.
+pub fn restricted_kubeconfig(ns: &TestNamespace, readable: &[&str], writable: &[&str]) -> PathBuf {
     let kubectl_apply = |manifest: Value| {
         let mut child = berth_testenv::kubectl()
             .args(["apply", "-n", &ns.name, "-f", "-"])
@@ -287,8 +287,8 @@ pub async fn restricted_kubeconfig(ns: &TestNamespace, readable: &[&str], writab
                "verbs": ["get", "list", "watch", "patch", "update"]}),
         json!({"apiGroups": ["berth.skaphos.io"], "resources": ["berthleases/status"], "verbs": ["get", "update", "patch"]}),
         json!({"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]}),
+        // No list/watch on the apps kinds: the operator must leave those unwatched and still serve.
         json!({"apiGroups": ["batch"], "resources": ["cronjobs", "jobs"], "verbs": ["list", "watch"]}),
-        json!({"apiGroups": ["apps"], "resources": ["deployments", "statefulsets", "replicasets"], "verbs": ["list", "watch"]}),
     ];
     if !readable.is_empty() {
         rules.push(
@@ -307,11 +307,5 @@ pub async fn restricted_kubeconfig(ns: &TestNamespace, readable: &[&str], writab
          "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "berth-operator"},
          "subjects": [{"kind": "ServiceAccount", "name": "berth-operator", "namespace": ns.name}]}
     ]}));
-    let token = ns.kubectl_output(&["create", "token", "berth-operator", "--duration", "1h"]);
-    let admin = std::fs::read_to_string(berth_testenv::kubeconfig_path()).unwrap();
-    let admin_token = std::fs::read_to_string(berth_testenv::control_plane_dir().join("pki/admin.token")).unwrap();
-    let restricted = admin.replace(admin_token.trim(), token.trim());
-    let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("kubeconfig-{}", ns.name));
-    std::fs::write(&path, restricted).unwrap();
-    path
+    berth_testenv::service_account_kubeconfig(&ns.name, "berth-operator")
 }
