@@ -139,6 +139,9 @@ func wantAPIError(t *testing.T, what string, err error, status int, message stri
 	if apiErr.StatusCode != status || !strings.HasPrefix(apiErr.Message, message) {
 		t.Errorf("%s: got %d %q, want %d %q", what, apiErr.StatusCode, apiErr.Message, status, message)
 	}
+	if apiErr.RequestID == "" {
+		t.Errorf("%s: no X-Request-Id", what)
+	}
 	if sentinel != nil && !errors.Is(err, sentinel) {
 		t.Errorf("%s: errors.Is(err, %v) is false", what, sentinel)
 	}
@@ -317,6 +320,9 @@ func TestIntegrationErrorValues(t *testing.T) {
 	wantAPIError(t, "acquire with wait too long", err, 400, "waitSeconds must be between 1 and 300", client.ErrBadRequest)
 	_, err = alpha.AcquireWith(ctx, s.nsA, leaseName("sem"), client.AcquireRequest{Holder: "alpha", TTL: 30 * time.Second, MaxHolders: 2})
 	wantAPIError(t, "maxHolders without at-least-once", err, 400, "maxHolders is only allowed with semantics at-least-once", client.ErrBadRequest)
+	// The body check comes first: a 5000-byte holder is too large a body.
+	_, err = alpha.Acquire(ctx, s.nsA, name, strings.Repeat("a", 5000), 30*time.Second)
+	wantAPIError(t, "acquire with a body over 4096 bytes", err, 413, "request body must be at most 4096 bytes", nil)
 	// The field check comes before authorization.
 	_, err = alpha.Acquire(ctx, s.nsB, name, "alpha", 0)
 	wantAPIError(t, "ttl 0 in another namespace", err, 400, "ttlSeconds must be positive", client.ErrBadRequest)
@@ -621,4 +627,56 @@ func TestIntegrationKeeperLosesLeaseWhenAPIServerStops(t *testing.T) {
 		t.Fatalf("another holder got the lease at %s, before the keeper's local deadline %s", res.AcquiredAt, deadline)
 	}
 	t.Logf("next holder granted %s after the keeper's local deadline", res.AcquiredAt.Sub(deadline).Round(time.Millisecond))
+}
+
+func TestIntegrationWatchSurvivesAPIServerRestart(t *testing.T) {
+	s := integration(t)
+	srv, err := berthtest.StartAPIServer(s.bin, s.cp, []berthtest.Tenant{s.alpha})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	cfg, err := srv.TLSConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := client.New(srv.URL, client.WithAPIKey(s.alpha.Key), client.WithTLSConfig(cfg))
+	name := leaseName("rewatch")
+	held, err := c.Acquire(t.Context(), s.nsA, name, "alpha/w1", 60*time.Second)
+	if err != nil || !held.Acquired {
+		t.Fatal(held, err)
+	}
+	events, err := c.Watch(t.Context(), s.nsA, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wait := func(what string, ok func(client.Lease) bool) {
+		t.Helper()
+		timeout := time.After(20 * time.Second)
+		for {
+			select {
+			case l, open := <-events:
+				if !open {
+					t.Fatalf("%s: watch closed", what)
+				}
+				if ok(l) {
+					return
+				}
+			case <-timeout:
+				t.Fatalf("%s: no such event within 20s", what)
+			}
+		}
+	}
+	wait("current state", func(l client.Lease) bool { return l.State == client.StateHeld })
+
+	srv.Kill()
+	if err := srv.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	restarted := time.Now()
+	if err := c.Release(t.Context(), s.nsA, name, "alpha/w1", held.FencingToken); err != nil {
+		t.Fatal(err)
+	}
+	wait("release after the restart", func(l client.Lease) bool { return l.State == client.StateReleased })
+	t.Logf("the watch delivered the release %s after the apiserver was back", time.Since(restarted).Round(time.Millisecond))
 }
