@@ -250,11 +250,14 @@ impl Client {
     /// Watches one lease: the stream yields its current state, then one view
     /// per change.
     ///
+    /// The stream ends when the server ends it: the lease was deleted, or the
+    /// server is shutting down.
+    ///
     /// # Errors
     /// The call fails as [`Self::get`] does when the watch cannot start. The
-    /// stream then ends after yielding an [`Error::Transport`] when the
-    /// connection breaks or stays silent for [`WATCH_IDLE_TIMEOUT`]; start a
-    /// new watch to go on.
+    /// stream ends after yielding an [`Error::Transport`] when the connection
+    /// breaks or stays silent for [`WATCH_IDLE_TIMEOUT`]; start a new watch
+    /// to go on.
     pub async fn watch(&self, namespace: &str, name: &str) -> Result<LeaseStream, Error> {
         let path = lease_path(namespace, name, "watch")?;
         let request = self.request(Method::GET, &path)?.header(reqwest::header::ACCEPT, "text/event-stream");
@@ -278,10 +281,8 @@ impl Client {
                             source: None,
                         }),
                         Ok(Err(e)) => Err(Error::transport(&context, e)),
-                        Ok(Ok(None)) => Err(Error::Transport {
-                            message: format!("{context}: the server ended the watch"),
-                            source: None,
-                        }),
+                        // The server ends the watch when the lease is deleted or it shuts down.
+                        Ok(Ok(None)) => return None,
                         Ok(Ok(Some(chunk))) => Ok(chunk),
                     };
                     match chunk {

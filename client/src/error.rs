@@ -134,13 +134,12 @@ fn find_rustls_error(err: &reqwest::Error) -> Option<&rustls::Error> {
         if let Some(tls) = current.downcast_ref::<rustls::Error>() {
             return Some(tls);
         }
-        // io::Error::source() skips the error it wraps, so look inside.
-        if let Some(tls) =
-            current.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()).and_then(|e| e.downcast_ref())
-        {
-            return Some(tls);
-        }
-        cause = current.source();
+        // io::Error::source() skips the error it wraps (which may be another
+        // io::Error around the rustls error), so step inside it instead.
+        cause = match current.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()) {
+            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+            None => current.source(),
+        };
     }
     None
 }

@@ -1,0 +1,341 @@
+//! berth-client against the real apiserver binary on the real control plane
+//! (`berth_testenv`): every call, every error variant, TLS, and the
+//! LeaseKeeper under failure. Run `cargo build -p berth-apiserver` first.
+
+use std::time::Duration;
+
+use berth_api::BerthLease;
+use berth_client::{AcquireRequest, Client, Error, KeeperOptions, LeaseKeeper, Loss, ReleaseRequest, RenewRequest};
+use berth_testenv::TestNamespace;
+use berth_testenv::apiserver::{ApiServer, Tenant};
+use chrono::Utc;
+use futures::StreamExt;
+use kube::api::{Api, DeleteParams, PostParams};
+use tokio::time::Instant;
+
+struct Env {
+    ns: TestNamespace,
+    server: ApiServer,
+}
+
+impl Env {
+    /// An apiserver for tenant `team` (limited to a fresh namespace) and
+    /// tenant `other` (limited to a namespace of its own).
+    async fn start(prefix: &str) -> Self {
+        let ns = TestNamespace::new(prefix).await;
+        let tenants = vec![Tenant::new("team", &[&ns.name]), Tenant::new("other", &["elsewhere"])];
+        let server = ApiServer::start(tenants, &[], &[]);
+        Self { ns, server }
+    }
+
+    fn client(&self, tenant: &str) -> Client {
+        Client::builder(&self.server.url)
+            .api_key(self.server.key(tenant))
+            .ca_file(&self.server.ca_file)
+            .expect("CA file reads")
+            .build()
+            .expect("client builds")
+    }
+
+    fn leases(&self) -> Api<BerthLease> {
+        self.ns.api()
+    }
+
+    /// The server-side expiry of `holder`, straight from the BerthLease status.
+    async fn server_expiry(&self, name: &str, holder: &str) -> chrono::DateTime<Utc> {
+        let lease = self.leases().get(name).await.expect("lease reads");
+        let status = lease.status.expect("lease has a status");
+        status.holders.iter().find(|h| h.identity == holder).expect("holder is in the status").expires_at
+    }
+}
+
+fn acquire(holder: &str, ttl: i32) -> AcquireRequest {
+    AcquireRequest { holder: holder.into(), ttl_seconds: ttl, ..Default::default() }
+}
+
+#[tokio::test]
+async fn every_call_round_trips_against_the_real_apiserver() {
+    let env = Env::start("client-calls").await;
+    let client = env.client("team");
+    let ns = env.ns.name.as_str();
+
+    client.ping().await.expect("ping");
+
+    let grant = client.acquire(ns, "alpha", &acquire("team/w1", 30)).await.expect("acquire");
+    assert_eq!(grant.holder, "team/w1");
+    assert_eq!(grant.fencing_token, 1);
+    assert!(grant.expires_at.is_some_and(|t| t > Utc::now()));
+
+    let again = client.acquire(ns, "alpha", &acquire("team/w1", 30)).await.expect("idempotent acquire");
+    assert_eq!(again.fencing_token, 1, "an acquire by the live holder is a renew");
+
+    let renew = RenewRequest { holder: "team/w1".into(), fencing_token: 1, ttl_seconds: 30 };
+    assert_eq!(client.renew(ns, "alpha", &renew).await.expect("renew").fencing_token, 1);
+
+    let view = client.get(ns, "alpha").await.expect("get");
+    assert_eq!((view.name.as_str(), view.holders.len(), view.fencing_token), ("alpha", 1, 1));
+
+    client.acquire(ns, "beta", &acquire("team", 30)).await.expect("acquire beta");
+    let names: Vec<_> = client.list(ns).await.expect("list").into_iter().map(|v| v.name).collect();
+    assert_eq!(names, ["alpha", "beta"]);
+    let all = client.list_all().await.expect("list_all");
+    assert!(all.iter().all(|v| v.namespace == ns) && all.len() == 2, "{all:?}");
+
+    client.release(ns, "alpha", &ReleaseRequest { holder: "team/w1".into(), fencing_token: 1 }).await.expect("release");
+    client
+        .release(ns, "alpha", &ReleaseRequest { holder: "team/w1".into(), fencing_token: 1 })
+        .await
+        .expect("release is idempotent");
+    assert!(client.get(ns, "alpha").await.expect("get").holders.is_empty());
+}
+
+#[tokio::test]
+async fn each_refusal_is_its_own_error_variant_with_the_server_message() {
+    let env = Env::start("client-errors").await;
+    let client = env.client("team");
+    let ns = env.ns.name.as_str();
+    client.acquire(ns, "held", &acquire("team/a", 30)).await.expect("acquire");
+
+    match client.acquire(ns, "held", &acquire("team/b", 30)).await {
+        Err(Error::NotAcquired { current }) => {
+            assert_eq!(current.holder, "team/a");
+            assert!(current.fencing_token.is_none());
+        }
+        other => panic!("expected NotAcquired, got {other:?}"),
+    }
+    let stale = RenewRequest { holder: "team/a".into(), fencing_token: 99, ttl_seconds: 30 };
+    assert!(matches!(client.renew(ns, "held", &stale).await, Err(Error::NotAcquired { .. })));
+
+    let wrong = ReleaseRequest { holder: "team/b".into(), fencing_token: 1 };
+    match client.release(ns, "held", &wrong).await {
+        Err(Error::Conflict(message)) => assert_eq!(message, "lease held by another identity or token"),
+        other => panic!("expected Conflict, got {other:?}"),
+    }
+    match client.get(ns, "missing").await {
+        Err(Error::NotFound(message)) => assert_eq!(message, "lease not found"),
+        other => panic!("expected NotFound, got {other:?}"),
+    }
+    match client.acquire(ns, "held", &acquire("team/a", 0)).await {
+        Err(Error::InvalidRequest(message)) => assert_eq!(message, "ttlSeconds must be positive"),
+        other => panic!("expected InvalidRequest, got {other:?}"),
+    }
+    match client.acquire(ns, "held", &acquire("intruder", 30)).await {
+        Err(Error::Forbidden(message)) => assert_eq!(message, "holder not authorized for this identity"),
+        other => panic!("expected Forbidden, got {other:?}"),
+    }
+    match env.client("other").get(ns, "held").await {
+        Err(Error::Forbidden(message)) => assert_eq!(message, "not authorized for this namespace"),
+        other => panic!("expected Forbidden, got {other:?}"),
+    }
+    let bad_key =
+        Client::builder(&env.server.url).api_key("nope").ca_file(&env.server.ca_file).unwrap().build().unwrap();
+    match bad_key.list(ns).await {
+        Err(Error::Unauthorized(message)) => assert_eq!(message, "unauthorized"),
+        other => panic!("expected Unauthorized, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn unreachable_server_is_a_transport_error_naming_the_cause() {
+    let mut env = Env::start("client-transport").await;
+    let client = env.client("team");
+    env.server.kill();
+    match client.list(&env.ns.name).await {
+        Err(e @ Error::Transport { .. }) => assert!(e.to_string().contains("Connection refused"), "{e}"),
+        other => panic!("expected Transport, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn acquire_with_wait_is_granted_when_the_holder_releases() {
+    let env = Env::start("client-wait").await;
+    let client = env.client("team");
+    let ns = env.ns.name.clone();
+    let first = client.acquire(&ns, "queue", &acquire("team/a", 30)).await.expect("acquire");
+
+    let waiter = {
+        let client = client.clone();
+        let ns = ns.clone();
+        tokio::spawn(async move {
+            let request = AcquireRequest { wait_seconds: Some(20), ..acquire("team/b", 30) };
+            client.acquire(&ns, "queue", &request).await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!waiter.is_finished(), "the waiting acquire returned before the release");
+    let release = ReleaseRequest { holder: "team/a".into(), fencing_token: first.fencing_token };
+    client.release(&ns, "queue", &release).await.expect("release");
+    let grant = waiter.await.unwrap().expect("the waiter is granted");
+    assert_eq!((grant.holder.as_str(), grant.fencing_token), ("team/b", 2));
+}
+
+#[tokio::test]
+async fn watch_streams_the_current_state_then_each_change_and_ends_on_delete() {
+    let env = Env::start("client-watch").await;
+    let client = env.client("team");
+    let ns = env.ns.name.as_str();
+    let grant = client.acquire(ns, "watched", &acquire("team/a", 30)).await.expect("acquire");
+
+    let mut stream = client.watch(ns, "watched").await.expect("watch starts");
+    let first = next_event(&mut stream).await.expect("an event").expect("a view");
+    assert_eq!(first.holders[0].identity, "team/a");
+
+    client
+        .release(ns, "watched", &ReleaseRequest { holder: "team/a".into(), fencing_token: grant.fencing_token })
+        .await
+        .expect("release");
+    let released = next_event(&mut stream).await.expect("an event").expect("a view");
+    assert!(released.holders.is_empty(), "{released:?}");
+
+    env.leases().delete("watched", &DeleteParams::default()).await.expect("delete");
+    assert!(next_event(&mut stream).await.is_none(), "the watch ends when the lease is deleted");
+}
+
+async fn next_event(stream: &mut berth_client::LeaseStream) -> Option<Result<berth_client::LeaseView, Error>> {
+    tokio::time::timeout(Duration::from_secs(10), stream.next()).await.expect("an event within 10 s")
+}
+
+#[tokio::test]
+async fn ca_file_is_trusted_and_an_unknown_ca_fails_with_a_clear_message() {
+    let env = Env::start("client-tls").await;
+    env.client("team").ping().await.expect("ping with the right CA");
+
+    let system_roots = Client::builder(&env.server.url).build().unwrap();
+    let err = system_roots.ping().await.expect_err("the test CA is not in the system store");
+    assert!(err.to_string().contains("signed by an unknown certificate authority"), "{err}");
+
+    let other_ca = std::env::temp_dir().join(format!("berth-client-other-ca-{}", std::process::id()));
+    let status = std::process::Command::new(berth_testenv::repo_root().join("hack/gen-tls.sh")).arg(&other_ca).status();
+    assert!(status.is_ok_and(|s| s.success()));
+    let wrong_ca = Client::builder(&env.server.url).ca_file(other_ca.join("ca.crt")).unwrap().build().unwrap();
+    let err = wrong_ca.ping().await.expect_err("another CA does not vouch for this server");
+    assert!(err.to_string().contains("signed by an unknown certificate authority"), "{err}");
+    std::fs::remove_dir_all(&other_ca).unwrap();
+
+    let insecure = Client::builder(&env.server.url).danger_accept_invalid_certs().build().unwrap();
+    insecure.ping().await.expect("insecure skips the check");
+}
+
+fn keeper_options(ns: &str, name: &str, holder: &str) -> KeeperOptions {
+    KeeperOptions::new(ns, name, holder, Duration::from_secs(4)).margin(Duration::from_secs(1))
+}
+
+#[tokio::test]
+async fn keeper_renews_past_the_ttl_and_releases_on_drop() {
+    let env = Env::start("keeper-renews").await;
+    let client = env.client("team");
+    let ns = env.ns.name.as_str();
+    let keeper = LeaseKeeper::acquire(client.clone(), keeper_options(ns, "kept", "team/k")).await.expect("acquire");
+    assert_eq!(keeper.fencing_token(), 1);
+    let first_deadline = keeper.deadline().expect("held");
+
+    tokio::time::sleep(Duration::from_secs(6)).await; // longer than the TTL
+    assert!(keeper.is_held(), "renewals keep it held");
+    assert!(keeper.deadline().expect("held") > first_deadline, "each renew moves the deadline");
+    let view = client.get(ns, "kept").await.expect("get");
+    assert_eq!(view.holders[0].fencing_token, 1, "renewals keep the token");
+
+    drop(keeper);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !client.get(ns, "kept").await.expect("get").holders.is_empty() {
+        assert!(Instant::now() < deadline, "drop did not release the lease");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn keeper_reports_loss_by_its_local_deadline_when_the_apiserver_is_stopped() {
+    let mut env = Env::start("keeper-deadline").await;
+    let client = env.client("team");
+    let ns = env.ns.name.clone();
+    let keeper = LeaseKeeper::acquire(client, keeper_options(&ns, "cut-off", "team/k")).await.expect("acquire");
+
+    env.server.terminate();
+    let deadline = keeper.deadline().expect("held when the server stops");
+    let server_expiry = env.server_expiry("cut-off", "team/k").await;
+
+    let loss = tokio::time::timeout(Duration::from_secs(10), keeper.lost()).await.expect("loss is reported");
+    let (lost_at, lost_wall) = (Instant::now(), Utc::now());
+    assert_eq!(loss, Loss::DeadlinePassed);
+    assert!(!keeper.is_held(), "never claims to hold after the deadline");
+    assert!(lost_at >= deadline, "loss is not reported before the deadline");
+    assert!(lost_wall < server_expiry, "loss at {lost_wall} must come before the server's expiry {server_expiry}");
+    eprintln!(
+        "keeper: loss {:?} after the local deadline, {:?} before the server's expiresAt",
+        lost_at - deadline,
+        (server_expiry - lost_wall).to_std().unwrap()
+    );
+}
+
+#[tokio::test]
+async fn keeper_is_never_held_after_its_deadline_even_before_its_task_runs() {
+    let mut env = Env::start("keeper-never-past").await;
+    let client = env.client("team");
+    let ns = env.ns.name.clone();
+    let keeper = LeaseKeeper::acquire(client, keeper_options(&ns, "cut-off", "team/k")).await.expect("acquire");
+    let state = keeper.subscribe();
+    env.server.terminate();
+    let deadline = keeper.deadline().expect("held");
+    // Block this thread past the deadline: the answer comes from the clock,
+    // not from the background task having noticed.
+    std::thread::sleep((deadline - Instant::now()) + Duration::from_millis(10));
+    assert!(!keeper.is_held());
+    assert!(!state.borrow().holds_at(Instant::now()));
+}
+
+#[tokio::test]
+async fn keeper_reports_loss_at_once_when_a_renew_is_refused_after_a_takeover() {
+    let env = Env::start("keeper-takeover").await;
+    let client = env.client("team");
+    let ns = env.ns.name.clone();
+    // Without the watch, so that the refused renew alone is what reports it.
+    let options = KeeperOptions::new(&ns, "taken", "team/k", Duration::from_secs(30))
+        .heartbeat(Duration::from_secs(1))
+        .watch(false);
+    let keeper = LeaseKeeper::acquire(client.clone(), options).await.expect("acquire");
+    let deadline = keeper.deadline().expect("held");
+
+    take_over(&env, "taken", "team/usurper").await;
+    let loss = tokio::time::timeout(Duration::from_secs(10), keeper.lost()).await.expect("loss is reported");
+    assert_eq!(loss, Loss::Refused { holder: "team/usurper".into() });
+    assert!(Instant::now() < deadline, "reported by the refused renew, long before the local deadline");
+    assert!(!keeper.is_held());
+}
+
+#[tokio::test]
+async fn keeper_with_watch_notices_a_takeover_before_its_next_heartbeat() {
+    let env = Env::start("keeper-watch").await;
+    let client = env.client("team");
+    let ns = env.ns.name.clone();
+    let options =
+        KeeperOptions::new(&ns, "taken", "team/k", Duration::from_secs(30)).heartbeat(Duration::from_secs(10));
+    let keeper = LeaseKeeper::acquire(client, options).await.expect("acquire");
+    tokio::time::sleep(Duration::from_millis(500)).await; // let the watch start
+    let taken_at = Instant::now();
+    take_over(&env, "taken", "team/usurper").await;
+    let loss = tokio::time::timeout(Duration::from_secs(20), keeper.lost()).await.expect("loss is reported");
+    assert_eq!(loss, Loss::Refused { holder: "team/usurper".into() });
+    assert!(
+        taken_at.elapsed() < keeper.schedule().heartbeat,
+        "the watch made the renew come before the next heartbeat"
+    );
+}
+
+/// An administrator's takeover: the status now names another holder with a
+/// newer token, as a grant after an expiry would.
+async fn take_over(env: &Env, name: &str, usurper: &str) {
+    let api = env.leases();
+    let mut lease = api.get(name).await.expect("lease reads");
+    let status = lease.status.as_mut().expect("status");
+    let now = Utc::now();
+    status.fencing_token += 1;
+    status.transitions += 1;
+    status.holders = vec![berth_api::Holder {
+        identity: usurper.into(),
+        fencing_token: status.fencing_token,
+        acquired_at: now,
+        renewed_at: now,
+        expires_at: now + chrono::TimeDelta::seconds(60),
+    }];
+    api.replace_status(name, &PostParams::default(), &lease).await.expect("status replaced");
+}
