@@ -101,7 +101,7 @@ async fn reconcile_lease(mut lease: BerthLease, ctx: &Context) -> Result<Action>
     let before = lease.status.clone().unwrap_or_default();
     let facts = plan::lease_facts(&lease.spec, &before, lease.metadata.generation, now);
     if facts.status != before {
-        lease = write_status(&api, &lease, facts.status, ctx).await?;
+        lease = write_status(&api, &lease, facts.status.clone(), ctx).await?;
         let written_at = Utc::now();
         for holder in &facts.expired {
             let lag = (written_at - holder.expires_at).to_std().unwrap_or_default();
@@ -114,7 +114,10 @@ async fn reconcile_lease(mut lease: BerthLease, ctx: &Context) -> Result<Action>
             let note = format!("could not acquire for declared holder {holder}: {refusal:?}{by}");
             publish(ctx, &lease, Note::warning("DeclaredHolderRefused", note)).await;
         }
-        for note in plan::transition_notes(&before, &lease.status.clone().unwrap_or_default()) {
+        let partial = plan::partial_expiry_note(&facts);
+        for note in
+            partial.into_iter().chain(plan::transition_notes(&before, &lease.status.clone().unwrap_or_default()))
+        {
             publish(ctx, &lease, note).await;
         }
     }

@@ -222,7 +222,7 @@ pub fn held_condition(status: &BerthLeaseStatus, now: DateTime<Utc>) -> (Conditi
     let live: Vec<&Holder> = status.holders.iter().filter(|h| h.is_live(now)).collect();
     if !live.is_empty() {
         let names: Vec<String> =
-            live.iter().map(|h| format!("{} (fencing token {})", h.identity, h.fencing_token)).collect();
+            live.iter().map(|h| format!("{} {}", h.identity, token_mention(h.fencing_token))).collect();
         return (ConditionStatus::True, "Acquired", format!("held by {}", names.join(", ")));
     }
     match status.state {
@@ -295,16 +295,35 @@ fn changed(before: Option<&Condition>, after: &Condition) -> bool {
     before.is_none_or(|b| (b.status, &b.reason, &b.message) != (after.status, &after.reason, &after.message))
 }
 
-/// The Events that the move from `before` to `after` calls for: `Acquired`,
-/// `Released` or `Expired` when the `Held` condition changes, and a warning
-/// when `TargetReady` turns False.
+/// The Events that the move from `before` to `after` calls for:
+/// - `Acquired` when the lease becomes held, and while it stays held when a
+///   grant happened since the last `Held` condition (the last fencing token
+///   issued is new to it: a takeover, or another at-least-once holder);
+/// - `Released` or `Expired` when it stops being held;
+/// - a warning named by its reason when `TargetReady` turns False.
+///
+/// # Caveats
+/// A holder leaving a lease that others still hold records no `Released`;
+/// the operator's own expiry of one is recorded by [`partial_expiry_note`].
 pub fn transition_notes(before: &BerthLeaseStatus, after: &BerthLeaseStatus) -> Vec<Note> {
     let mut notes = Vec::new();
+    let old = condition(before, HELD);
     if let Some(held) = condition(after, HELD)
-        && changed(condition(before, HELD), held)
-        && held.reason != "NotHeld"
+        && changed(old, held)
     {
-        notes.push(Note::normal(&held.reason, held.message.clone()));
+        let was_held = old.filter(|c| c.status == ConditionStatus::True);
+        match held.status {
+            ConditionStatus::True => {
+                if was_held.is_none_or(|c| !c.message.contains(&token_mention(after.fencing_token))) {
+                    notes.push(Note::normal("Acquired", held.message.clone()));
+                }
+            }
+            ConditionStatus::False | ConditionStatus::Unknown => {
+                if held.reason != "NotHeld" {
+                    notes.push(Note::normal(&held.reason, held.message.clone()));
+                }
+            }
+        }
     }
     if let Some(ready) = condition(after, TARGET_READY)
         && ready.status == ConditionStatus::False
@@ -313,6 +332,31 @@ pub fn transition_notes(before: &BerthLeaseStatus, after: &BerthLeaseStatus) -> 
         notes.push(Note::warning(&ready.reason, ready.message.clone()));
     }
     notes
+}
+
+/// An `Expired` Event for holders the operator dropped from a lease that
+/// others still hold (when none remain, [`transition_notes`] records it).
+pub fn partial_expiry_note(facts: &Facts) -> Option<Note> {
+    if facts.expired.is_empty() || facts.status.state != LeaseState::Held {
+        return None;
+    }
+    let dropped: Vec<String> = facts
+        .expired
+        .iter()
+        .map(|h| {
+            format!(
+                "{} {} expired at {}",
+                h.identity,
+                token_mention(h.fencing_token),
+                berth_api::time::format(&h.expires_at)
+            )
+        })
+        .collect();
+    Some(Note::normal("Expired", format!("{}; still held", dropped.join(", "))))
+}
+
+fn token_mention(token: i32) -> String {
+    format!("(fencing token {token})")
 }
 
 /// What happened to the target in step 4.

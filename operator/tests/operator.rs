@@ -395,3 +395,53 @@ async fn missing_unsupported_mismatched_and_forbidden_targets_are_reported_while
     wait_condition(&ns, "missing", "TargetReady", ConditionStatus::True, "ActionApplied").await;
     assert!(operator.logs().matches("panicked").next().is_none(), "{}", operator.logs());
 }
+
+#[tokio::test]
+async fn job_statefulset_and_replicaset_targets_follow_the_lease() {
+    use k8s_openapi::api::apps::v1::{ReplicaSet, StatefulSet};
+    use k8s_openapi::api::batch::v1::Job;
+    use kube::api::PostParams;
+
+    let ns = TestNamespace::new("op-kinds").await;
+    let _operator = Operator::start(&ns.name, &[]);
+    let pod = json!({"metadata": {"labels": {"app": "k"}},
+                     "spec": {"restartPolicy": "Never", "containers": [{"name": "main", "image": "busybox"}]}});
+    let always = json!({"metadata": {"labels": {"app": "k"}},
+                        "spec": {"containers": [{"name": "main", "image": "busybox"}]}});
+    let job: Job =
+        serde_json::from_value(json!({"metadata": {"name": "once"}, "spec": {"suspend": true, "template": pod}}))
+            .unwrap();
+    ns.api::<Job>().create(&PostParams::default(), &job).await.unwrap();
+    let sts: StatefulSet = serde_json::from_value(json!({"metadata": {"name": "db"}, "spec": {
+        "replicas": 0, "serviceName": "db", "selector": {"matchLabels": {"app": "k"}}, "template": always}}))
+    .unwrap();
+    ns.api::<StatefulSet>().create(&PostParams::default(), &sts).await.unwrap();
+    let rs: ReplicaSet = serde_json::from_value(json!({"metadata": {"name": "rs"}, "spec": {
+        "replicas": 0, "selector": {"matchLabels": {"app": "k"}}, "template": always}}))
+    .unwrap();
+    ns.api::<ReplicaSet>().create(&PostParams::default(), &rs).await.unwrap();
+
+    let scaled = |kind: &str, name: &str| {
+        json!({"target": {"apiVersion": "apps/v1", "kind": kind, "name": name},
+               "acquireAction": {"replicas": 2}, "releaseAction": {"replicas": 0}})
+    };
+    create_lease(
+        &ns,
+        "job",
+        json!({"target": {"apiVersion": "batch/v1", "kind": "Job", "name": "once"},
+               "acquireAction": {"suspend": false}, "releaseAction": {"suspend": true}}),
+    )
+    .await;
+    create_lease(&ns, "sts", scaled("StatefulSet", "db")).await;
+    create_lease(&ns, "rs", scaled("ReplicaSet", "rs")).await;
+    for lease in ["job", "sts", "rs"] {
+        acquire(&ns, lease, "worker", 600).await;
+    }
+    eventually("the Job, StatefulSet and ReplicaSet follow", SOON, || async {
+        let job = ns.api::<Job>().get("once").await.unwrap().spec.and_then(|s| s.suspend);
+        let sts = ns.api::<StatefulSet>().get_scale("db").await.unwrap().spec.and_then(|s| s.replicas);
+        let rs = ns.api::<ReplicaSet>().get_scale("rs").await.unwrap().spec.and_then(|s| s.replicas);
+        (job == Some(false) && sts == Some(2) && rs == Some(2)).then_some(())
+    })
+    .await;
+}

@@ -262,3 +262,30 @@ fn semantics_do_not_change_target_choice() {
     let t = spec.target.clone().unwrap();
     assert!(matches!(plan_target(&t, &spec, AppliedAction::Acquire), TargetPlan::Apply { .. }));
 }
+
+#[test]
+fn takeover_while_held_is_acquired_but_a_leaving_holder_is_not() {
+    let shared = BerthLeaseSpec { semantics: Semantics::AtLeastOnce, ..cronjob_lease() };
+    let one = lease_facts(&shared, &held_status(t(10)), None, t(1)).status;
+    // b joins (token 2): a grant since the last Held condition.
+    let mut two = one.clone();
+    two.holders.push(holder("b", 2, t(20)));
+    two.fencing_token = 2;
+    let two = lease_facts(&shared, &two, None, t(2)).status;
+    assert_eq!(
+        transition_notes(&one, &two),
+        vec![Note::normal("Acquired", "held by a (fencing token 1), b (fencing token 2)")]
+    );
+    // a expires, b stays: the operator's own note, and no Held event.
+    let facts = lease_facts(&shared, &two, None, t(10));
+    assert!(transition_notes(&two, &facts.status).is_empty());
+    let note = partial_expiry_note(&facts).unwrap();
+    assert_eq!(note.reason, "Expired");
+    assert!(note.message.starts_with("a (fencing token 1) expired at"), "{}", note.message);
+    // Token 12 is not token 1.
+    let mut twelve = held_status(t(50));
+    twelve.holders[0].fencing_token = 12;
+    twelve.fencing_token = 12;
+    let twelve = lease_facts(&shared, &twelve, None, t(11)).status;
+    assert_eq!(transition_notes(&one, &twelve).len(), 1);
+}
