@@ -102,6 +102,9 @@ type leaseAPI interface {
 //     still in flight; it does not wait for a timeout. [Keeper.Held] is
 //     false from the deadline on, even before the context is cancelled.
 //   - A renew answered with acquired:false cancels the context at once.
+//   - A renew with no answer within the renew interval (at most half of
+//     TTL − margin) is abandoned and retried, so one hung connection does
+//     not cost the lease.
 //   - A lost lease is never taken back: a keeper holds at most one tenure.
 //   - [Keeper.Stop], and the end of the context passed to [Client.Keep],
 //     cancel the keeper's context first and then release the lease.
@@ -170,6 +173,7 @@ func keep(ctx context.Context, api leaseAPI, clk clock, cfg KeeperConfig) (*Keep
 		sent = clk.Now()
 		res, err = api.Renew(ctx, cfg.Namespace, cfg.Name, cfg.Holder, k.token, cfg.TTL)
 		if err != nil || !res.Acquired || res.FencingToken != k.token || !clk.Now().Before(sent.Add(cfg.TTL-cfg.Margin)) {
+			k.refused = err == nil && !res.Acquired
 			k.releaseDetached()
 			if err != nil {
 				return nil, err
@@ -293,10 +297,16 @@ func (k *Keeper) run(parent context.Context, sent time.Time) {
 	defer deadlineTimer.Stop()
 	renewTimer := k.clock.NewTimer(sent.Add(cfg.RenewInterval).Sub(k.clock.Now()))
 	defer renewTimer.Stop()
+	// A renew with no answer within the renew interval is abandoned, so
+	// that a hung connection costs one retry, not the lease.
+	attemptTimer := k.clock.NewTimer(cfg.RenewInterval)
+	attemptTimer.Stop()
+	defer attemptTimer.Stop()
 
 	var (
 		inflight      chan renewOutcome
 		cancelAttempt context.CancelFunc = func() {}
+		abandoned     bool
 		lastErr       error
 	)
 	defer func() { cancelAttempt() }()
@@ -326,6 +336,8 @@ func (k *Keeper) run(parent context.Context, sent time.Time) {
 			}
 			attemptCtx, cancel := context.WithCancel(parent)
 			cancelAttempt = cancel
+			abandoned = false
+			attemptTimer.Reset(cfg.RenewInterval)
 			inflight = make(chan renewOutcome, 1)
 			go func(ctx context.Context, out chan<- renewOutcome) {
 				sent := k.clock.Now()
@@ -333,15 +345,25 @@ func (k *Keeper) run(parent context.Context, sent time.Time) {
 				out <- renewOutcome{sent: sent, res: res, err: err}
 			}(attemptCtx, inflight)
 
+		case <-attemptTimer.C():
+			if inflight != nil {
+				abandoned = true
+				cancelAttempt()
+			}
+
 		case outcome := <-inflight:
 			inflight = nil
 			cancelAttempt()
+			attemptTimer.Stop()
 			now := k.clock.Now()
 			if !now.Before(k.Deadline()) {
 				k.lose(deadlineLost(k.Deadline(), lastErr), false)
 				return
 			}
 			switch {
+			case outcome.err != nil && abandoned:
+				lastErr = fmt.Errorf("renew got no answer within %s", cfg.RenewInterval)
+				renewTimer.Reset(cfg.retryInterval())
 			case outcome.err != nil:
 				lastErr = outcome.err
 				renewTimer.Reset(cfg.retryInterval())

@@ -129,6 +129,27 @@ func TestKeeperRetriesFailedRenewsUntilDeadline(t *testing.T) {
 	}
 }
 
+func TestKeeperAbandonsAHungRenewAndRetries(t *testing.T) {
+	clk := newFakeClock()
+	t0 := clk.Now()
+	api := newFakeAPI(7)
+	k := startKeeper(t, api, clk)
+
+	clk.Advance(3 * time.Second)
+	hung := api.nextRenew(t)
+	clk.waitTimer(t, t0.Add(6*time.Second)) // the attempt timer
+	clk.Advance(3 * time.Second)
+	eventually(t, "hung renew cancelled", func() bool { return hung.ctx.Err() != nil })
+	clk.waitTimer(t, t0.Add(6750*time.Millisecond)) // the retry
+	clk.Advance(750 * time.Millisecond)
+	api.nextRenew(t).reply <- granted(7)
+	want := t0.Add(6750*time.Millisecond + 9*time.Second)
+	eventually(t, "deadline from the retry", func() bool { return k.Deadline().Equal(want) })
+	if !k.Held() {
+		t.Fatal("should hold")
+	}
+}
+
 func TestKeeperRecoversAfterFailedRenew(t *testing.T) {
 	clk := newFakeClock()
 	t0 := clk.Now()
