@@ -10,6 +10,7 @@ use berth_api::crd::{AppliedAction, ConditionStatus};
 use berth_api::{BerthLease, LeaseState};
 use berth_testenv::TestNamespace;
 use chrono::Utc;
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::CronJob;
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::{DeleteParams, Patch, PatchParams};
@@ -84,7 +85,7 @@ async fn released_lease_suspends_cronjob() {
 #[tokio::test]
 async fn deployment_scales_to_n_on_acquire_and_zero_on_release() {
     let ns = TestNamespace::new("op-scale").await;
-    let _operator = Operator::start(&ns.name, &[]);
+    let operator = Operator::start(&ns.name, &[]);
     create_deployment(&ns, "web", 0).await;
     create_lease(
         &ns,
@@ -100,6 +101,15 @@ async fn deployment_scales_to_n_on_acquire_and_zero_on_release() {
     assert_eq!(ready.message, "Deployment/web has replicas=3 (acquireAction)");
     let (_, note) = wait_event(&ns, "web", "TargetScaled").await;
     assert!(note.contains("replicas=3"), "{note}");
+
+    // Settled: further reconciles (the Deployment watch keeps waking it) write nothing.
+    let version = get_lease(&ns, "web").await.metadata.resource_version;
+    let writes = operator.metric("berth_operator_status_writes_total{result=\"ok\"}").await;
+    let by_hand = json!({"metadata": {"labels": {"touched": "yes"}}});
+    ns.api::<Deployment>().patch("web", &PatchParams::default(), &Patch::Merge(&by_hand)).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(get_lease(&ns, "web").await.metadata.resource_version, version);
+    assert_eq!(operator.metric("berth_operator_status_writes_total{result=\"ok\"}").await, writes);
 
     release(&ns, "web", &holder).await;
     eventually("scaled to 0", SOON, || async { (replicas(&ns, "web").await == 0).then_some(()) }).await;
