@@ -198,6 +198,7 @@ impl Leases {
     ) -> Result<Outcome, Error> {
         let deadline = Instant::now() + wait;
         let mut changes = self.cache.subscribe();
+        let version = || self.cache.get(w.namespace, w.name).and_then(|l| l.metadata.resource_version.clone());
         loop {
             changes.borrow_and_update();
             let outcome = self.write(w).await?;
@@ -205,11 +206,19 @@ impl Leases {
             if !refused || Instant::now() >= deadline {
                 return Ok(outcome);
             }
+            let seen = version();
             let wake = self.next_change(w.namespace, w.name).map_or(deadline, |t| t.min(deadline));
-            tokio::select! {
-                changed = changes.changed() => if changed.is_err() { return Ok(outcome) },
-                _ = tokio::time::sleep_until(wake) => {}
-                _ = shutdown.wait_for(|stop| *stop) => return Ok(outcome),
+            loop {
+                tokio::select! {
+                    changed = changes.changed() => if changed.is_err() { return Ok(outcome) },
+                    _ = tokio::time::sleep_until(wake) => break,
+                    _ = shutdown.wait_for(|stop| *stop) => return Ok(outcome),
+                }
+                // Events of other leases wake every waiter: try again only
+                // when this lease changed.
+                if version() != seen {
+                    break;
+                }
             }
         }
     }

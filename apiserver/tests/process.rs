@@ -1,0 +1,294 @@
+//! The `apiserver` binary as a process, over HTTPS, on the real control plane:
+//! the whole lifecycle, contention between two replicas, plain HTTP refused,
+//! keys-file reload, metrics and graceful shutdown.
+
+mod common;
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use berth_api::BerthLease;
+use berth_testenv::TestNamespace;
+use berth_testenv::apiserver::{ApiServer, Tenant};
+use common::{https_client, post_json};
+use serde_json::json;
+
+fn url(server: &ApiServer, ns: &str, name: &str, verb: &str) -> String {
+    format!("{}/v1alpha1/namespaces/{ns}/leases/{name}/{verb}", server.url)
+}
+
+#[tokio::test]
+async fn whole_lifecycle_over_https_with_takeover_after_expiry() {
+    let ns = TestNamespace::new("proc-life").await;
+    let server = ApiServer::start(vec![Tenant::new("east", &[&ns.name])], &[&ns.name], &[]);
+    let client = https_client(&server.ca_file);
+    let key = server.key("east").to_owned();
+    let at = |verb: &str| url(&server, &ns.name, "life", verb);
+
+    let (status, first) =
+        post_json(&client, &at("acquire"), &key, &json!({"holder": "east/a", "ttlSeconds": 30})).await;
+    assert_eq!(status, 200, "{first}");
+    assert_eq!((first["acquired"].as_bool(), first["holder"].as_str()), (Some(true), Some("east/a")));
+    assert_eq!(first["fencingToken"], 1);
+
+    // Acquire again by the live holder is a renew: same token and acquiredAt, later expiry.
+    let (_, again) = post_json(&client, &at("acquire"), &key, &json!({"holder": "east/a", "ttlSeconds": 60})).await;
+    assert_eq!((again["acquired"].as_bool(), again["fencingToken"].as_i64()), (Some(true), Some(1)), "{again}");
+    assert_eq!(again["acquiredAt"], first["acquiredAt"]);
+    assert!(again["expiresAt"].as_str() > first["expiresAt"].as_str());
+
+    let (_, renewed) =
+        post_json(&client, &at("renew"), &key, &json!({"holder": "east/a", "fencingToken": 1, "ttlSeconds": 30})).await;
+    assert_eq!((renewed["acquired"].as_bool(), renewed["fencingToken"].as_i64()), (Some(true), Some(1)));
+
+    // Held elsewhere: the answer names the holder and leaves out the token.
+    let (status, refused) =
+        post_json(&client, &at("acquire"), &key, &json!({"holder": "east/b", "ttlSeconds": 30})).await;
+    assert_eq!(status, 200);
+    assert_eq!((refused["acquired"].as_bool(), refused["holder"].as_str()), (Some(false), Some("east/a")));
+    assert!(refused.get("fencingToken").is_none(), "{refused}");
+
+    let (status, _) = post_json(&client, &at("release"), &key, &json!({"holder": "east/a", "fencingToken": 1})).await;
+    assert_eq!(status, 204);
+    let (_, second) = post_json(&client, &at("acquire"), &key, &json!({"holder": "east/b", "ttlSeconds": 1})).await;
+    assert_eq!((second["acquired"].as_bool(), second["fencingToken"].as_i64()), (Some(true), Some(2)), "{second}");
+
+    // east/b lets its 1 s TTL run out; east/c takes over with the next token.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let (_, taken) = post_json(&client, &at("acquire"), &key, &json!({"holder": "east/c", "ttlSeconds": 30})).await;
+    assert_eq!((taken["acquired"].as_bool(), taken["fencingToken"].as_i64()), (Some(true), Some(3)), "{taken}");
+    let (_, late) =
+        post_json(&client, &at("renew"), &key, &json!({"holder": "east/b", "fencingToken": 2, "ttlSeconds": 30})).await;
+    assert_eq!(late["acquired"], false, "the expired holder must stop: {late}");
+    let status = ns.api::<BerthLease>().get("life").await.unwrap().status.unwrap();
+    assert_eq!((status.fencing_token, status.transitions), (3, 3));
+
+    // Every response carries a request id; the core answers are JSON.
+    let response = client.get(format!("{}/healthz", server.url)).send().await.unwrap();
+    assert_eq!(response.headers()["x-request-id"].len(), 32);
+    assert_eq!(response.text().await.unwrap(), "ok\n");
+
+    // Metrics: requests by route/method/status, outcomes, writes, cache size.
+    let metrics = client.get(format!("{}/metrics", server.metrics_url)).send().await.unwrap().text().await.unwrap();
+    for needle in [
+        r#"berth_apiserver_http_request_duration_seconds_count{route="/v1alpha1/namespaces/{namespace}/leases/{name}/acquire",method="POST",status="200"} 5"#,
+        r#"berth_apiserver_lease_outcomes_total{operation="acquire",outcome="granted"} 3"#,
+        r#"berth_apiserver_lease_outcomes_total{operation="acquire",outcome="held_by_other"} 1"#,
+        r#"berth_apiserver_lease_outcomes_total{operation="renew",outcome="lost"} 1"#,
+        r#"berth_apiserver_kube_writes_total{verb="create",result="ok"} 1"#,
+        "berth_apiserver_cached_leases 1",
+    ] {
+        assert!(metrics.contains(needle), "{needle} missing from:\n{metrics}");
+    }
+    assert_eq!(berth_testenv::apiserver::http_status(&server.health_url, "/readyz"), Some(200));
+    let log = server.log();
+    let lease = format!("{}/life", ns.name);
+    assert!(log.contains(&lease) && log.contains("granted") && log.contains("tenant"), "{log:.3000}");
+    assert!(!log.contains(&key), "the key leaked into the log");
+}
+
+/// Sends a plain-HTTP request to the TLS port and returns whatever comes back.
+fn plain_http_exchange(base: &str) -> Vec<u8> {
+    let addr = base.strip_prefix("https://").unwrap();
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(stream, "GET /healthz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    answer
+}
+
+#[tokio::test]
+async fn plain_http_to_the_tls_port_fails() {
+    let server = ApiServer::start(vec![Tenant::new("east", &[])], &[], &[]);
+    let answer = plain_http_exchange(&server.url);
+    assert!(!answer.starts_with(b"HTTP/"), "the TLS port answered plain HTTP: {:?}", String::from_utf8_lossy(&answer));
+    let client = https_client(&server.ca_file);
+    let plain = client.get(server.url.replace("https://", "http://") + "/healthz").send().await;
+    assert!(plain.is_err(), "{plain:?}");
+    // The same port over TLS works.
+    let ok = client.get(format!("{}/healthz", server.url)).send().await.unwrap();
+    assert_eq!(ok.status(), 200);
+}
+
+async fn list_status(client: &reqwest::Client, server: &ApiServer, key: &str) -> u16 {
+    let response = client.get(format!("{}/v1alpha1/leases", server.url)).bearer_auth(key).send().await.unwrap();
+    response.status().as_u16()
+}
+
+#[tokio::test]
+async fn keys_file_reload_takes_effect_and_a_bad_file_keeps_the_old_keys() {
+    let mut server = ApiServer::start(vec![Tenant::new("east", &[])], &[], &[]);
+    let client = https_client(&server.ca_file);
+    let old_key = server.key("east").to_owned();
+    assert_eq!(list_status(&client, &server, &old_key).await, 200);
+
+    let rotated = Tenant::new("east", &[]);
+    let new_key = rotated.key.clone();
+    server.write_keys(vec![rotated, Tenant::new("north", &["n1"])]);
+    let mut switched = false;
+    for _ in 0..100 {
+        if list_status(&client, &server, &new_key).await == 200 {
+            switched = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(switched, "the new key never worked:\n{}", server.log());
+    assert_eq!(list_status(&client, &server, &old_key).await, 401, "the removed key still works");
+
+    // A bad file is refused, logged, and the keys in force stay.
+    std::fs::write(&server.keys_file, "east:not-a-hash\n").unwrap();
+    let mut refused = false;
+    for _ in 0..100 {
+        if server.log().contains("refused the changed API keys file") {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(refused, "the bad file was not reported:\n{}", server.log());
+    assert_eq!(list_status(&client, &server, &new_key).await, 200);
+    assert_eq!(list_status(&client, &server, &old_key).await, 401);
+}
+
+#[tokio::test]
+async fn sigterm_ends_waiting_requests_and_exits_cleanly() {
+    let ns = TestNamespace::new("proc-term").await;
+    let mut server = ApiServer::start(vec![Tenant::new("east", &[&ns.name])], &[&ns.name], &[]);
+    let client = https_client(&server.ca_file);
+    let key = server.key("east").to_owned();
+    let at = url(&server, &ns.name, "term", "acquire");
+    let (_, held) = post_json(&client, &at, &key, &json!({"holder": "east/a", "ttlSeconds": 60})).await;
+    assert_eq!(held["acquired"], true);
+
+    let waiter = {
+        let (client, at, key) = (client.clone(), at.clone(), key.clone());
+        tokio::spawn(async move {
+            post_json(&client, &at, &key, &json!({"holder": "east/b", "ttlSeconds": 60, "waitSeconds": 60})).await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!waiter.is_finished());
+    let started = std::time::Instant::now();
+    let exit = tokio::task::spawn_blocking(move || {
+        let exit = server.terminate();
+        (exit, server.log())
+    })
+    .await
+    .unwrap();
+    let (status, answer) = waiter.await.unwrap();
+    assert_eq!((status, answer["acquired"].as_bool()), (200, Some(false)), "the waiting request was cut off");
+    assert!(exit.0.success(), "exit {:?}:\n{}", exit.0, exit.1);
+    assert!(started.elapsed() < Duration::from_secs(15), "the drain is bounded by 10 s");
+    assert!(exit.1.contains("shutting down"), "{}", exit.1);
+}
+
+/// What the 20 clients saw, checked as they go.
+#[derive(Default)]
+struct Ledger {
+    /// Lease → the client that holds it now.
+    holder: HashMap<String, usize>,
+    /// Lease → tokens in the order they were granted.
+    tokens: HashMap<String, Vec<i64>>,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_apiservers_give_each_lease_to_one_of_twenty_contending_clients_at_a_time() {
+    const CLIENTS: usize = 20;
+    const ROUNDS: usize = 6;
+    const LEASES: [&str; 3] = ["alpha", "beta", "gamma"];
+    let ns = TestNamespace::new("proc-contend").await;
+    let tenant = Tenant::new("east", &[&ns.name]);
+    let servers = [
+        ApiServer::start(vec![tenant.clone()], &[&ns.name], &[]),
+        ApiServer::start(vec![tenant.clone()], &[&ns.name], &[]),
+    ];
+    let targets: Vec<(String, reqwest::Client)> =
+        servers.iter().map(|s| (s.url.clone(), https_client(&s.ca_file))).collect();
+    let ledger = Arc::new(Mutex::new(Ledger::default()));
+    let mut tasks = Vec::new();
+    for me in 0..CLIENTS {
+        let (base, client) = targets[me % 2].clone();
+        let (ledger, ns, key) = (ledger.clone(), ns.name.clone(), tenant.key.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut refusals = 0;
+            for round in 0..ROUNDS {
+                let lease = LEASES[(me + round) % LEASES.len()];
+                let holder = format!("east/client-{me}");
+                let at = |verb: &str| format!("{base}/v1alpha1/namespaces/{ns}/leases/{lease}/{verb}");
+                let (status, mut answer) =
+                    post_json(&client, &at("acquire"), &key, &json!({"holder": holder, "ttlSeconds": 30})).await;
+                assert_eq!(status, 200, "client {me}: a loser must get acquired:false, not an error: {answer}");
+                if answer["acquired"] != true {
+                    refusals += 1;
+                    assert!(answer.get("fencingToken").is_none(), "{answer}");
+                    assert_ne!(answer["holder"], holder.as_str());
+                    // Queue up: woken by informer events when the holder releases.
+                    let body = json!({"holder": holder, "ttlSeconds": 30, "waitSeconds": 60});
+                    let (status, waited) = post_json(&client, &at("acquire"), &key, &body).await;
+                    assert_eq!((status, &waited["acquired"]), (200, &json!(true)), "client {me} waited in vain");
+                    answer = waited;
+                }
+                let token = answer["fencingToken"].as_i64().unwrap();
+                {
+                    let mut ledger = ledger.lock().unwrap();
+                    if let Some(other) = ledger.holder.insert(lease.to_owned(), me) {
+                        panic!("{lease}: client {me} granted token {token} while client {other} holds it");
+                    }
+                    ledger.tokens.entry(lease.to_owned()).or_default().push(token);
+                }
+                tokio::time::sleep(Duration::from_millis(fastrand::u64(5..30))).await;
+                let (_, renewed) = post_json(
+                    &client,
+                    &at("renew"),
+                    &key,
+                    &json!({"holder": holder, "fencingToken": token, "ttlSeconds": 30}),
+                )
+                .await;
+                assert_eq!(renewed["acquired"], true, "client {me} lost {lease} while holding it: {renewed}");
+                // Forget the holder before releasing: after the release anyone may win.
+                ledger.lock().unwrap().holder.remove(lease);
+                let (status, _) =
+                    post_json(&client, &at("release"), &key, &json!({"holder": holder, "fencingToken": token})).await;
+                assert_eq!(status, 204);
+            }
+            refusals
+        }));
+    }
+    let mut refusals = 0;
+    for task in tasks {
+        refusals += task.await.unwrap();
+    }
+    let ledger = ledger.lock().unwrap();
+    let api = ns.api::<BerthLease>();
+    for lease in LEASES {
+        let tokens = ledger.tokens.get(lease).cloned().unwrap_or_default();
+        assert_eq!(tokens.len(), CLIENTS * ROUNDS / LEASES.len(), "{lease}: every client holds it once per cycle");
+        assert!(tokens.windows(2).all(|w| w[0] < w[1]), "{lease}: tokens did not rise strictly: {tokens:?}");
+        let status = api.get(lease).await.unwrap().status.unwrap();
+        assert_eq!(status.transitions as usize, tokens.len(), "{lease}: a grant went unseen");
+        assert_eq!(i64::from(status.fencing_token), *tokens.last().unwrap());
+    }
+    let conflicts: usize = servers.iter().map(|s| count_conflicts(&s.metrics_url)).sum();
+    assert!(refusals > 0, "no client ever lost a race: the test did not contend");
+    eprintln!(
+        "contention: {CLIENTS} clients x {ROUNDS} rounds on {} leases over 2 apiservers: {} grants, {refusals} immediate refusals, {conflicts} write conflicts",
+        LEASES.len(),
+        CLIENTS * ROUNDS
+    );
+}
+
+fn count_conflicts(metrics_url: &str) -> usize {
+    let addr = metrics_url.strip_prefix("http://").unwrap();
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    write!(stream, "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).unwrap();
+    text.lines()
+        .filter(|l| l.starts_with("berth_apiserver_kube_writes_total") && l.contains(r#"result="conflict""#))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<usize>().ok())
+        .sum()
+}
