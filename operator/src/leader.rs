@@ -1,12 +1,13 @@
 //! Leader election on a `coordination.k8s.io/v1` Lease, with conditional writes.
 //!
-//! A small implementation of client-go's algorithm rather than a crate: the
-//! maintained crates for this did not build against kube 5 when it was
-//! written, and the algorithm is short. Every write is a `replace` guarded by
-//! the Lease's `resourceVersion`, so two candidates can never both win a round.
-//! A candidate takes over only when it has seen the Lease's record unchanged
-//! for `leaseDurationSeconds` on its own clock, so clock skew between replicas
-//! does not matter (client-go does the same).
+//! A small implementation of client-go's algorithm. Every write is a
+//! `replace` guarded by the Lease's `resourceVersion`, so two candidates can
+//! never both win a round. A candidate takes over only when it has seen the
+//! Lease's record unchanged for `leaseDurationSeconds` on its own monotonic
+//! clock, so clock skew between replicas does not matter (client-go does the
+//! same). `kube-lease-manager` 0.13 builds against kube 5, but it judges
+//! expiry as the holder's `renewTime` plus the duration against the local
+//! wall clock, which a skewed clock turns into two leaders; hence this module.
 
 use std::time::Duration;
 
