@@ -151,6 +151,14 @@ func (c *Client) sendAccept(ctx context.Context, method, path string, body any, 
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
+	if method == http.MethodPost {
+		// Acquire, renew and release are idempotent by the lease rules. A
+		// present but empty Idempotency-Key tells net/http so without
+		// sending the header: a POST that meets a keep-alive connection the
+		// server has just closed is then retried on a new one, instead of
+		// failing with EOF.
+		req.Header["Idempotency-Key"] = nil
+	}
 	req.Header.Set("Accept", accept)
 	if c.apiKeyFunc != nil {
 		if key := c.apiKeyFunc(); key != "" {

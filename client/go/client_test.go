@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -382,5 +383,35 @@ func TestAcquireResultJSONRoundTrip(t *testing.T) {
 	b, err := json.Marshal(AcquireResult{Acquired: false, Holder: ""})
 	if err != nil || string(b) != `{"acquired":false}` {
 		t.Fatalf("%s %v", b, err)
+	}
+}
+
+func TestPostsAreMarkedIdempotentWithoutSendingAHeader(t *testing.T) {
+	var marked []bool
+	hc := &http.Client{Transport: roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		_, ok := r.Header["Idempotency-Key"]
+		marked = append(marked, ok && r.GetBody != nil)
+		return &http.Response{StatusCode: 204, Body: http.NoBody, Header: http.Header{}, Request: r}, nil
+	})}
+	c := New("https://berth.invalid", WithHTTPClient(hc))
+	_ = c.Release(t.Context(), "a", "b", "a", 1)
+	_, _ = c.Renew(t.Context(), "a", "b", "a", 1, time.Second)
+	_, _ = c.Acquire(t.Context(), "a", "b", "a", time.Second)
+	if len(marked) != 3 || !marked[0] || !marked[1] || !marked[2] {
+		t.Fatalf("marked = %v", marked)
+	}
+
+	var onWire atomic.Bool
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, has := r.Header["Idempotency-Key"]
+		onWire.Store(has)
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer srv.Close()
+	if err := New(srv.URL).Release(t.Context(), "a", "b", "a", 1); err != nil {
+		t.Fatal(err)
+	}
+	if onWire.Load() {
+		t.Fatal("an Idempotency-Key header was sent")
 	}
 }
