@@ -60,10 +60,13 @@ struct PingReport {
 pub async fn ping(global: &Global) -> Result<(), CliError> {
     let client = client(global)?;
     let server = client.base_url().as_str().trim_end_matches('/').to_owned();
-    client.ping().await.map_err(CliError::client(format!("ping {server}")))?;
+    client.ping().await.map_err(CliError::client("ping"))?;
     let has_key = global.api_key.is_some() || global.api_key_file.is_some();
     if has_key {
-        client.list(&global.namespace).await.map_err(CliError::client(format!("ping {server}")))?;
+        client
+            .list(&global.namespace)
+            .await
+            .map_err(CliError::client(format!("ping: listing namespace {}", global.namespace)))?;
     }
     let report = PingReport {
         api_server: server,
@@ -332,6 +335,7 @@ pub async fn watch(global: &Global, name: &str) -> Result<(), CliError> {
         };
         print(&text)?;
     }
+    eprintln!("berth: the server ended the watch: the lease was deleted, or the server is shutting down");
     Ok(())
 }
 

@@ -20,13 +20,16 @@ use exit::CliError;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Warnings of the client library (insecure TLS, failed renews) go to
+    // stderr; libraries below it stay quiet unless BERTH_LOG asks for them.
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .without_time()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("BERTH_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("off,berth_client=warn")),
         )
         .init();
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
