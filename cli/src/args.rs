@@ -37,8 +37,8 @@ pub struct Global {
     /// PEM bundle of the CA that signed the apiserver's certificate (default: the system trust store)
     #[arg(long, env = "BERTH_CA_FILE", global = true, value_name = "PATH")]
     pub ca_file: Option<PathBuf>,
-    /// Do not verify the apiserver's certificate (insecure: for throwaway test setups only)
-    #[arg(long, global = true, conflicts_with = "ca_file")]
+    /// Do not verify the apiserver's certificate (insecure: for throwaway test setups only); wins over --ca-file
+    #[arg(long, global = true)]
     pub insecure_skip_tls_verify: bool,
     /// Output format
     #[arg(short, long, value_enum, default_value_t = Format::Table, global = true)]

@@ -29,11 +29,10 @@ pub fn client(global: &Global) -> Result<Client, CliError> {
     } else if let Some(key) = &global.api_key {
         builder = builder.api_key(key);
     }
-    if let Some(path) = &global.ca_file {
-        builder = builder.ca_file(path).map_err(CliError::client("--ca-file"))?;
-    }
     if global.insecure_skip_tls_verify {
         builder = builder.danger_accept_invalid_certs();
+    } else if let Some(path) = &global.ca_file {
+        builder = builder.ca_file(path).map_err(CliError::client("--ca-file"))?;
     }
     builder.build().map_err(CliError::client("configuring the client"))
 }

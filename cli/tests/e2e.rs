@@ -302,7 +302,7 @@ async fn tls_ca_file_works_unknown_ca_fails_clearly_and_insecure_warns() {
     assert!(wrong.stderr.contains("signed by an unknown certificate authority"), "{wrong:?}");
 
     let mut insecure = env.command(&["lease", "list", "--insecure-skip-tls-verify"]);
-    insecure.env_remove("BERTH_CA_FILE");
+    insecure.env("BERTH_CA_FILE", other.join("ca.crt"));
     let insecure = Run::from(insecure.output().unwrap()).ok();
     assert!(insecure.stderr.contains("TLS certificate verification is disabled"), "{insecure:?}");
 }
@@ -453,4 +453,31 @@ async fn hold_kills_a_command_that_ignores_sigterm_after_the_grace_period() {
     std::io::Read::read_to_string(hold.stderr.as_mut().unwrap(), &mut stderr).unwrap();
     assert_eq!(status.code(), Some(3), "{stderr}");
     assert!(stderr.contains("did not exit within 1s; sending SIGKILL"), "{stderr}");
+}
+
+#[tokio::test]
+async fn hold_waits_for_the_lease_and_passes_signals_on_to_the_command() {
+    let env = Env::start("cli-hold-signal").await;
+    env.run(&["lease", "acquire", "queue", "--holder", "team/first"]).ok();
+    let started = env.scratch.join("started");
+    let script = format!(
+        "trap 'exit 5' TERM; echo \"$BERTH_FENCING_TOKEN\" > {}; while :; do sleep 0.05; done",
+        started.display()
+    );
+    let mut hold = env
+        .command(&["lease", "hold", "queue", "--holder", "team/second", "--wait", "30s", "--", "sh", "-c", &script])
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("hold starts");
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(!started.exists(), "the command runs only once the lease is granted");
+    env.run(&["lease", "release", "queue", "--holder", "team/first"]).ok();
+    assert_eq!(wait_for_file(&started, Duration::from_secs(20)), "2\n");
+
+    let sent = Command::new("kill").args(["-TERM", &hold.id().to_string()]).status().unwrap();
+    assert!(sent.success());
+    let status = wait_exit(&mut hold, Duration::from_secs(20));
+    assert_eq!(status.code(), Some(5), "berth exits with the command's code");
+    let view = env.run(&["lease", "get", "queue", "-o", "json"]).ok().json();
+    assert_eq!(view["state"], "released", "released after the command exited");
 }
