@@ -31,6 +31,26 @@ log "building and starting the operator (log: $BERTH_CONTROL_PLANE_DIR/operator.
   >"$BERTH_CONTROL_PLANE_DIR/operator.log" 2>&1 &
 pids+=($!)
 
+# The apiserver: HTTPS on 127.0.0.1:8443 with a fresh self-signed CA and a fresh key.
+api_dir=$BERTH_CONTROL_PLANE_DIR/apiserver
+log "building and starting the apiserver (log: $api_dir/apiserver.log)"
+"$repo/hack/gen-tls.sh" "$api_dir" berth-apiserver
+api_key=$(openssl rand -hex 24)
+printf '# tenant:sha256(key) - "demo" may use every namespace\ndemo:%s\n' \
+  "$(printf %s "$api_key" | sha256sum | cut -d' ' -f1)" >"$api_dir/api-keys"
+(cd "$repo" && cargo build -q -p berth-apiserver --bin apiserver)
+"${CARGO_TARGET_DIR:-$repo/target}/debug/apiserver" --kubeconfig "$KUBECONFIG" \
+  --listen-addr 127.0.0.1:8443 --tls-cert-file "$api_dir/tls.crt" --tls-key-file "$api_dir/tls.key" \
+  --api-keys-file "$api_dir/api-keys" --log-format text \
+  --metrics-bind-address 127.0.0.1:8080 --health-probe-bind-address 127.0.0.1:8081 \
+  >"$api_dir/apiserver.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 1 600); do
+  curl -fsS http://127.0.0.1:8081/readyz >/dev/null 2>&1 && break
+  kill -0 "${pids[-1]}" 2>/dev/null || { cat "$api_dir/apiserver.log" >&2; exit 1; }
+  sleep 0.1
+done
+
 cat <<MSG
 
 Berth's local control plane is up.
@@ -39,7 +59,14 @@ Berth's local control plane is up.
   $kubectl get bl -A -w
 
 The operator runs: metrics on http://127.0.0.1:8090/metrics, probes on :8091.
-Not yet started here: the apiserver (see README "Status").
+The apiserver runs on https://127.0.0.1:8443 (metrics :8080, probes :8081).
+API key of tenant "demo": $api_key
+Acquire a lease:
+
+  curl --cacert $api_dir/ca.crt -H "Authorization: Bearer $api_key" \\
+    -d '{"holder":"demo/worker-1","ttlSeconds":30}' \\
+    https://127.0.0.1:8443/v1alpha1/namespaces/default/leases/demo/acquire
+
 Press Ctrl-C to stop.
 MSG
 
