@@ -34,6 +34,8 @@ pub enum ApiError {
     Name(#[from] NameError),
     #[error("lease not found")]
     LeaseNotFound,
+    #[error("namespace not found")]
+    NamespaceNotFound,
     #[error("lease held by another identity or token")]
     ReleaseConflict,
     #[error("not found")]
@@ -59,7 +61,7 @@ impl ApiError {
             | ApiError::HolderForbidden
             | ApiError::ForeignLease
             | ApiError::NamespaceNotServed => StatusCode::FORBIDDEN,
-            ApiError::LeaseNotFound | ApiError::RouteNotFound => StatusCode::NOT_FOUND,
+            ApiError::LeaseNotFound | ApiError::NamespaceNotFound | ApiError::RouteNotFound => StatusCode::NOT_FOUND,
             ApiError::ReleaseConflict => StatusCode::CONFLICT,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Contended => StatusCode::SERVICE_UNAVAILABLE,
@@ -82,6 +84,7 @@ impl ApiError {
             ApiError::NamespaceNotServed => "namespace_not_served",
             ApiError::Name(_) => "invalid_name",
             ApiError::LeaseNotFound => "lease_not_found",
+            ApiError::NamespaceNotFound => "namespace_not_found",
             ApiError::ReleaseConflict => "release_conflict",
             ApiError::RouteNotFound => "route_not_found",
             ApiError::MethodNotAllowed => "method_not_allowed",
@@ -124,6 +127,7 @@ impl From<crate::leases::Error> for ApiError {
         match error {
             crate::leases::Error::ForeignLease => ApiError::ForeignLease,
             crate::leases::Error::Contended => ApiError::Contended,
+            crate::leases::Error::NamespaceNotFound => ApiError::NamespaceNotFound,
             other => ApiError::Internal(other),
         }
     }

@@ -36,6 +36,9 @@ pub enum Error {
     /// The lease carries another tenant's label.
     #[error("lease belongs to another tenant")]
     ForeignLease,
+    /// An acquire would create the lease in a namespace that does not exist.
+    #[error("namespace not found")]
+    NamespaceNotFound,
     /// Every attempt met a conflicting write.
     #[error("gave up after {MAX_ATTEMPTS} conflicting writes")]
     Contended,
@@ -55,6 +58,7 @@ impl Error {
         match self {
             Error::ForeignLease => "foreign_lease",
             Error::Contended => "contended",
+            Error::NamespaceNotFound => "namespace_not_found",
             Error::Kube { .. } => "kube",
             Error::UnexpectedOutcome(_) => "unexpected_outcome",
         }
@@ -276,6 +280,10 @@ impl Leases {
             Err(kube::Error::Api(status)) if status.code == 409 => {
                 self.metrics.write("create", "conflict");
                 Ok(None)
+            }
+            Err(kube::Error::Api(status)) if status.code == 404 => {
+                self.metrics.write("create", "error");
+                Err(Error::NamespaceNotFound)
             }
             Err(source) => {
                 self.metrics.write("create", "error");

@@ -48,7 +48,6 @@ fn write_op(summary: &str, request: &str, responses: Value) -> Value {
 /// The whole document.
 pub fn document() -> Value {
     let time = json!({"type": "string", "format": "date-time", "description": "RFC 3339, UTC, nine fraction digits"});
-    let acquire_ok = json!({"200": json_ok("AcquireResponse", "Answered, also when not acquired")});
     json!({
         "openapi": "3.0.3",
         "info": {"title": "Berth lease API", "version": "v1alpha1",
@@ -57,9 +56,13 @@ pub fn document() -> Value {
         "paths": {
             "/v1alpha1/namespaces/{namespace}/leases/{name}/acquire": {"post": write_op(
                 "Acquire (or renew, when the holder is already live); creates the lease when absent",
-                "AcquireRequest", acquire_ok.clone())},
+                "AcquireRequest", json!({
+                    "200": json_ok("AcquireResponse", "Answered, also when not acquired"),
+                    "404": error_response("`namespace not found`, when the acquire would create the lease"),
+                }))},
             "/v1alpha1/namespaces/{namespace}/leases/{name}/renew": {"post": write_op(
-                "Renew a live tenure; acquired:false means the lease is lost", "RenewRequest", acquire_ok)},
+                "Renew a live tenure; acquired:false means the lease is lost", "RenewRequest",
+                json!({"200": json_ok("AcquireResponse", "Answered, also when not renewed")}))},
             "/v1alpha1/namespaces/{namespace}/leases/{name}/release": {"post": write_op(
                 "Release; idempotent", "ReleaseRequest", json!({
                     "204": {"description": "Released, or already released or expired"},

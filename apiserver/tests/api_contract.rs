@@ -165,6 +165,14 @@ async fn every_check_answers_its_status_and_message() {
             400,
             "name must be a valid DNS subdomain",
         ),
+        (
+            "acquire",
+            Some(KEY_ANY),
+            Some("/v1alpha1/namespaces/elsewhere/leases/l/acquire".into()),
+            r#"{"holder":"any","ttlSeconds":5}"#.into(),
+            403,
+            "namespace is not served by this apiserver",
+        ),
         // Order: the first failing check decides.
         ("acquire", None, None, "not json".into(), 401, "missing or malformed Authorization header"),
         (
@@ -493,4 +501,84 @@ async fn malformed_requests_get_a_4xx_json_error_and_change_no_lease() {
     let names: Vec<String> =
         api.list(&ListParams::default()).await.unwrap().items.into_iter().filter_map(|l| l.metadata.name).collect();
     assert_eq!(names, ["steady"], "a malformed request created a lease");
+}
+
+/// An app on `client`, serving `namespaces`, with the `any` tenant; not waited for.
+fn app_on(
+    client: kube::Client,
+    namespaces: &[String],
+) -> (std::sync::Arc<berth_apiserver::App>, tokio::sync::watch::Sender<bool>) {
+    let keys = format!("any:{}\n", common::sha256_hex(KEY_ANY));
+    let keys = std::sync::Arc::new(berth_apiserver::auth::KeySet::parse(&keys).unwrap());
+    let (shutdown_tx, shutdown) = tokio::sync::watch::channel(false);
+    let metrics = std::sync::Arc::new(berth_apiserver::metrics::Metrics::default());
+    (berth_apiserver::App::start(client, namespaces, keys.clone(), keys, metrics, shutdown), shutdown_tx)
+}
+
+async fn oneshot(
+    app: &std::sync::Arc<berth_apiserver::App>,
+    request: Request<Body>,
+) -> (u16, axum::http::HeaderMap, String) {
+    use tower::ServiceExt;
+    let response = berth_apiserver::router(app.clone()).oneshot(request).await.unwrap();
+    let (status, headers) = (response.status().as_u16(), response.headers().clone());
+    let body = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
+    (status, headers, String::from_utf8(body.to_vec()).unwrap())
+}
+
+#[tokio::test]
+async fn unreachable_kube_apiserver_means_not_ready_and_writes_answer_500_with_the_request_id() {
+    // Nothing listens on port 1: the reflector never syncs, every kube call fails.
+    let config = kube::Config::new("https://127.0.0.1:1".parse().unwrap());
+    let (app, _shutdown) = app_on(kube::Client::try_from(config).unwrap(), &[]);
+    let readyz = oneshot(&app, Request::get("/readyz").body(Body::empty()).unwrap()).await;
+    assert_eq!((readyz.0, readyz.2.as_str()), (503, "not ready\n"));
+    let healthz = oneshot(&app, Request::get("/healthz").body(Body::empty()).unwrap()).await;
+    assert_eq!((healthz.0, healthz.2.as_str()), (200, "ok\n"));
+
+    let request = Request::post("/v1alpha1/namespaces/somewhere/leases/l/acquire")
+        .header("authorization", format!("Bearer {KEY_ANY}"))
+        .header("x-request-id", "req-500")
+        .body(Body::from(r#"{"holder":"any","ttlSeconds":5}"#))
+        .unwrap();
+    let (status, headers, body) = oneshot(&app, request).await;
+    assert_eq!(status, 500);
+    assert_eq!(headers["x-request-id"], "req-500");
+    assert_eq!(headers["content-type"], "application/json");
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&body).unwrap(),
+        json!({"error": "internal error", "requestId": "req-500"})
+    );
+}
+
+#[tokio::test]
+async fn readyz_turns_503_when_shutdown_starts() {
+    let h = Harness::new("contract-ready").await;
+    let (app, shutdown) = app_on(h.ns.client.clone(), std::slice::from_ref(&h.ns.name));
+    let mut ready = false;
+    for _ in 0..300 {
+        if oneshot(&app, Request::get("/readyz").body(Body::empty()).unwrap()).await.0 == 200 {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(ready, "never ready");
+    shutdown.send(true).unwrap();
+    let readyz = oneshot(&app, Request::get("/readyz").body(Body::empty()).unwrap()).await;
+    assert_eq!((readyz.0, readyz.2.as_str()), (503, "not ready\n"));
+}
+
+#[tokio::test]
+async fn acquire_in_a_missing_namespace_is_404() {
+    let client = berth_testenv::client().await;
+    berth_testenv::install_crd(&client).await;
+    let ghost = format!("ghost-{}", std::process::id());
+    let (app, _shutdown) = app_on(client, std::slice::from_ref(&ghost));
+    let request = Request::post(format!("/v1alpha1/namespaces/{ghost}/leases/l/acquire"))
+        .header("authorization", format!("Bearer {KEY_ANY}"))
+        .body(Body::from(r#"{"holder":"any","ttlSeconds":5}"#))
+        .unwrap();
+    let (status, _, body) = oneshot(&app, request).await;
+    assert_eq!((status, body.as_str()), (404, r#"{"error":"namespace not found"}"#));
 }
