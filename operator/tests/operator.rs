@@ -44,9 +44,12 @@ async fn acquired_lease_resumes_cronjob_and_expiry_suspends_it_again() {
     assert!(lag >= chrono::Duration::zero(), "never expires early: {lag}");
     eventually("the CronJob is suspended again", SOON, || async { suspended(&ns, "ingest").await.then_some(()) }).await;
 
-    let lease = get_lease(&ns, "ingest").await;
-    let target = lease.status.as_ref().unwrap().target.clone().unwrap();
-    assert_eq!(target.applied, AppliedAction::Release);
+    // status.target follows the target write.
+    eventually("status.target records the release", SOON, || async {
+        let target = get_lease(&ns, "ingest").await.status?.target?;
+        (target.applied == AppliedAction::Release).then_some(())
+    })
+    .await;
     wait_condition(&ns, "ingest", "Held", ConditionStatus::False, "Expired").await;
     wait_condition(&ns, "ingest", "TargetReady", ConditionStatus::True, "ActionApplied").await;
     for reason in ["Acquired", "TargetResumed", "Expired", "TargetSuspended"] {
@@ -113,8 +116,11 @@ async fn deployment_scales_to_n_on_acquire_and_zero_on_release() {
 
     release(&ns, "web", &holder).await;
     eventually("scaled to 0", SOON, || async { (replicas(&ns, "web").await == 0).then_some(()) }).await;
-    let lease = get_lease(&ns, "web").await;
-    assert_eq!(lease.status.unwrap().target.unwrap().applied, AppliedAction::Release);
+    eventually("status.target records the release", SOON, || async {
+        let target = get_lease(&ns, "web").await.status?.target?;
+        (target.applied == AppliedAction::Release).then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]
