@@ -78,6 +78,12 @@ func (cfg KeeperConfig) retryInterval() time.Duration {
 	return min(max(cfg.RenewInterval/4, 50*time.Millisecond), time.Second)
 }
 
+// signalLead is how much before the local deadline a loss is signalled:
+// 10 ms, or half the margin when that is less.
+func (cfg KeeperConfig) signalLead() time.Duration {
+	return min(cfg.Margin/2, 10*time.Millisecond)
+}
+
 // leaseAPI is what a keeper needs of a [Client]; tests substitute it.
 type leaseAPI interface {
 	Get(ctx context.Context, namespace, name string) (Lease, error)
@@ -97,10 +103,11 @@ type leaseAPI interface {
 //     lease's expiry from a later moment (when it handles the request), so
 //     the local deadline is never after the apiserver's expiry, whatever
 //     the two clocks read.
-//   - When the deadline passes before a renew succeeds, the keeper's
-//     context is cancelled at that moment, whether or not a request is
-//     still in flight; it does not wait for a timeout. [Keeper.Held] is
-//     false from the deadline on, even before the context is cancelled.
+//   - When no renew succeeds in time, the keeper's context is cancelled
+//     10 ms (at most half the margin) before the deadline, so that timer
+//     latency does not carry the signal past it, whether or not a request
+//     is still in flight. [Keeper.Held] checks the clock itself: it is
+//     false from the deadline on even if the signal is late.
 //   - A renew answered with acquired:false cancels the context at once.
 //   - A renew with no answer within the renew interval (at most half of
 //     TTL − margin) is abandoned and retried, so one hung connection does
@@ -293,7 +300,10 @@ type renewOutcome struct {
 func (k *Keeper) run(parent context.Context, sent time.Time) {
 	defer close(k.done)
 	cfg := k.cfg
-	deadlineTimer := k.clock.NewTimer(k.Deadline().Sub(k.clock.Now()))
+	// Loss is signalled a little before the deadline, so that timer and
+	// scheduling latency do not carry the signal past it.
+	lead := cfg.signalLead()
+	deadlineTimer := k.clock.NewTimer(k.Deadline().Add(-lead).Sub(k.clock.Now()))
 	defer deadlineTimer.Stop()
 	renewTimer := k.clock.NewTimer(sent.Add(cfg.RenewInterval).Sub(k.clock.Now()))
 	defer renewTimer.Stop()
@@ -324,7 +334,7 @@ func (k *Keeper) run(parent context.Context, sent time.Time) {
 			return
 
 		case <-deadlineTimer.C():
-			if k.clock.Now().Before(k.Deadline()) {
+			if k.clock.Now().Before(k.Deadline().Add(-lead)) {
 				continue // a renew moved the deadline as the timer fired
 			}
 			k.lose(deadlineLost(k.Deadline(), lastErr), false)
@@ -356,7 +366,7 @@ func (k *Keeper) run(parent context.Context, sent time.Time) {
 			cancelAttempt()
 			attemptTimer.Stop()
 			now := k.clock.Now()
-			if !now.Before(k.Deadline()) {
+			if !now.Before(k.Deadline().Add(-lead)) {
 				k.lose(deadlineLost(k.Deadline(), lastErr), false)
 				return
 			}
@@ -381,7 +391,7 @@ func (k *Keeper) run(parent context.Context, sent time.Time) {
 					k.deadline = deadline
 				}
 				k.mu.Unlock()
-				deadlineTimer.Reset(k.Deadline().Sub(now))
+				deadlineTimer.Reset(k.Deadline().Add(-lead).Sub(now))
 				renewTimer.Reset(outcome.sent.Add(cfg.RenewInterval).Sub(now))
 			}
 		}

@@ -79,20 +79,21 @@ func TestKeeperLosesAtLocalDeadlineWithRenewInFlight(t *testing.T) {
 
 	clk.Advance(3 * time.Second)
 	hung := api.nextRenew(t) // never answered: the apiserver is gone
-	clk.Advance(5999 * time.Millisecond)
+	clk.Advance(5989 * time.Millisecond)
+	api.noRenew(t) // the hung renew was abandoned at t0+6s; its retry is due after the deadline
 	if !k.Held() || isDone(k.Done()) {
 		t.Fatal("lost before the deadline")
 	}
-	clk.Advance(time.Millisecond) // exactly t0+9s
+	clk.Advance(time.Millisecond) // t0+8.99s: the deadline less the 10 ms lead
+	eventually(t, "context cancelled 10 ms before the deadline", func() bool { return isDone(k.Done()) })
 	if k.Held() {
-		t.Fatal("Held must be false at the deadline, before the keeper goroutine reacts")
+		t.Fatal("Held after the loss was signalled")
 	}
-	eventually(t, "context cancelled at the deadline", func() bool { return isDone(k.Done()) })
 	if err := k.Err(); !errors.Is(err, ErrLeaseLost) {
 		t.Fatalf("cause = %v, want ErrLeaseLost", err)
 	}
 	eventually(t, "in-flight renew cancelled", func() bool { return hung.ctx.Err() != nil })
-	if !clk.Now().Equal(t0.Add(9 * time.Second)) {
+	if !clk.Now().Equal(t0.Add(8990 * time.Millisecond)) {
 		t.Fatal("clock moved")
 	}
 	// Stop still releases: the lease may not have expired on the apiserver yet.
@@ -147,6 +148,24 @@ func TestKeeperAbandonsAHungRenewAndRetries(t *testing.T) {
 	eventually(t, "deadline from the retry", func() bool { return k.Deadline().Equal(want) })
 	if !k.Held() {
 		t.Fatal("should hold")
+	}
+}
+
+func TestKeeperHeldChecksTheClockNotTheGoroutine(t *testing.T) {
+	clk := newFakeClock()
+	t0 := clk.Now()
+	api := newFakeAPI(7)
+	k := startKeeper(t, api, clk)
+	// Freeze the keeper's goroutine out of the picture: move the clock
+	// without firing its timers.
+	clk.mu.Lock()
+	clk.now = t0.Add(9 * time.Second)
+	clk.mu.Unlock()
+	if k.Held() {
+		t.Fatal("Held at the deadline")
+	}
+	if isDone(k.Done()) {
+		t.Fatal("the goroutine ran")
 	}
 }
 

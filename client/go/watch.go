@@ -34,8 +34,9 @@ var (
 // is also closed when reopening is refused with a 4xx answer, for example
 // because the lease was deleted or the key revoked.
 //
-// Views are states, not deltas: a consumer that falls behind misses
-// nothing but intermediate states.
+// Each view is a whole state, not a delta: after a reopen the consumer is
+// current again, but states between the break and the reopen are not
+// replayed.
 func (c *Client) Watch(ctx context.Context, namespace, name string) (<-chan Lease, error) {
 	path := leasePath(namespace, name, "watch")
 	idle, backoffMin, backoffMax := watchIdleTimeout, watchBackoffMin, watchBackoffMax
