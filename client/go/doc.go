@@ -2,7 +2,9 @@
 //
 // The core calls, [Client.Ping], [Client.Acquire], [Client.Renew] and
 // [Client.Release], keep the shape of the pkg/client package of Berth's
-// original Go implementation, so existing holders compile unchanged:
+// original Go implementation, so existing holders compile unchanged. (One
+// difference: a 409 is an [*APIError] that matches [ErrConflict] under
+// [errors.Is], not the sentinel itself; compare with errors.Is, not ==.)
 //
 //	c := client.New("https://berth.example.com:8443",
 //		client.WithAPIKey("my-api-key"),

@@ -36,8 +36,8 @@ type AcquireRequest struct {
 	Holder string
 	// TTL is sent in whole seconds (truncated), 1 s to 24 h.
 	TTL time.Duration
-	// Wait, when positive, blocks up to this long (whole seconds, 1 s to
-	// 5 min) until the lease is granted.
+	// Wait blocks up to this long (whole seconds, truncated; at most
+	// 5 min) until the lease is granted. Under 1 s means no wait.
 	Wait time.Duration
 	// Semantics and MaxHolders are used only when this acquire creates the
 	// lease. MaxHolders needs AtLeastOnce.
