@@ -218,9 +218,17 @@ impl KeysFile {
                 _ = tokio::time::sleep(interval) => {}
                 _ = shutdown.wait_for(|stop| *stop) => return,
             }
-            let now = stamp(&self.path).ok();
-            if now == last || now.is_none() {
-                // A missing file (mid-swap) is retried at the next tick; the old keys stay.
+            let now = match stamp(&self.path) {
+                Ok(now) => Some(now),
+                Err(error) => {
+                    // Missing (perhaps mid-swap): keep the old keys, say so once.
+                    if last.take().is_some() {
+                        tracing::error!(path = %self.path.display(), %error, "API keys file unreadable; the previous keys stay in force");
+                    }
+                    continue;
+                }
+            };
+            if now == last {
                 continue;
             }
             last = now;

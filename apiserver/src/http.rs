@@ -156,7 +156,7 @@ fn panic_response(_: Box<dyn std::any::Any + Send>) -> Response {
     StatusCode::INTERNAL_SERVER_ERROR.into_response()
 }
 
-async fn observe(State(app): State<Arc<App>>, mut request: Request, next: Next) -> Response {
+async fn observe(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
     let started = Instant::now();
     let id = request_id(request.headers());
     let route = request.extensions().get::<MatchedPath>().map_or("unmatched", |p| p.as_str()).to_owned();
@@ -171,7 +171,6 @@ async fn observe(State(app): State<Arc<App>>, mut request: Request, next: Next) 
         outcome = tracing::field::Empty,
         error = tracing::field::Empty,
     );
-    request.headers_mut().remove(REQUEST_ID);
     let mut response = next.run(request).instrument(span.clone()).await;
     let status = response.status();
     if status == StatusCode::INTERNAL_SERVER_ERROR {

@@ -13,6 +13,10 @@ use berth_api::BerthLease;
 use berth_testenv::TestNamespace;
 use berth_testenv::apiserver::{ApiServer, Tenant};
 use common::{https_client, post_json};
+use k8s_openapi::api::core::v1::ServiceAccount;
+use k8s_openapi::api::rbac::v1::{ClusterRole, Role, RoleBinding};
+use kube::api::PostParams;
+use serde::Deserialize;
 use serde_json::json;
 
 fn url(server: &ApiServer, ns: &str, name: &str, verb: &str) -> String {
@@ -291,4 +295,50 @@ fn count_conflicts(metrics_url: &str) -> usize {
         .filter(|l| l.starts_with("berth_apiserver_kube_writes_total") && l.contains(r#"result="conflict""#))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<usize>().ok())
         .sum()
+}
+
+/// The ClusterRole that the apiserver's chart grants (config/rbac/apiserver.yaml).
+fn chart_cluster_role() -> ClusterRole {
+    let path = berth_testenv::repo_root().join("config/rbac/apiserver.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    serde_yaml::Deserializer::from_str(&text)
+        .filter_map(|doc| serde_yaml::Value::deserialize(doc).ok())
+        .find(|doc| doc["kind"] == "ClusterRole")
+        .map(|doc| serde_yaml::from_value(doc).unwrap())
+        .unwrap_or_else(|| panic!("no ClusterRole in {}", path.display()))
+}
+
+#[tokio::test]
+async fn the_rbac_of_the_chart_is_enough_for_every_route() {
+    let ns = TestNamespace::new("proc-rbac").await;
+    let rules = chart_cluster_role().rules;
+    let role: Role = serde_json::from_value(json!({"metadata": {"name": "berth-apiserver"}, "rules": rules})).unwrap();
+    ns.api::<Role>().create(&PostParams::default(), &role).await.unwrap();
+    let account: ServiceAccount = serde_json::from_value(json!({"metadata": {"name": "berth-apiserver"}})).unwrap();
+    ns.api::<ServiceAccount>().create(&PostParams::default(), &account).await.unwrap();
+    let binding: RoleBinding = serde_json::from_value(json!({
+        "metadata": {"name": "berth-apiserver"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "berth-apiserver"},
+        "subjects": [{"kind": "ServiceAccount", "name": "berth-apiserver", "namespace": ns.name}],
+    }))
+    .unwrap();
+    ns.api::<RoleBinding>().create(&PostParams::default(), &binding).await.unwrap();
+
+    let kubeconfig = berth_testenv::service_account_kubeconfig(&ns.name, "berth-apiserver");
+    // Ready means the reflector could list and watch under this identity.
+    let server = ApiServer::start_as(&kubeconfig, vec![Tenant::new("east", &[&ns.name])], &[&ns.name], &[]);
+    let client = https_client(&server.ca_file);
+    let key = server.key("east").to_owned();
+    let at = |verb: &str| url(&server, &ns.name, "rbac", verb);
+    let (status, granted) =
+        post_json(&client, &at("acquire"), &key, &json!({"holder": "east", "ttlSeconds": 30})).await;
+    assert_eq!((status, &granted["acquired"]), (200, &json!(true)), "{granted}\n{}", server.log());
+    let body = json!({"holder": "east", "fencingToken": 1, "ttlSeconds": 30});
+    let (_, renewed) = post_json(&client, &at("renew"), &key, &body).await;
+    assert_eq!(renewed["acquired"], true, "{renewed}");
+    let (status, _) = post_json(&client, &at("release"), &key, &json!({"holder": "east", "fencingToken": 1})).await;
+    assert_eq!(status, 204);
+    let view = client.get(format!("{}/v1alpha1/namespaces/{}/leases/rbac", server.url, ns.name)).bearer_auth(&key);
+    let view: serde_json::Value = serde_json::from_str(&view.send().await.unwrap().text().await.unwrap()).unwrap();
+    assert_eq!(view["state"], "released", "{view}");
 }
