@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::time::Duration;
 
-use berth_api::wire::{AcquireRequest, AcquireResponse, LeaseView, MAX_WAIT_SECONDS, ReleaseRequest, RenewRequest};
+use berth_api::wire::{AcquireRequest, AcquireResponse, LeaseView, ReleaseRequest, RenewRequest};
 use berth_client::{Client, Error as ClientError, Grant};
 use chrono::Utc;
 use futures::StreamExt;
@@ -161,35 +161,12 @@ pub async fn acquire(
     let request =
         AcquireRequest { holder: holder.holder.clone(), ttl_seconds, semantics, max_holders, ..Default::default() };
     let context = format!("lease acquire {name}");
-    let result = acquire_waiting(&client, &global.namespace, name, request, grant.wait.unwrap_or_default()).await;
+    let result = client.acquire_with_wait(&global.namespace, name, &request, grant.wait.unwrap_or_default()).await;
     match result {
         Ok(grant) => print_grant(global.output, grant),
         Err(e) => {
             print_refusal(global.output, &e)?;
             Err(CliError::Client { context, source: e })
-        }
-    }
-}
-
-/// Acquires, waiting up to `wait` in server-side waits of at most 300 s each.
-pub async fn acquire_waiting(
-    client: &Client,
-    namespace: &str,
-    name: &str,
-    request: AcquireRequest,
-    wait: Duration,
-) -> Result<Grant, ClientError> {
-    let until = tokio::time::Instant::now() + wait;
-    loop {
-        let started = tokio::time::Instant::now();
-        let left = until.saturating_duration_since(started).as_secs();
-        let wait_seconds = i32::try_from(left).unwrap_or(MAX_WAIT_SECONDS).min(MAX_WAIT_SECONDS);
-        let request = AcquireRequest { wait_seconds: (wait_seconds > 0).then_some(wait_seconds), ..request.clone() };
-        match client.acquire(namespace, name, &request).await {
-            Err(ClientError::NotAcquired { .. }) if tokio::time::Instant::now() + Duration::from_secs(1) <= until => {
-                tokio::time::sleep_until(started + Duration::from_secs(1)).await;
-            }
-            result => return result,
         }
     }
 }

@@ -133,7 +133,8 @@ async fn documented_commands_work_exactly_as_written() {
 
     // berth lease get ingest-coordinator
     let get = env.run(&["lease", "get", "ingest-coordinator"]).ok();
-    assert!(get.stdout.lines().nth(1).unwrap().contains("in 29s") || get.stdout.contains("in 30s"), "{get:?}");
+    let row = get.stdout.lines().nth(1).unwrap();
+    assert!(row.starts_with("ingest-coordinator   held    team/worker-1   1       in "), "{get:?}");
 
     // berth lease release ingest-coordinator
     let release = env.run(&["lease", "release", "ingest-coordinator"]).ok();

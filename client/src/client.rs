@@ -4,7 +4,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use berth_api::wire::{AcquireRequest, AcquireResponse, LeaseList, LeaseView, ReleaseRequest, RenewRequest};
+use berth_api::wire::{
+    AcquireRequest, AcquireResponse, LeaseList, LeaseView, MAX_WAIT_SECONDS, ReleaseRequest, RenewRequest,
+};
 use chrono::{DateTime, Utc};
 use futures::stream::BoxStream;
 use reqwest::{Method, StatusCode, Url};
@@ -116,7 +118,8 @@ impl ClientBuilder {
     }
 
     /// Connects with a rustls configuration of the caller's own (client
-    /// certificates, custom verifiers). It must carry its crypto provider.
+    /// certificates, custom verifiers). Its ALPN list is replaced with
+    /// HTTP/1.1, the only protocol this client speaks.
     pub fn rustls_config(mut self, config: rustls::ClientConfig) -> Self {
         self.trust = Trust::Custom(Arc::new(config));
         self
@@ -201,6 +204,36 @@ impl Client {
         let path = lease_path(namespace, name, "acquire")?;
         let response = self.send(Method::POST, &path, Some(to_json(request)?), self.timeout + wait).await?;
         grant(json(expect_status(response, StatusCode::OK).await?)?)
+    }
+
+    /// Acquires, waiting up to `wait` when someone else holds the lease: in
+    /// server-side waits (`waitSeconds`) of at most 300 s each, never asking
+    /// more than once a second. A `wait` under a second does not wait.
+    ///
+    /// # Errors
+    /// [`Error::NotAcquired`] when the wait ends without the lease, and
+    /// every error of [`Self::acquire`].
+    pub async fn acquire_with_wait(
+        &self,
+        namespace: &str,
+        name: &str,
+        request: &AcquireRequest,
+        wait: Duration,
+    ) -> Result<Grant, Error> {
+        let until = tokio::time::Instant::now() + wait;
+        loop {
+            let started = tokio::time::Instant::now();
+            let left = until.saturating_duration_since(started).as_secs();
+            let wait_seconds = i32::try_from(left).unwrap_or(MAX_WAIT_SECONDS).min(MAX_WAIT_SECONDS);
+            let request =
+                AcquireRequest { wait_seconds: (wait_seconds > 0).then_some(wait_seconds), ..request.clone() };
+            match self.acquire(namespace, name, &request).await {
+                Err(Error::NotAcquired { .. }) if tokio::time::Instant::now() + Duration::from_secs(1) <= until => {
+                    tokio::time::sleep_until(started + Duration::from_secs(1)).await;
+                }
+                result => return result,
+            }
+        }
     }
 
     /// Renews a lease this caller holds.

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use berth_api::wire::{AcquireRequest, MAX_WAIT_SECONDS, ReleaseRequest, RenewRequest};
+use berth_api::wire::{AcquireRequest, ReleaseRequest, RenewRequest};
 use futures::StreamExt;
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio::time::Instant;
@@ -214,27 +214,12 @@ impl LeaseKeeper {
         let (ns, name) = (options.namespace.as_str(), options.name.as_str());
         let request = AcquireRequest { holder: options.holder.clone(), ttl_seconds, ..Default::default() };
 
-        let wait_until = Instant::now() + options.wait.unwrap_or_default();
-        let (mut grant, mut sent, waited) = loop {
-            let sent = Instant::now();
-            let left = wait_until.saturating_duration_since(sent);
-            let wait_seconds = left.as_secs().min(MAX_WAIT_SECONDS.unsigned_abs().into());
-            let request = AcquireRequest {
-                wait_seconds: (wait_seconds > 0).then(|| i32::try_from(wait_seconds).unwrap_or(MAX_WAIT_SECONDS)),
-                ..request.clone()
-            };
-            match client.acquire(ns, name, &request).await {
-                Ok(grant) => break (grant, sent, request.wait_seconds.is_some()),
-                Err(Error::NotAcquired { .. }) if Instant::now() + Duration::from_secs(1) <= wait_until => {
-                    // The server answers at the end of each wait; never ask more than once a second.
-                    tokio::time::sleep_until(sent + Duration::from_secs(1)).await;
-                }
-                Err(e) => return Err(e),
-            }
-        };
-        if waited {
-            // The grant happened at some moment during the wait, so `sent`
-            // says little. A renew gives a send time to count from.
+        let mut sent = Instant::now();
+        let wait = options.wait.unwrap_or_default();
+        let mut grant = client.acquire_with_wait(ns, name, &request, wait).await?;
+        if wait >= Duration::from_secs(1) {
+            // The grant may have happened at any moment during the wait, so
+            // `sent` says little. A renew gives a send time to count from.
             sent = Instant::now();
             let renew =
                 RenewRequest { holder: options.holder.clone(), fencing_token: grant.fencing_token, ttl_seconds };

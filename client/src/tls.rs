@@ -22,7 +22,7 @@ pub(crate) enum Trust {
     CaBundle(Vec<CertificateDer<'static>>),
     /// No check at all: for a throwaway test stack only.
     Insecure,
-    /// A configuration the caller built.
+    /// A configuration the caller built (its ALPN is set to HTTP/1.1).
     Custom(Arc<ClientConfig>),
 }
 
@@ -49,7 +49,7 @@ pub(crate) fn client_config(trust: &Trust) -> Result<ClientConfig, Error> {
         .with_safe_default_protocol_versions()
         .map_err(|e| Error::Config(format!("TLS: {e}")))?;
     let mut config = match trust {
-        Trust::Custom(config) => return Ok((**config).clone()),
+        Trust::Custom(config) => (**config).clone(),
         Trust::System => {
             let verifier = rustls_platform_verifier::Verifier::new(provider)
                 .map_err(|e| Error::Config(format!("TLS: loading the system trust store: {e}")))?;
@@ -68,6 +68,7 @@ pub(crate) fn client_config(trust: &Trust) -> Result<ClientConfig, Error> {
             builder.dangerous().with_custom_certificate_verifier(Arc::new(verifier)).with_no_client_auth()
         }
     };
+    // The HTTP client speaks HTTP/1.1 only (SSE needs nothing more).
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(config)
 }
