@@ -461,3 +461,42 @@ async fn job_statefulset_and_replicaset_targets_follow_the_lease() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn leader_whose_lease_is_taken_stops_acting_and_exits() {
+    let ns = TestNamespace::new("op-lost").await;
+    let flags = [
+        "--leader-elect",
+        "--leader-elect-namespace",
+        &ns.name,
+        "--leader-elect-lease-duration",
+        "4",
+        "--leader-elect-renew-deadline",
+        "3",
+        "--leader-elect-retry-period",
+        "1",
+    ];
+    let mut operator = Operator::start(&ns.name, &flags);
+    let leases = ns.api::<Lease>();
+    let mut lease = eventually("it leads", Duration::from_secs(10), || async {
+        leases
+            .get_opt("berth-operator")
+            .await
+            .unwrap()
+            .filter(|l| l.spec.as_ref().is_some_and(|s| s.holder_identity.is_some()))
+    })
+    .await;
+    // Another replica wins the Lease (as after a partition): this one must stop.
+    lease.spec.as_mut().unwrap().holder_identity = Some("someone-else".into());
+    leases.replace("berth-operator", &Default::default(), &lease).await.unwrap();
+    let deadline = Instant::now() + SOON;
+    let success = loop {
+        if let Some(success) = operator.exited() {
+            break success;
+        }
+        assert!(Instant::now() < deadline, "it did not exit within {SOON:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(!success, "losing leadership is a failure exit, so that the pod restarts as a standby");
+    assert!(operator.logs().contains("lost the leader Lease"), "{}", operator.logs());
+}

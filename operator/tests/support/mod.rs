@@ -74,6 +74,11 @@ impl Operator {
         self.child.wait().expect("operator exits").success()
     }
 
+    /// Whether the process has exited, and whether with success.
+    pub fn exited(&mut self) -> Option<bool> {
+        self.child.try_wait().expect("operator status reads").map(|status| status.success())
+    }
+
     pub fn logs(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
