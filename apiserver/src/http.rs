@@ -151,8 +151,13 @@ pub fn metrics_router(metrics: Arc<Metrics>) -> Router {
         .with_state(metrics)
 }
 
-fn panic_response(_: Box<dyn std::any::Any + Send>) -> Response {
-    tracing::error!("handler panicked");
+fn panic_response(payload: Box<dyn std::any::Any + Send>) -> Response {
+    let detail = payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_default();
+    tracing::error!(%detail, "handler panicked");
     StatusCode::INTERNAL_SERVER_ERROR.into_response()
 }
 
@@ -160,7 +165,12 @@ async fn observe(State(app): State<Arc<App>>, request: Request, next: Next) -> R
     let started = Instant::now();
     let id = request_id(request.headers());
     let route = request.extensions().get::<MatchedPath>().map_or("unmatched", |p| p.as_str()).to_owned();
-    let method = request.method().to_string();
+    // Known methods only, so odd requests cannot grow the metric's label set.
+    let method = match request.method().as_str() {
+        m @ ("GET" | "POST" | "PUT" | "PATCH" | "DELETE" | "HEAD" | "OPTIONS") => m,
+        _ => "other",
+    }
+    .to_owned();
     let span = tracing::info_span!(
         "request",
         request_id = %id,
