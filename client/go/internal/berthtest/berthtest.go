@@ -206,6 +206,7 @@ func (s *APIServer) Restart() error {
 	defer logFile.Close()
 	cmd := exec.Command(s.bin, s.args...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
+	killWithParent(cmd)
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("berthtest: starting %s: %w", s.bin, err)
 	}
