@@ -375,7 +375,7 @@ async fn hold_sigterms_the_command_before_the_server_expiry_when_the_apiserver_i
     let script = child_script(&env.scratch);
     let mut hold = env
         .command(&[
-            "lease", "hold", "cut", "--holder", "team/h", "--ttl", "4s", "--margin", "1s", "--", "sh", "-c", &script,
+            "lease", "hold", "cut", "--holder", "team/h", "--ttl", "6s", "--margin", "2s", "--", "sh", "-c", &script,
         ])
         .stderr(Stdio::piped())
         .spawn()
