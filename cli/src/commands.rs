@@ -226,10 +226,11 @@ pub fn pick_own_holder(
     match candidates.as_slice() {
         [one] => Ok(Some((one.identity.clone(), one.fencing_token))),
         [] => {
+            // Only reachable with a filter: without one, every live holder is a candidate.
             let whose = match (holder, tenant) {
                 (Some(h), _) => format!("holder {h}"),
                 (None, Some(t)) => format!("tenant {t}"),
-                (None, None) => unreachable!("without filters every live holder is a candidate"),
+                (None, None) => "the caller".to_owned(),
             };
             let holders: Vec<_> = live.iter().map(|h| h.identity.as_str()).collect();
             Err(CliError::Other(format!("lease {} is not held by {whose} (held by {})", view.name, holders.join(", "))))
