@@ -70,4 +70,7 @@ Acquire a lease:
 Press Ctrl-C to stop.
 MSG
 
-while true; do sleep 3600; done
+# Wait in the background so that SIGTERM, not only Ctrl-C, runs the cleanup at once.
+sleep infinity &
+pids+=($!)
+wait $!
