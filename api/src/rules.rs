@@ -108,6 +108,17 @@ pub fn next_expiry(status: &BerthLeaseStatus) -> Option<DateTime<Utc>> {
     status.holders.iter().map(|h| h.expires_at).min()
 }
 
+/// When the answer to an acquire may change at `now` or later without any
+/// write: the earliest `expiresAt` of a live holder, or the end of a running
+/// lock-delay (counting holders that expired but were not yet written away).
+/// `None` when only a write can change it. Waiting acquirers sleep until then.
+pub fn next_change(spec: &BerthLeaseSpec, status: &BerthLeaseStatus, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    let pruned = Pruned::new(status, now);
+    let lock_delay_end =
+        pruned.expired_at.map(|t| t + Duration::seconds(spec.lock_delay_seconds.into())).filter(|end| *end > now);
+    pruned.live.iter().map(|h| h.expires_at).chain(lock_delay_end).min()
+}
+
 /// Whether the lease has a live holder at `now`.
 pub fn is_held(status: &BerthLeaseStatus, now: DateTime<Utc>) -> bool {
     status.holders.iter().any(|h| h.is_live(now))

@@ -227,15 +227,12 @@ impl Leases {
         }
     }
 
-    /// When the cached lease may next become acquirable without any write:
-    /// the earliest future `expiresAt`, or the end of a running lock-delay.
+    /// When the cached lease may next become acquirable without any write
+    /// ([`rules::next_change`]), as a tokio deadline.
     fn next_change(&self, namespace: &str, name: &str) -> Option<Instant> {
         let lease = self.cache.get(namespace, name)?;
-        let status = lease.status.as_ref()?;
         let now = Utc::now();
-        let lock_delay_end =
-            status.expired_at.map(|t| t + chrono::Duration::seconds(lease.spec.lock_delay_seconds.into()));
-        let at = status.holders.iter().map(|h| h.expires_at).chain(lock_delay_end).filter(|t| *t > now).min()?;
+        let at = rules::next_change(&lease.spec, lease.status.as_ref()?, now)?;
         // `decide` treats an entry as live while now < expiresAt: wake just after.
         Some(Instant::now() + (at - now).to_std().unwrap_or_default() + Duration::from_millis(1))
     }

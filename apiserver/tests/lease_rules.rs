@@ -124,7 +124,9 @@ async fn lock_delay_holds_off_a_new_holder_after_expiry_but_not_after_release() 
         h.post("delayed", "acquire", KEY_EAST, json!({"holder": "east/b", "ttlSeconds": 30, "waitSeconds": 10})).await;
     assert_eq!((waited.json["acquired"].as_bool(), waited.json["fencingToken"].as_i64()), (Some(true), Some(2)));
     let acquired_at: chrono::DateTime<chrono::Utc> = waited.json["acquiredAt"].as_str().unwrap().parse().unwrap();
-    assert!(acquired_at >= expires_at + chrono::Duration::seconds(3), "granted during the lock-delay: {waited:?}");
+    let delay_end = expires_at + chrono::Duration::seconds(3);
+    assert!(acquired_at >= delay_end, "granted during the lock-delay: {waited:?}");
+    assert!(acquired_at < delay_end + chrono::Duration::seconds(1), "not woken when the delay ended: {waited:?}");
     let status = api.get("delayed").await.unwrap().status.unwrap();
     assert_eq!((status.state, status.transitions), (LeaseState::Held, 2));
 }

@@ -141,6 +141,24 @@ fn lock_delay_follows_expiry_but_not_release() {
 }
 
 #[test]
+fn next_change_is_the_next_expiry_or_the_end_of_lock_delay() {
+    let delayed = spec(Semantics::AtMostOnce, None, 5);
+    let (_, held) = apply(&delayed, &BerthLeaseStatus::default(), acquire("a", 10), t(0));
+    assert_eq!(next_change(&delayed, &held, t(3)), Some(t(10)));
+    // Expired but not yet written away: the lock-delay runs from expiresAt.
+    assert_eq!(next_change(&delayed, &held, t(12)), Some(t(15)));
+    let (o, _) = apply(&delayed, &held, acquire("b", 10), t(15));
+    assert_eq!(granted(&o).fencing_token, 2);
+    assert_eq!(next_change(&delayed, &held, t(15)), None);
+    assert_eq!(next_change(&exclusive(), &held, t(12)), None);
+
+    let pool = spec(Semantics::AtLeastOnce, Some(2), 0);
+    let (_, one) = apply(&pool, &BerthLeaseStatus::default(), acquire("a", 20), t(0));
+    let (_, two) = apply(&pool, &one, acquire("b", 10), t(0));
+    assert_eq!(next_change(&pool, &two, t(1)), Some(t(10)));
+}
+
+#[test]
 fn expire_drops_expired_entries_and_sets_expired_state() {
     let (_, held) = apply(&exclusive(), &BerthLeaseStatus::default(), acquire("a", 10), t(0));
     assert_eq!(decide(&exclusive(), &held, &Request::Expire, t(9)).outcome, Outcome::NothingExpired);
