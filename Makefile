@@ -16,12 +16,15 @@ build: ## Build every crate.
 test: ## Run every test against a real local control plane (built on first use).
 	hack/test.sh
 
-lint: ## rustfmt check and clippy -D warnings.
+lint: ## rustfmt check, clippy -D warnings, gofmt and go vet.
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	@unformatted=$$(gofmt -l client/go); test -z "$$unformatted" || { echo "gofmt needed: $$unformatted" >&2; exit 1; }
+	cd client/go && GOTOOLCHAIN=local go vet ./...
 
 fmt: ## Format the code.
 	$(CARGO) fmt --all
+	gofmt -w client/go
 
 generate: manifests ## Regenerate everything generated from the Rust types.
 

@@ -10,4 +10,12 @@ export BERTH_TEST_CONTROL_PLANE_DIR=$BERTH_CONTROL_PLANE_DIR
 trap '"$repo/hack/control-plane" down >/dev/null 2>&1 || true' EXIT
 "$repo/hack/control-plane" up >/dev/null
 cd "$repo"
-cargo test --workspace --no-fail-fast "$@"
+# Run both suites even when the first fails, then report both.
+status=0
+cargo test --workspace --no-fail-fast "$@" || status=$?
+
+# The Go client's tests run against the apiserver that `cargo test` just built.
+cargo build -q -p berth-apiserver --bin apiserver
+(cd client/go && GOTOOLCHAIN=local BERTH_GO_INTEGRATION=1 \
+  BERTH_APISERVER_BIN="${CARGO_TARGET_DIR:-$repo/target}/debug/apiserver" go test -count=1 ./...) || status=$?
+exit $status
