@@ -69,6 +69,20 @@ pub fn bin_dir() -> PathBuf {
     PathBuf::from(bin.trim())
 }
 
+/// The pinned helm binary, built from the Go module proxy on first use.
+///
+/// # Panics
+/// When `hack/build-helm.sh` fails.
+pub fn helm() -> PathBuf {
+    static HELM: OnceLock<PathBuf> = OnceLock::new();
+    HELM.get_or_init(|| {
+        let out = Command::new(repo_root().join("hack/build-helm.sh")).output().expect("hack/build-helm.sh runs");
+        assert!(out.status.success(), "building helm failed: {}", String::from_utf8_lossy(&out.stderr));
+        PathBuf::from(String::from_utf8(out.stdout).expect("a UTF-8 path").trim())
+    })
+    .clone()
+}
+
 /// `kubectl` against the test control plane.
 pub fn kubectl() -> Command {
     let mut cmd = Command::new(bin_dir().join("kubectl"));

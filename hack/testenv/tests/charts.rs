@@ -1,16 +1,9 @@
 //! The Helm charts: lint, template, and a server-side dry-run of what they
 //! render against the real control plane.
 
-use std::path::PathBuf;
 use std::process::{Command, Output};
 
-use berth_testenv::{TestNamespace, kubectl, repo_root};
-
-fn helm() -> PathBuf {
-    let out = Command::new(repo_root().join("hack/build-helm.sh")).output().expect("hack/build-helm.sh runs");
-    assert!(out.status.success(), "building helm failed: {}", String::from_utf8_lossy(&out.stderr));
-    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
-}
+use berth_testenv::{TestNamespace, helm, kubectl, repo_root};
 
 fn chart(name: &str) -> String {
     repo_root().join("deploy/helm").join(name).to_str().unwrap().to_owned()
