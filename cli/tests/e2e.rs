@@ -51,6 +51,21 @@ impl Env {
         Run::from(self.command(args).output().expect("berth runs"))
     }
 
+    /// `lease get NAME -o json`, repeated until `check` accepts it: the
+    /// apiserver reads from its informer cache, which can lag a write by a
+    /// moment.
+    fn settle(&self, name: &str, check: impl Fn(&Value) -> bool) -> Value {
+        let until = Instant::now() + Duration::from_secs(10);
+        loop {
+            let run = self.run(&["lease", "get", name, "-o", "json"]);
+            if run.code == 0 && check(&run.json()) {
+                return run.json();
+            }
+            assert!(Instant::now() < until, "lease {name} did not settle: {run:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     fn leases(&self) -> Api<BerthLease> {
         self.ns.api()
     }
@@ -67,6 +82,14 @@ impl Drop for Env {
             let _ = std::fs::remove_dir_all(&self.scratch);
         }
     }
+}
+
+fn held_by(holder: &str) -> impl Fn(&Value) -> bool {
+    move |view| view["holders"][0]["identity"] == holder
+}
+
+fn is_released(view: &Value) -> bool {
+    view["state"] == "released"
 }
 
 #[derive(Debug)]
@@ -117,6 +140,7 @@ impl Run {
 async fn documented_commands_work_exactly_as_written() {
     let env = Env::start("cli-documented").await;
     env.run(&["lease", "acquire", "ingest-coordinator", "--holder", "team/worker-1"]).ok();
+    env.settle("ingest-coordinator", held_by("team/worker-1"));
 
     // berth --api-server https://HOST:8443 --api-key $KEY lease list
     let list = Command::new(BERTH)
@@ -139,8 +163,7 @@ async fn documented_commands_work_exactly_as_written() {
     // berth lease release ingest-coordinator
     let release = env.run(&["lease", "release", "ingest-coordinator"]).ok();
     assert_eq!(release.stdout, "released ingest-coordinator (holder team/worker-1, token 1)\n");
-    let after = env.run(&["lease", "get", "ingest-coordinator", "-o", "json"]).ok().json();
-    assert_eq!(after["state"], "released");
+    env.settle("ingest-coordinator", is_released);
     let again = env.run(&["lease", "release", "ingest-coordinator"]).ok();
     assert_eq!(again.stdout, "ingest-coordinator has no live holder: nothing to release\n");
 }
@@ -159,6 +182,7 @@ async fn every_command_prints_table_json_and_yaml() {
         env.run(&["lease", "renew", "t", "--holder", "team/a", "--token", "1", "--ttl", "1m"]).ok().stdout,
         "1\n"
     );
+    env.settle("t", held_by("team/a"));
     let get = env.run(&["lease", "get", "t"]).ok();
     assert!(get.stdout.lines().nth(1).unwrap().starts_with("t      held    team/a   1       in "), "{get:?}");
     let list = env.run(&["lease", "list"]).ok();
@@ -167,6 +191,7 @@ async fn every_command_prints_table_json_and_yaml() {
     assert!(all.stdout.starts_with("NAMESPACE") && all.stdout.contains(&format!("{ns}   t ")), "{all:?}");
     let release = env.run(&["lease", "release", "t", "--holder", "team/a", "--token", "1"]).ok();
     assert_eq!(release.stdout, "released t (holder team/a, token 1)\n");
+    env.settle("t", is_released);
     let watch = first_watch_lines(&env, &["lease", "watch", "t"], 2);
     assert!(watch[0].starts_with("NAME") && watch[1].starts_with("t      released"), "{watch:?}");
 
@@ -178,6 +203,7 @@ async fn every_command_prints_table_json_and_yaml() {
     assert_eq!((acquired["acquired"].as_bool(), acquired["fencingToken"].as_i64()), (Some(true), Some(1)));
     let renewed = env.run(&["lease", "renew", "j", "--holder", "team/b", "--token", "1", "-o", "json"]).ok().json();
     assert_eq!(renewed["holder"], "team/b");
+    env.settle("j", held_by("team/b"));
     let got = env.run(&["lease", "get", "j", "-o", "json"]).ok().json();
     assert_eq!((got["name"].as_str(), got["holders"][0]["fencingToken"].as_i64()), (Some("j"), Some(1)));
     let listed = env.run(&["lease", "list", "-o", "json"]).ok().json();
@@ -186,6 +212,7 @@ async fn every_command_prints_table_json_and_yaml() {
     assert_eq!(all["items"].as_array().unwrap().len(), 2);
     let released = env.run(&["lease", "release", "j", "-o", "json"]).ok().json();
     assert_eq!((released["released"].as_bool(), released["holder"].as_str()), (Some(true), Some("team/b")));
+    env.settle("j", is_released);
     let watch = first_watch_lines(&env, &["lease", "watch", "j", "-o", "json"], 1);
     assert_eq!(serde_json::from_str::<Value>(&watch[0]).unwrap()["state"], "released");
 
@@ -194,6 +221,7 @@ async fn every_command_prints_table_json_and_yaml() {
     assert_eq!(env.run(&["ping", "-o", "yaml"]).ok().yaml()["healthy"], Value::Bool(true));
     let acquired = env.run(&["lease", "acquire", "y", "--holder", "team", "-o", "yaml"]).ok().yaml();
     assert_eq!(acquired["holder"], "team");
+    env.settle("y", held_by("team"));
     let renewed = env.run(&["lease", "renew", "y", "--holder", "team", "--token", "1", "-o", "yaml"]).ok().yaml();
     assert_eq!(renewed["acquired"], Value::Bool(true));
     assert_eq!(env.run(&["lease", "get", "y", "-o", "yaml"]).ok().yaml()["semantics"], "at-most-once");
@@ -357,8 +385,7 @@ async fn hold_runs_the_command_and_exits_with_its_code_after_releasing() {
     let script = r#"test "$BERTH_FENCING_TOKEN" = 1 && test "$BERTH_HOLDER" = team/job && exit 7"#;
     let run = env.run(&["lease", "hold", "job", "--holder", "team/job", "--", "sh", "-c", script]);
     assert_eq!(run.code, 7, "{run:?}");
-    let view = env.run(&["lease", "get", "job", "-o", "json"]).ok().json();
-    assert_eq!(view["state"], "released", "released on exit");
+    env.settle("job", is_released);
 
     let blocker = env.run(&["lease", "acquire", "job", "--holder", "team/other"]).ok();
     assert_eq!(blocker.stdout, "2\n");
@@ -460,6 +487,7 @@ async fn hold_kills_a_command_that_ignores_sigterm_after_the_grace_period() {
 async fn hold_waits_for_the_lease_and_passes_signals_on_to_the_command() {
     let env = Env::start("cli-hold-signal").await;
     env.run(&["lease", "acquire", "queue", "--holder", "team/first"]).ok();
+    env.settle("queue", held_by("team/first"));
     let started = env.scratch.join("started");
     let script = format!(
         "trap 'exit 5' TERM; echo \"$BERTH_FENCING_TOKEN\" > {}; while :; do sleep 0.05; done",
@@ -479,6 +507,5 @@ async fn hold_waits_for_the_lease_and_passes_signals_on_to_the_command() {
     assert!(sent.success());
     let status = wait_exit(&mut hold, Duration::from_secs(20));
     assert_eq!(status.code(), Some(5), "berth exits with the command's code");
-    let view = env.run(&["lease", "get", "queue", "-o", "json"]).ok().json();
-    assert_eq!(view["state"], "released", "released after the command exited");
+    env.settle("queue", is_released);
 }

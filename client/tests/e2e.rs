@@ -72,21 +72,39 @@ async fn every_call_round_trips_against_the_real_apiserver() {
     let renew = RenewRequest { holder: "team/w1".into(), fencing_token: 1, ttl_seconds: 30 };
     assert_eq!(client.renew(ns, "alpha", &renew).await.expect("renew").fencing_token, 1);
 
-    let view = client.get(ns, "alpha").await.expect("get");
+    let view = eventually(|| client.get(ns, "alpha"), |v| !v.holders.is_empty()).await;
     assert_eq!((view.name.as_str(), view.holders.len(), view.fencing_token), ("alpha", 1, 1));
 
     client.acquire(ns, "beta", &acquire("team", 30)).await.expect("acquire beta");
-    let names: Vec<_> = client.list(ns).await.expect("list").into_iter().map(|v| v.name).collect();
+    let listed = eventually(|| client.list(ns), |items| items.len() == 2).await;
+    let names: Vec<_> = listed.into_iter().map(|v| v.name).collect();
     assert_eq!(names, ["alpha", "beta"]);
-    let all = client.list_all().await.expect("list_all");
-    assert!(all.iter().all(|v| v.namespace == ns) && all.len() == 2, "{all:?}");
+    let all = eventually(|| client.list_all(), |items| items.len() == 2).await;
+    assert!(all.iter().all(|v| v.namespace == ns), "{all:?}");
 
     client.release(ns, "alpha", &ReleaseRequest { holder: "team/w1".into(), fencing_token: 1 }).await.expect("release");
     client
         .release(ns, "alpha", &ReleaseRequest { holder: "team/w1".into(), fencing_token: 1 })
         .await
         .expect("release is idempotent");
-    assert!(client.get(ns, "alpha").await.expect("get").holders.is_empty());
+    eventually(|| client.get(ns, "alpha"), |v| v.holders.is_empty()).await;
+}
+
+/// The apiserver reads from its informer cache, which can lag a write by a
+/// moment: repeats `read` until `check` accepts its answer (10 s at most).
+async fn eventually<T: std::fmt::Debug, F: std::future::Future<Output = Result<T, Error>>>(
+    read: impl Fn() -> F,
+    check: impl Fn(&T) -> bool,
+) -> T {
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        let answer = read().await;
+        match answer {
+            Ok(value) if check(&value) => return value,
+            other if Instant::now() >= until => panic!("still {other:?} after 10 s"),
+            _ => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
 }
 
 #[tokio::test]
@@ -176,19 +194,31 @@ async fn watch_streams_the_current_state_then_each_change_and_ends_on_delete() {
     let ns = env.ns.name.as_str();
     let grant = client.acquire(ns, "watched", &acquire("team/a", 30)).await.expect("acquire");
 
+    // The watch serves the apiserver's informer cache, which may lag the
+    // write a moment: wait for each state rather than expect it first.
     let mut stream = client.watch(ns, "watched").await.expect("watch starts");
-    let first = next_event(&mut stream).await.expect("an event").expect("a view");
-    assert_eq!(first.holders[0].identity, "team/a");
+    next_view_where(&mut stream, |v| v.holders.first().is_some_and(|h| h.identity == "team/a")).await;
 
     client
         .release(ns, "watched", &ReleaseRequest { holder: "team/a".into(), fencing_token: grant.fencing_token })
         .await
         .expect("release");
-    let released = next_event(&mut stream).await.expect("an event").expect("a view");
-    assert!(released.holders.is_empty(), "{released:?}");
+    next_view_where(&mut stream, |v| v.holders.is_empty() && v.state == berth_api::LeaseState::Released).await;
 
     env.leases().delete("watched", &DeleteParams::default()).await.expect("delete");
-    assert!(next_event(&mut stream).await.is_none(), "the watch ends when the lease is deleted");
+    while let Some(item) = next_event(&mut stream).await {
+        item.expect("only views until the end");
+    }
+}
+
+/// Reads views until one satisfies `wanted`.
+async fn next_view_where(stream: &mut berth_client::LeaseStream, wanted: impl Fn(&berth_client::LeaseView) -> bool) {
+    loop {
+        let view = next_event(stream).await.expect("the watch goes on").expect("a view");
+        if wanted(&view) {
+            return;
+        }
+    }
 }
 
 async fn next_event(stream: &mut berth_client::LeaseStream) -> Option<Result<berth_client::LeaseView, Error>> {
@@ -232,7 +262,7 @@ async fn keeper_renews_past_the_ttl_and_releases_on_drop() {
     tokio::time::sleep(Duration::from_secs(6)).await; // longer than the TTL
     assert!(keeper.is_held(), "renewals keep it held");
     assert!(keeper.deadline().expect("held") > first_deadline, "each renew moves the deadline");
-    let view = client.get(ns, "kept").await.expect("get");
+    let view = eventually(|| client.get(ns, "kept"), |v| !v.holders.is_empty()).await;
     assert_eq!(view.holders[0].fencing_token, 1, "renewals keep the token");
 
     drop(keeper);
