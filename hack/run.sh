@@ -51,23 +51,51 @@ for _ in $(seq 1 600); do
   sleep 0.1
 done
 
+# The documented example: a CronJob gated by a lease whose holder is declared.
+log "applying the example: namespace pipeline, CronJob ingest-pipeline, BerthLease ingest-coordinator"
+"$kubectl" create namespace pipeline --dry-run=client -o yaml | "$kubectl" apply -f - >/dev/null
+"$kubectl" apply -f "$repo/config/samples/ingest-pipeline-cronjob.yaml" >/dev/null
+"$kubectl" apply -f "$repo/config/samples/ingest-coordinator.yaml" >/dev/null
+
+(cd "$repo" && cargo build -q -p berth-cli --bin berth)
+berth=${CARGO_TARGET_DIR:-$repo/target}/debug/berth
+
 cat <<MSG
 
-Berth's local control plane is up.
+Berth runs locally:
+  kube-apiserver  KUBECONFIG=$KUBECONFIG
+  apiserver       https://127.0.0.1:8443  (metrics http://127.0.0.1:8080/metrics, probes :8081)
+  operator        metrics http://127.0.0.1:8090/metrics, probes :8091
+  logs            $BERTH_CONTROL_PLANE_DIR/operator.log, $api_dir/apiserver.log
+
+API key of tenant "demo" (holders demo and demo/...): $api_key
+
+In another terminal:
 
   export KUBECONFIG=$KUBECONFIG
-  $kubectl get bl -A -w
+  export BERTH_API_SERVER=https://127.0.0.1:8443 BERTH_CA_FILE=$api_dir/ca.crt
+  export BERTH_API_KEY=$api_key BERTH_NAMESPACE=pipeline
+  alias berth=$berth kubectl=$kubectl
 
-The operator runs: metrics on http://127.0.0.1:8090/metrics, probes on :8091.
-The apiserver runs on https://127.0.0.1:8443 (metrics :8080, probes :8081).
-API key of tenant "demo": $api_key
-Acquire a lease:
+  kubectl get bl -A -w                       # watch leases change hands
+  berth lease list
+  berth lease get ingest-coordinator         # held by worker-east-1, declared in the manifest
+  kubectl -n pipeline get cronjob ingest-pipeline -o jsonpath='{.spec.suspend}{"\\n"}'
+
+  # worker-east-1 sends no heartbeats: its lease expires after 30 s and the
+  # operator suspends the CronJob. Then take the lease:
+  berth lease acquire ingest-coordinator --holder demo/worker-1 --ttl 30s --wait 1m
+  berth lease release ingest-coordinator
+  berth lease hold ingest-coordinator --holder demo/worker-1 --wait 1m -- \\
+    sh -c 'echo "holding with token \$BERTH_FENCING_TOKEN"; sleep 20'
+
+Or with curl:
 
   curl --cacert $api_dir/ca.crt -H "Authorization: Bearer $api_key" \\
     -d '{"holder":"demo/worker-1","ttlSeconds":30}' \\
-    https://127.0.0.1:8443/v1alpha1/namespaces/default/leases/demo/acquire
+    https://127.0.0.1:8443/v1alpha1/namespaces/pipeline/leases/ingest-coordinator/acquire
 
-Press Ctrl-C to stop.
+Press Ctrl-C to stop everything.
 MSG
 
 # Wait in the background so that SIGTERM, not only Ctrl-C, runs the cleanup at once.

@@ -25,7 +25,8 @@ const DNS_SUBDOMAIN: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-
     printcolumn = r#"{"name":"State","type":"string","jsonPath":".status.state"}"#,
     printcolumn = r#"{"name":"Holder","type":"string","jsonPath":".status.holders[0].identity"}"#,
     printcolumn = r#"{"name":"Token","type":"integer","jsonPath":".status.fencingToken"}"#,
-    printcolumn = r#"{"name":"Expires","type":"date","jsonPath":".status.holders[0].expiresAt"}"#,
+    // A string, not a date: kubectl shows a date in the future as `<invalid>`.
+    printcolumn = r#"{"name":"Expires","type":"string","jsonPath":".status.holders[0].expiresAt"}"#,
     printcolumn = r#"{"name":"Semantics","type":"string","jsonPath":".spec.semantics"}"#,
     printcolumn = r#"{"name":"Target","type":"string","jsonPath":".spec.target.name"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
