@@ -1,9 +1,20 @@
 #!/usr/bin/env bash
-# `make run`: Berth on its own local control plane, in the foreground.
-# Ctrl-C stops everything it started.
+# `make run`: Berth on its own local control plane, in the foreground, on
+# loopback. Ctrl-C (or SIGTERM) stops everything it started.
+#
+# Settings, for running a second copy beside the first (the tests do):
+#   BERTH_RUN_DIR      state directory        (default .run/control-plane)
+#   BERTH_BIN_DIR      prebuilt binaries      (default: cargo build, then target/debug)
+#   BERTH_API_PORT     apiserver HTTPS port   (8443); its metrics and probes: BERTH_API_METRICS_PORT (8080), BERTH_API_PROBE_PORT (8081)
+#   BERTH_OPERATOR_METRICS_PORT (8090), BERTH_OPERATOR_PROBE_PORT (8091)
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-export BERTH_CONTROL_PLANE_DIR=$repo/.run/control-plane
+export BERTH_CONTROL_PLANE_DIR=${BERTH_RUN_DIR:-$repo/.run/control-plane}
+api_port=${BERTH_API_PORT:-8443}
+api_metrics_port=${BERTH_API_METRICS_PORT:-8080}
+api_probe_port=${BERTH_API_PROBE_PORT:-8081}
+operator_metrics_port=${BERTH_OPERATOR_METRICS_PORT:-8090}
+operator_probe_port=${BERTH_OPERATOR_PROBE_PORT:-8091}
 log() { printf '[make run] %s\n' "$*" >&2; }
 
 pids=()
@@ -16,6 +27,14 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+if [[ -n ${BERTH_BIN_DIR:-} ]]; then
+  bin=$BERTH_BIN_DIR
+else
+  log "building the apiserver, the operator and berth"
+  (cd "$repo" && cargo build -q -p berth-apiserver -p berth-operator -p berth-cli --bins)
+  bin=${CARGO_TARGET_DIR:-$repo/target}/debug
+fi
+
 eval "$("$repo/hack/control-plane" up)"
 kubectl=$(cat "$BERTH_CONTROL_PLANE_DIR/bin-dir")/kubectl
 
@@ -23,33 +42,40 @@ log "applying the BerthLease CRD"
 "$kubectl" apply --server-side -f "$repo/config/crd/berthlease.yaml" >/dev/null
 "$kubectl" wait --for condition=Established --timeout=60s crd/berthleases.berth.skaphos.io >/dev/null
 
+# Waits until $1/readyz answers, or fails with the log $3 when process $2 died.
+wait_ready() {
+  for _ in $(seq 1 600); do
+    curl -fsS "$1/readyz" >/dev/null 2>&1 && return
+    kill -0 "$2" 2>/dev/null || { cat "$3" >&2; exit 1; }
+    sleep 0.1
+  done
+  log "not ready after 60 s: $1"
+  exit 1
+}
+
 # The operator: expiry, target actions, finalizers and Events for every namespace.
-log "building and starting the operator (log: $BERTH_CONTROL_PLANE_DIR/operator.log)"
-(cd "$repo" && cargo build -q -p berth-operator --bin operator)
-"${CARGO_TARGET_DIR:-$repo/target}/debug/operator" --kubeconfig "$KUBECONFIG" \
-  --metrics-bind-address 127.0.0.1:8090 --health-probe-bind-address 127.0.0.1:8091 \
+log "starting the operator (log: $BERTH_CONTROL_PLANE_DIR/operator.log)"
+"$bin/operator" --kubeconfig "$KUBECONFIG" \
+  --metrics-bind-address "127.0.0.1:$operator_metrics_port" \
+  --health-probe-bind-address "127.0.0.1:$operator_probe_port" \
   >"$BERTH_CONTROL_PLANE_DIR/operator.log" 2>&1 &
 pids+=($!)
+wait_ready "http://127.0.0.1:$operator_probe_port" "${pids[-1]}" "$BERTH_CONTROL_PLANE_DIR/operator.log"
 
-# The apiserver: HTTPS on 127.0.0.1:8443 with a fresh self-signed CA and a fresh key.
+# The apiserver: HTTPS with a fresh self-signed CA and a fresh key for tenant "demo".
 api_dir=$BERTH_CONTROL_PLANE_DIR/apiserver
-log "building and starting the apiserver (log: $api_dir/apiserver.log)"
+log "starting the apiserver (log: $api_dir/apiserver.log)"
 "$repo/hack/gen-tls.sh" "$api_dir" berth-apiserver
 api_key=$(openssl rand -hex 24)
 printf '# tenant:sha256(key) - "demo" may use every namespace\ndemo:%s\n' \
   "$(printf %s "$api_key" | sha256sum | cut -d' ' -f1)" >"$api_dir/api-keys"
-(cd "$repo" && cargo build -q -p berth-apiserver --bin apiserver)
-"${CARGO_TARGET_DIR:-$repo/target}/debug/apiserver" --kubeconfig "$KUBECONFIG" \
-  --listen-addr 127.0.0.1:8443 --tls-cert-file "$api_dir/tls.crt" --tls-key-file "$api_dir/tls.key" \
+"$bin/apiserver" --kubeconfig "$KUBECONFIG" \
+  --listen-addr "127.0.0.1:$api_port" --tls-cert-file "$api_dir/tls.crt" --tls-key-file "$api_dir/tls.key" \
   --api-keys-file "$api_dir/api-keys" --log-format text \
-  --metrics-bind-address 127.0.0.1:8080 --health-probe-bind-address 127.0.0.1:8081 \
+  --metrics-bind-address "127.0.0.1:$api_metrics_port" --health-probe-bind-address "127.0.0.1:$api_probe_port" \
   >"$api_dir/apiserver.log" 2>&1 &
 pids+=($!)
-for _ in $(seq 1 600); do
-  curl -fsS http://127.0.0.1:8081/readyz >/dev/null 2>&1 && break
-  kill -0 "${pids[-1]}" 2>/dev/null || { cat "$api_dir/apiserver.log" >&2; exit 1; }
-  sleep 0.1
-done
+wait_ready "http://127.0.0.1:$api_probe_port" "${pids[-1]}" "$api_dir/apiserver.log"
 
 # The documented example: a CronJob gated by a lease whose holder is declared.
 log "applying the example: namespace pipeline, CronJob ingest-pipeline, BerthLease ingest-coordinator"
@@ -57,15 +83,13 @@ log "applying the example: namespace pipeline, CronJob ingest-pipeline, BerthLea
 "$kubectl" apply -f "$repo/config/samples/ingest-pipeline-cronjob.yaml" >/dev/null
 "$kubectl" apply -f "$repo/config/samples/ingest-coordinator.yaml" >/dev/null
 
-(cd "$repo" && cargo build -q -p berth-cli --bin berth)
-berth=${CARGO_TARGET_DIR:-$repo/target}/debug/berth
-
+api=https://127.0.0.1:$api_port
 cat <<MSG
 
 Berth runs locally:
   kube-apiserver  KUBECONFIG=$KUBECONFIG
-  apiserver       https://127.0.0.1:8443  (metrics http://127.0.0.1:8080/metrics, probes :8081)
-  operator        metrics http://127.0.0.1:8090/metrics, probes :8091
+  apiserver       $api  (metrics http://127.0.0.1:$api_metrics_port/metrics, probes :$api_probe_port)
+  operator        metrics http://127.0.0.1:$operator_metrics_port/metrics, probes :$operator_probe_port
   logs            $BERTH_CONTROL_PLANE_DIR/operator.log, $api_dir/apiserver.log
 
 API key of tenant "demo" (holders demo and demo/...): $api_key
@@ -73,9 +97,9 @@ API key of tenant "demo" (holders demo and demo/...): $api_key
 In another terminal:
 
   export KUBECONFIG=$KUBECONFIG
-  export BERTH_API_SERVER=https://127.0.0.1:8443 BERTH_CA_FILE=$api_dir/ca.crt
+  export BERTH_API_SERVER=$api BERTH_CA_FILE=$api_dir/ca.crt
   export BERTH_API_KEY=$api_key BERTH_NAMESPACE=pipeline
-  alias berth=$berth kubectl=$kubectl
+  alias berth=$bin/berth kubectl=$kubectl
 
   kubectl get bl -A -w                       # watch leases change hands
   berth lease list
@@ -93,7 +117,7 @@ Or with curl:
 
   curl --cacert $api_dir/ca.crt -H "Authorization: Bearer $api_key" \\
     -d '{"holder":"demo/worker-1","ttlSeconds":30}' \\
-    https://127.0.0.1:8443/v1alpha1/namespaces/pipeline/leases/ingest-coordinator/acquire
+    $api/v1alpha1/namespaces/pipeline/leases/ingest-coordinator/acquire
 
 Press Ctrl-C to stop everything.
 MSG
