@@ -8,7 +8,7 @@
 //! `cargo build -p berth-apiserver` first.
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -194,27 +194,16 @@ impl Drop for ApiServer {
     }
 }
 
-/// The `apiserver` binary built by Cargo next to the running test.
+/// The `apiserver` binary built by Cargo next to the running test, or `BERTH_APISERVER_BIN`.
 pub fn binary() -> PathBuf {
-    if let Some(bin) = std::env::var_os("BERTH_APISERVER_BIN") {
-        return PathBuf::from(bin);
-    }
-    let exe = std::env::current_exe().expect("current exe");
-    // target/<profile>/deps/<test> → target/<profile>/apiserver
-    let bin = exe.parent().and_then(Path::parent).expect("target dir").join("apiserver");
-    assert!(bin.exists(), "{} is missing: run `cargo build -p berth-apiserver` first", bin.display());
-    bin
+    crate::built_binary("apiserver", "BERTH_APISERVER_BIN", "berth-apiserver")
 }
 
-/// The status code of a plain-HTTP GET, or `None` when nothing answers.
+/// The status code of a plain-HTTP GET on `base` (`http://127.0.0.1:<port>`),
+/// or `None` when nothing answers.
 pub fn http_status(base: &str, path: &str) -> Option<u16> {
-    let addr = base.strip_prefix("http://")?;
-    let mut stream = TcpStream::connect_timeout(&addr.parse().ok()?, Duration::from_secs(1)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").ok()?;
-    let mut head = [0u8; 12];
-    stream.read_exact(&mut head).ok()?;
-    std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
+    let port = base.strip_prefix("http://127.0.0.1:")?.parse().ok()?;
+    crate::http_get(port, path).map(|(code, _)| code)
 }
 
 /// A port on 127.0.0.1 that was free a moment ago.

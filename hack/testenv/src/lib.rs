@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 pub mod apiserver;
+pub mod operator;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -67,6 +68,38 @@ pub fn bin_dir() -> PathBuf {
     ensure_control_plane();
     let bin = std::fs::read_to_string(control_plane_dir().join("bin-dir")).expect("control plane records bin-dir");
     PathBuf::from(bin.trim())
+}
+
+/// A binary of the workspace built by Cargo next to the running test
+/// (`target/<profile>/<name>`), or the path in environment variable `env`.
+///
+/// # Panics
+/// When it is missing, naming the `cargo build` that makes it.
+pub fn built_binary(name: &str, env: &str, package: &str) -> PathBuf {
+    if let Some(bin) = std::env::var_os(env) {
+        return PathBuf::from(bin);
+    }
+    let exe = std::env::current_exe().expect("current exe");
+    // target/<profile>/deps/<test> → target/<profile>/<name>
+    let bin = exe.parent().and_then(Path::parent).expect("target dir").join(name);
+    assert!(bin.exists(), "{} is missing: run `cargo build -p {package}` first", bin.display());
+    bin
+}
+
+/// A plain-HTTP GET on 127.0.0.1:`port`: the status code and body, or `None`
+/// when nothing answers within two seconds.
+pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    // HTTP/1.0: the server closes after one response and never chunks it.
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let code = response.split_whitespace().nth(1)?.parse().ok()?;
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    Some((code, body))
 }
 
 /// The pinned helm binary, built from the Go module proxy on first use.

@@ -4,10 +4,8 @@
 //! small readers for targets, conditions and Events.
 
 use std::future::Future;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use berth_api::crd::{Condition, ConditionStatus};
@@ -21,13 +19,9 @@ use k8s_openapi::api::events::v1::Event;
 use kube::api::{ListParams, PostParams};
 use serde_json::{Value, json};
 
-/// An `operator` process; killed when dropped.
-pub struct Operator {
-    child: Child,
-    pub log: PathBuf,
-    pub metrics_port: u16,
-    pub probe_port: u16,
-}
+/// The `operator` binary of this crate as a child process, scoped to one
+/// test namespace; killed when dropped.
+pub struct Operator(berth_testenv::operator::Operator);
 
 impl Operator {
     /// Starts the operator with the admin kubeconfig, watching only `ns`.
@@ -37,94 +31,32 @@ impl Operator {
 
     /// Starts the operator with `kubeconfig`, watching only `ns`.
     pub fn start_as(kubeconfig: &Path, ns: &str, extra: &[&str]) -> Self {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let (metrics_port, probe_port) = (free_port(), free_port());
-        let log = Path::new(env!("CARGO_TARGET_TMPDIR"))
-            .join(format!("operator-{ns}-{}.log", N.fetch_add(1, Ordering::Relaxed)));
-        let child = Command::new(env!("CARGO_BIN_EXE_operator"))
-            .arg("--kubeconfig")
-            .arg(kubeconfig)
-            .args(["--namespace", ns])
-            .args(["--metrics-bind-address", &format!("127.0.0.1:{metrics_port}")])
-            .args(["--health-probe-bind-address", &format!("127.0.0.1:{probe_port}")])
-            .args(["--log-level", "info,berth_operator=debug"])
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("log file creates"))
-            .spawn()
-            .expect("operator starts");
-        Self { child, log, metrics_port, probe_port }
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// SIGKILL: the process gets no chance to clean up.
-    pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    /// SIGTERM, then waits for the exit and returns whether it was a success.
-    pub fn terminate(&mut self) -> bool {
-        let status = Command::new("kill").args(["-TERM", &self.pid().to_string()]).status().expect("kill runs");
-        assert!(status.success());
-        self.child.wait().expect("operator exits").success()
-    }
-
-    /// Whether the process has exited, and whether with success.
-    pub fn exited(&mut self) -> Option<bool> {
-        self.child.try_wait().expect("operator status reads").map(|status| status.success())
-    }
-
-    pub fn logs(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// GET on the metrics port.
-    pub async fn metrics(&self) -> String {
-        http_get(self.metrics_port, "/metrics").await.1
+        let binary = Path::new(env!("CARGO_BIN_EXE_operator"));
+        Self(berth_testenv::operator::Operator::start(binary, kubeconfig, &[ns], extra))
     }
 
     /// The value of one sample line of the metrics, 0 when absent.
     pub async fn metric(&self, sample: &str) -> f64 {
-        let text = self.metrics().await;
-        text.lines()
-            .find_map(|l| l.strip_prefix(sample).and_then(|rest| rest.strip_prefix(' ')))
-            .map(|v| v.trim().parse().expect("a number"))
-            .unwrap_or(0.0)
+        self.0.metric(sample)
     }
 }
 
-impl Drop for Operator {
-    fn drop(&mut self) {
-        self.kill();
+impl std::ops::Deref for Operator {
+    type Target = berth_testenv::operator::Operator;
+    fn deref(&self) -> &Self::Target {
+        &self.0
     }
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+impl std::ops::DerefMut for Operator {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
 }
 
-/// A plain HTTP/1.1 GET on 127.0.0.1: (status code, body).
+/// A plain HTTP GET on 127.0.0.1: (status code, body).
 pub async fn http_get(port: u16, path: &str) -> (u16, String) {
-    use std::io::{Read, Write};
-    let path = path.to_owned();
-    let response = tokio::task::spawn_blocking(move || {
-        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connects");
-        let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
-        stream.write_all(request.as_bytes()).unwrap();
-        let mut response = String::new();
-        stream.read_to_string(&mut response).unwrap();
-        response
-    })
-    .await
-    .unwrap();
-    let code = response.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
-    (code, body)
+    berth_testenv::http_get(port, path).expect("the port answers")
 }
 
 /// Polls `check` every 100 ms until it returns `Some`, or panics after `within`.
