@@ -6,8 +6,8 @@
 //! waiting acquires and SSE watches; nothing here polls kube-apiserver.
 //!
 //! This replica's own writes are visible at once (read-your-writes): a written
-//! object stands in for the cached one until the reflector moves past the
-//! version the write was based on. So a release followed by an acquire on the
+//! object stands in for the cached one while the reflector still shows a
+//! version that write superseded. So a release followed by an acquire on the
 //! same replica never sees the released holder.
 
 use std::collections::{BTreeMap, HashMap};
@@ -38,10 +38,11 @@ struct Feed {
     healthy: AtomicBool,
 }
 
-/// An object this replica wrote, and the resourceVersion (none for a
-/// create) the write replaced.
+/// An object this replica wrote, and the resourceVersions it supersedes: the
+/// one the write replaced (none for a create), and those of this replica's
+/// earlier writes in the same chain (create, then grant).
 struct Written {
-    based_on: Option<String>,
+    superseded: Vec<Option<String>>,
     lease: Arc<BerthLease>,
 }
 
@@ -120,16 +121,15 @@ impl LeaseCache {
     }
 
     /// The newest copy of one lease this replica knows: its own last write
-    /// while the reflector has not moved past what that write replaced, else
+    /// while the reflector still shows a version that write superseded, else
     /// the cached object.
     pub fn get(&self, namespace: &str, name: &str) -> Option<Arc<BerthLease>> {
         let cached = self.cached(namespace, name);
+        let cached_version = cached.as_ref().map(|l| l.metadata.resource_version.clone());
         let mut written = self.written.lock().expect("written lock");
         let key = (namespace.to_owned(), name.to_owned());
         match written.get(&key) {
-            Some(w) if w.based_on == cached.as_ref().and_then(|l| l.metadata.resource_version.clone()) => {
-                Some(w.lease.clone())
-            }
+            Some(w) if w.superseded.contains(&cached_version.flatten()) => Some(w.lease.clone()),
             Some(_) => {
                 written.remove(&key);
                 cached
@@ -143,13 +143,12 @@ impl LeaseCache {
         let key =
             (lease.metadata.namespace.clone().unwrap_or_default(), lease.metadata.name.clone().unwrap_or_default());
         let mut written = self.written.lock().expect("written lock");
-        // A write over our own previous write (create, then grant) stays valid
-        // until the cache moves past what the first one replaced.
-        let based_on = match written.get(&key) {
-            Some(previous) if previous.lease.metadata.resource_version == based_on => previous.based_on.clone(),
-            _ => based_on,
+        let mut superseded = match written.remove(&key) {
+            Some(previous) if previous.lease.metadata.resource_version == based_on => previous.superseded,
+            _ => Vec::new(),
         };
-        written.insert(key, Written { based_on, lease: Arc::new(lease) });
+        superseded.push(based_on);
+        written.insert(key, Written { superseded, lease: Arc::new(lease) });
         drop(written);
         self.changes.send_modify(|n| *n = n.wrapping_add(1));
     }
@@ -182,5 +181,50 @@ impl LeaseCache {
     /// A receiver that sees every later change to the cache.
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.changes.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use berth_api::{BerthLeaseSpec, BerthLeaseStatus, LeaseState};
+
+    fn version(rv: &str, state: LeaseState) -> BerthLease {
+        let mut lease = BerthLease::new("l", BerthLeaseSpec::default());
+        lease.metadata.namespace = Some("ns".into());
+        lease.metadata.resource_version = Some(rv.into());
+        lease.status = Some(BerthLeaseStatus { state, ..Default::default() });
+        lease
+    }
+
+    fn seen(cache: &LeaseCache) -> Option<String> {
+        cache.get("ns", "l").and_then(|l| l.metadata.resource_version.clone())
+    }
+
+    #[test]
+    fn own_writes_are_read_until_the_reflector_shows_them_or_something_newer() {
+        let mut writer = reflector::store::Writer::<BerthLease>::default();
+        let cache = LeaseCache {
+            stores: Stores::All(writer.as_reader()),
+            feeds: Vec::new(),
+            changes: watch::channel(0).0,
+            written: Mutex::default(),
+        };
+        // Create, then grant: both before the reflector has seen either.
+        cache.record_write(None, version("1", LeaseState::Available));
+        cache.record_write(Some("1".into()), version("2", LeaseState::Held));
+        assert_eq!(seen(&cache).as_deref(), Some("2"));
+        // The reflector catches up with the create only: the grant still wins.
+        writer.apply_watcher_event(&watcher::Event::Apply(version("1", LeaseState::Available)));
+        assert_eq!(seen(&cache).as_deref(), Some("2"));
+        writer.apply_watcher_event(&watcher::Event::Apply(version("2", LeaseState::Held)));
+        assert_eq!(seen(&cache).as_deref(), Some("2"));
+        assert!(cache.written.lock().unwrap().is_empty(), "caught up: the stand-in is gone");
+
+        // A write of ours, then the reflector jumps to someone else's newer one.
+        cache.record_write(Some("2".into()), version("3", LeaseState::Released));
+        assert_eq!(seen(&cache).as_deref(), Some("3"));
+        writer.apply_watcher_event(&watcher::Event::Apply(version("4", LeaseState::Held)));
+        assert_eq!(seen(&cache).as_deref(), Some("4"));
     }
 }
