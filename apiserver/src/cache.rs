@@ -161,14 +161,26 @@ impl LeaseCache {
         }
     }
 
-    /// Every cached lease for which `keep` holds, sorted by namespace and name.
+    /// Every lease for which `keep` holds, as [`LeaseCache::get`] would
+    /// return it, sorted by namespace and name.
     pub fn list(&self, keep: impl Fn(&BerthLease) -> bool) -> Vec<Arc<BerthLease>> {
-        let mut items: Vec<Arc<BerthLease>> = match &self.stores {
-            Stores::All(store) => store.state_filter(|l| keep(l)),
-            Stores::Namespaces(map) => map.values().flat_map(|s| s.state_filter(|l| keep(l))).collect(),
+        let cached: Vec<Arc<BerthLease>> = match &self.stores {
+            Stores::All(store) => store.state(),
+            Stores::Namespaces(map) => map.values().flat_map(Store::state).collect(),
         };
-        items.sort_by(|a, b| (&a.metadata.namespace, &a.metadata.name).cmp(&(&b.metadata.namespace, &b.metadata.name)));
-        items
+        let key = |l: &BerthLease| {
+            (l.metadata.namespace.clone().unwrap_or_default(), l.metadata.name.clone().unwrap_or_default())
+        };
+        let mut items: BTreeMap<(String, String), Arc<BerthLease>> = cached.into_iter().map(|l| (key(&l), l)).collect();
+        // Own writes the reflector has not shown yet stand in, as in `get`.
+        let pending: Vec<(String, String)> = self.written.lock().expect("written lock").keys().cloned().collect();
+        for (namespace, name) in pending {
+            match self.get(&namespace, &name) {
+                Some(lease) => items.insert((namespace, name), lease),
+                None => items.remove(&(namespace, name)),
+            };
+        }
+        items.into_values().filter(|l| keep(l)).collect()
     }
 
     fn len(&self) -> usize {
@@ -214,6 +226,8 @@ mod tests {
         cache.record_write(None, version("1", LeaseState::Available));
         cache.record_write(Some("1".into()), version("2", LeaseState::Held));
         assert_eq!(seen(&cache).as_deref(), Some("2"));
+        let listed: Vec<_> = cache.list(|_| true).iter().map(|l| l.metadata.resource_version.clone()).collect();
+        assert_eq!(listed, [Some("2".to_owned())], "lists read own writes too");
         // The reflector catches up with the create only: the grant still wins.
         writer.apply_watcher_event(&watcher::Event::Apply(version("1", LeaseState::Available)));
         assert_eq!(seen(&cache).as_deref(), Some("2"));

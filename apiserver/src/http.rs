@@ -52,6 +52,10 @@ pub struct App {
 impl App {
     /// Starts the informer cache for `namespaces` (empty: all) on the current
     /// runtime and wires the handlers' state.
+    ///
+    /// # Caveats
+    /// Keep the sender of `shutdown` alive: once it is dropped, waiting
+    /// acquires and SSE watches end at once, as on shutdown.
     pub fn start(
         client: kube::Client,
         namespaces: &[String],

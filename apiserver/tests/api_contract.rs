@@ -582,3 +582,46 @@ async fn acquire_in_a_missing_namespace_is_404() {
     let (status, _, body) = oneshot(&app, request).await;
     assert_eq!((status, body.as_str()), (404, r#"{"error":"namespace not found"}"#));
 }
+
+#[tokio::test]
+async fn several_namespace_flags_serve_exactly_those_namespaces() {
+    let (a, b) = (
+        berth_testenv::TestNamespace::new("contract-ns-a").await,
+        berth_testenv::TestNamespace::new("contract-ns-b").await,
+    );
+    let (app, _shutdown) = app_on(a.client.clone(), &[b.name.clone(), a.name.clone()]);
+    for _ in 0..300 {
+        if app.cache.is_ready() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let post = |ns: &str| {
+        Request::post(format!("/v1alpha1/namespaces/{ns}/leases/shared-name/acquire"))
+            .header("authorization", format!("Bearer {KEY_ANY}"))
+            .body(Body::from(r#"{"holder":"any","ttlSeconds":60}"#))
+            .unwrap()
+    };
+    for ns in [&a.name, &b.name] {
+        let (status, _, body) = oneshot(&app, post(ns)).await;
+        assert_eq!(status, 200, "{ns}: {body}");
+    }
+    let (status, _, body) = oneshot(&app, post("default")).await;
+    assert_eq!((status, body.as_str()), (403, r#"{"error":"namespace is not served by this apiserver"}"#));
+
+    let list = Request::get("/v1alpha1/leases")
+        .header("authorization", format!("Bearer {KEY_ANY}"))
+        .body(Body::empty())
+        .unwrap();
+    let (_, _, body) = oneshot(&app, list).await;
+    let items: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let seen: Vec<(String, String)> = items["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| (i["namespace"].as_str().unwrap().to_owned(), i["name"].as_str().unwrap().to_owned()))
+        .collect();
+    let mut expected = vec![(a.name.clone(), "shared-name".to_owned()), (b.name.clone(), "shared-name".to_owned())];
+    expected.sort();
+    assert_eq!(seen, expected, "sorted by namespace, then name");
+}
