@@ -29,6 +29,8 @@ pub const FIELD_MANAGER: &str = "berth-apiserver";
 pub const TENANT_LABEL: &str = "berth.skaphos.io/tenant";
 /// Tries of one request before it answers "contended".
 const MAX_ATTEMPTS: u32 = 8;
+/// Longest random pause of a waiting acquire after its lease changed.
+const WAKE_JITTER_MS: u64 = 20;
 
 /// Why a lease operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -221,6 +223,10 @@ impl Leases {
                 // Events of other leases wake every waiter: try again only
                 // when this lease changed.
                 if version() != seen {
+                    // Every waiter of this lease woke at once: spread them out,
+                    // so the first grant reaches the others' cache before they
+                    // write, instead of all but one meeting a conflict.
+                    tokio::time::sleep(Duration::from_millis(fastrand::u64(0..=WAKE_JITTER_MS))).await;
                     break;
                 }
             }
