@@ -47,6 +47,8 @@ pub struct App {
     pub metrics: Arc<Metrics>,
     /// Turns `true` when shutdown starts: readiness fails, waits and watches end.
     pub shutdown: watch::Receiver<bool>,
+    /// Period of the SSE keep-alive comment; [`KEEP_ALIVE`] unless a test shortens it.
+    pub keep_alive: Duration,
 }
 
 impl App {
@@ -66,7 +68,7 @@ impl App {
     ) -> Arc<Self> {
         let cache = LeaseCache::start(client.clone(), namespaces, metrics.clone());
         let leases = Leases::new(client, cache.clone(), metrics.clone());
-        Arc::new(Self { leases, cache, authenticator, resolver, metrics, shutdown })
+        Arc::new(Self { leases, cache, authenticator, resolver, metrics, shutdown, keep_alive: KEEP_ALIVE })
     }
 
     /// Step 1 of API.md's checks.
@@ -456,8 +458,9 @@ async fn watch_lease(State(app): State<Arc<App>>, path: LeasePath, headers: Head
     // Subscribe before the first read, so no change falls in between.
     let changes = app.cache.subscribe();
     let lease = app.visible_lease(&tenant, &path.namespace, &path.name)?;
+    let keep_alive = KeepAlive::new().interval(app.keep_alive);
     let stream = lease_events(app, path, lease, changes);
-    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(KEEP_ALIVE)).into_response())
+    Ok(Sse::new(stream).keep_alive(keep_alive).into_response())
 }
 
 /// The current state, then one event per new resourceVersion. Ends when the

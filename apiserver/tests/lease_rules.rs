@@ -267,3 +267,45 @@ async fn acquire_with_a_one_second_ttl_creates_a_valid_lease() {
     let spec = h.ns.api::<BerthLease>().get("short").await.unwrap().spec;
     assert!(spec.heartbeat_interval_seconds < spec.ttl_seconds, "{spec:?}");
 }
+
+#[tokio::test]
+async fn sse_watch_sends_a_comment_line_as_keep_alive() {
+    let h = Harness::new("rules-keepalive").await;
+    let held = h.post("quiet", "acquire", KEY_EAST, acquire("east/a", 60)).await;
+    assert_eq!(held.json["acquired"], true);
+    // The same app state with a short period (15 s in production).
+    let mut app = berth_apiserver::App::start(
+        h.ns.client.clone(),
+        std::slice::from_ref(&h.ns.name),
+        h.app.authenticator.clone(),
+        h.app.resolver.clone(),
+        h.app.metrics.clone(),
+        h.app.shutdown.clone(),
+    );
+    std::sync::Arc::get_mut(&mut app).expect("sole owner").keep_alive = Duration::from_millis(200);
+    for _ in 0..300 {
+        if app.cache.is_ready() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let request = Request::get(h.lease_path("quiet", "/watch"))
+        .header("authorization", format!("Bearer {KEY_EAST}"))
+        .body(Body::empty())
+        .unwrap();
+    let mut body = berth_apiserver::router(app).oneshot(request).await.unwrap().into_body().into_data_stream();
+    let mut buffer = String::new();
+    let first = next_lease_event(&mut body, &mut buffer).await;
+    assert_eq!(first["state"], "held");
+    let comment = tokio::time::timeout(Duration::from_secs(2), async {
+        loop {
+            if let Some(end) = buffer.find("\n\n") {
+                return buffer.drain(..end + 2).collect::<String>();
+            }
+            buffer.push_str(std::str::from_utf8(&body.next().await.unwrap().unwrap()).unwrap());
+        }
+    })
+    .await
+    .expect("a keep-alive within 2 s");
+    assert!(comment.starts_with(':'), "{comment:?}");
+}
