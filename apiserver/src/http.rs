@@ -17,8 +17,8 @@ use axum::routing::{get, post};
 use berth_api::BerthLease;
 use berth_api::rules::{self, Outcome};
 use berth_api::wire::{
-    self, AcquireRequest, AcquireResponse, ErrorBody, LeaseList, LeaseView, MAX_BODY_BYTES, NameError, ReleaseRequest,
-    RenewRequest,
+    self, AcquireRequest, AcquireResponse, ErrorBody, FieldError, LeaseList, LeaseView, MAX_BODY_BYTES, NameError,
+    ReleaseRequest, RenewRequest,
 };
 use futures::{Stream, StreamExt};
 use kube::ResourceExt;
@@ -321,6 +321,41 @@ async fn openapi() -> Response {
     json_response(StatusCode::OK, &crate::openapi::document())
 }
 
+/// A POST body that names a holder and has API.md's field checks.
+trait HolderRequest: DeserializeOwned {
+    fn check_fields(&self) -> Result<(), FieldError>;
+    fn holder(&self) -> &str;
+}
+
+macro_rules! holder_request {
+    ($($t:ty),*) => {$(
+        impl HolderRequest for $t {
+            fn check_fields(&self) -> Result<(), FieldError> {
+                self.check()
+            }
+            fn holder(&self) -> &str {
+                &self.holder
+            }
+        }
+    )*};
+}
+holder_request!(AcquireRequest, RenewRequest, ReleaseRequest);
+
+/// Steps 1 to 5 of API.md's checks for a POST, in that order.
+async fn checked<R: HolderRequest>(
+    app: &App,
+    path: &LeasePath,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<(Tenant, R), ApiError> {
+    let tenant = app.authenticate(headers)?;
+    let request: R = read_json(headers, body).await?;
+    request.check_fields()?;
+    app.authorize(&tenant, &path.namespace, Some(request.holder()))?;
+    path.check(app)?;
+    Ok((tenant, request))
+}
+
 fn acquire_answer(outcome: Outcome) -> Result<AcquireResponse, ApiError> {
     match outcome {
         Outcome::Granted(holder) | Outcome::Renewed(holder) => Ok(AcquireResponse::granted(&holder)),
@@ -341,11 +376,7 @@ async fn acquire(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let tenant = app.authenticate(&headers)?;
-    let request: AcquireRequest = read_json(&headers, body).await?;
-    request.check()?;
-    app.authorize(&tenant, &path.namespace, Some(&request.holder))?;
-    path.check(&app)?;
+    let (tenant, request) = checked::<AcquireRequest>(&app, &path, &headers, body).await?;
     let write = Write {
         namespace: &path.namespace,
         name: &path.name,
@@ -374,11 +405,7 @@ async fn renew(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let tenant = app.authenticate(&headers)?;
-    let request: RenewRequest = read_json(&headers, body).await?;
-    request.check()?;
-    app.authorize(&tenant, &path.namespace, Some(&request.holder))?;
-    path.check(&app)?;
+    let (tenant, request) = checked::<RenewRequest>(&app, &path, &headers, body).await?;
     let write = Write {
         namespace: &path.namespace,
         name: &path.name,
@@ -401,11 +428,7 @@ async fn release(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let tenant = app.authenticate(&headers)?;
-    let request: ReleaseRequest = read_json(&headers, body).await?;
-    request.check()?;
-    app.authorize(&tenant, &path.namespace, Some(&request.holder))?;
-    path.check(&app)?;
+    let (tenant, request) = checked::<ReleaseRequest>(&app, &path, &headers, body).await?;
     let write = Write {
         namespace: &path.namespace,
         name: &path.name,
