@@ -110,14 +110,17 @@ async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, Error> {
     tokio::net::TcpListener::bind(addr).await.map_err(|source| Error::Listen { addr, source })
 }
 
-/// Resolves on the first SIGTERM or SIGINT.
-async fn signal() {
+/// Installs the SIGTERM and SIGINT handlers now; the future resolves on the first of them.
+fn signal() -> Result<impl Future<Output = ()>, Error> {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler installs");
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received"),
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
-    }
+    let mut term = signal(SignalKind::terminate()).map_err(Error::Serve)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(Error::Serve)?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received"),
+            _ = int.recv() => tracing::info!("SIGINT received"),
+        }
+    })
 }
 
 /// Runs until SIGTERM or SIGINT, then drains for at most [`DRAIN`].
@@ -155,10 +158,11 @@ pub async fn run(config: Config) -> Result<(), Error> {
     let health_server = plain(health_listener, probe_router(app.clone()));
 
     let handle = axum_server::Handle::new();
+    let signalled = signal()?;
     tokio::spawn({
         let handle = handle.clone();
         async move {
-            signal().await;
+            signalled.await;
             tracing::info!(drain_seconds = DRAIN.as_secs(), "shutting down: no new connections, draining requests");
             let _ = shutdown_tx.send(true);
             handle.graceful_shutdown(Some(DRAIN));
