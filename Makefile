@@ -3,7 +3,7 @@ SHELL := bash
 .SHELLFLAGS := -eu -o pipefail -c
 CARGO ?= cargo
 
-.PHONY: all build test lint fmt generate manifests run control-plane control-plane-down docker-build clean help
+.PHONY: all build test lint fmt generate manifests run control-plane control-plane-down docker-build clean help chaos
 
 all: build
 
@@ -37,6 +37,13 @@ manifests: ## Write the CRD (config/crd/, and the operator chart's copy) and con
 run: ## Run Berth locally on its own control plane (Ctrl-C stops it).
 	hack/run.sh
 
+DURATION ?= 10m
+CHAOS_BIN_DIR = $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)/debug
+chaos: ## Chaos check: faults against 3 apiservers, 20 LeaseKeeper contenders, checked history (DURATION=10m; docs/chaos.md).
+	$(CARGO) build -p berth-apiserver -p berth-operator -p berth-chaos --bins
+	BERTH_APISERVER_BIN=$(CHAOS_BIN_DIR)/apiserver BERTH_OPERATOR_BIN=$(CHAOS_BIN_DIR)/operator \
+		$(CHAOS_BIN_DIR)/chaos --duration $(DURATION)
+
 control-plane: ## Start (or reuse) the local control plane and print its KUBECONFIG.
 	hack/control-plane up
 
@@ -53,5 +60,6 @@ docker-build: ## Build the apiserver, operator and berth images (needs a Docker 
 clean: ## Remove build output and local control-plane state (not the binary cache).
 	hack/control-plane down || true
 	BERTH_CONTROL_PLANE_DIR=$(CURDIR)/.run/test-control-plane hack/control-plane down || true
+	for d in chaos-control-plane chaos-test-control-plane; do BERTH_CONTROL_PLANE_DIR=$(CURDIR)/.run/$$d hack/control-plane down || true; done
 	rm -rf .run
 	$(CARGO) clean

@@ -1,0 +1,69 @@
+//! `make chaos`: one chaos run of the given duration (see `docs/chaos.md`).
+//! Prints the operations performed, the faults injected and the violations
+//! found; exits 1 when there is a violation.
+#![forbid(unsafe_code)]
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use berth_chaos::run::{Config, run};
+use clap::Parser;
+
+/// Berth's chaos check: 3 apiserver replicas and an operator on a control
+/// plane of its own, contenders competing for at-most-once leases with
+/// `LeaseKeeper`, faults injected throughout, and the history checked.
+#[derive(Parser, Debug)]
+struct Args {
+    /// How long faults are injected: `90s`, `10m`, `1h` (plain numbers are seconds).
+    #[arg(long, default_value = "10m", value_parser = parse_duration)]
+    duration: Duration,
+    #[arg(long, default_value_t = 20)]
+    contenders: usize,
+    #[arg(long, default_value_t = 5)]
+    leases: usize,
+    /// The TTL every contender asks for (the keeper's margin is a tenth of it).
+    #[arg(long, default_value_t = 4)]
+    ttl_seconds: u64,
+    /// Seeds the contenders' and the faults' random choices (default: from the clock).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// The control plane's state directory (started fresh, stopped after).
+    #[arg(long, default_value = ".run/chaos-control-plane")]
+    control_plane_dir: PathBuf,
+    /// Where the histories, logs, snapshots and report.txt go.
+    #[arg(long, default_value = ".run/chaos")]
+    run_dir: PathBuf,
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let (number, unit) = text.trim().split_at(text.trim().find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len()));
+    let n: u64 = number.parse().map_err(|_| format!("{text:?} is not a duration like 90s or 10m"))?;
+    match unit {
+        "" | "s" => Ok(Duration::from_secs(n)),
+        "m" => Ok(Duration::from_secs(n * 60)),
+        "h" => Ok(Duration::from_secs(n * 3600)),
+        _ => Err(format!("{text:?}: the unit must be s, m or h")),
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let exe = std::env::current_exe().context("finding this binary")?;
+    let contender_bin = exe.with_file_name("contender");
+    let absolute = |p: PathBuf| if p.is_absolute() { Ok(p) } else { std::env::current_dir().map(|d| d.join(p)) };
+    let mut config =
+        Config::new(args.duration, absolute(args.control_plane_dir)?, absolute(args.run_dir)?, contender_bin);
+    config.contenders = args.contenders;
+    config.leases = args.leases;
+    config.ttl_seconds = args.ttl_seconds;
+    if let Some(seed) = args.seed {
+        config.seed = seed;
+    }
+    let outcome = run(&config)?;
+    print!("{outcome}");
+    if !outcome.violations.is_empty() {
+        bail!("{} violations", outcome.violations.len());
+    }
+    Ok(())
+}
