@@ -377,6 +377,45 @@ pub fn check_releases(history: &History) -> Vec<Violation> {
     violations
 }
 
+/// How close the run came to a violation: the smallest gap, in
+/// nanoseconds, between the end of one belief (tenure) and the start of the
+/// next on the same lease. A negative gap is a violation.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Closest {
+    pub belief_gap: Option<i64>,
+    pub tenure_gap: Option<i64>,
+}
+
+/// The closest handovers in `history`.
+pub fn closest(history: &History) -> Closest {
+    let beliefs = beliefs(&history.events);
+    let belief_gap = smallest_gap(beliefs.iter().filter(|b| b.end > b.start).map(|b| (&*b.lease, b.start, b.end)));
+    let (tenures, _) = tenures(history);
+    let nanos = |t: DateTime<Utc>| t.timestamp_nanos_opt().unwrap_or(i64::MAX);
+    let tenure_gap = smallest_gap(tenures.iter().map(|t| (&*t.lease, nanos(t.acquired_at), nanos(t.end()))));
+    Closest { belief_gap, tenure_gap }
+}
+
+/// The smallest `start - latest earlier end` over intervals grouped by lease.
+fn smallest_gap<'a>(intervals: impl Iterator<Item = (&'a str, i64, i64)>) -> Option<i64> {
+    let mut by_lease: BTreeMap<&str, Vec<(i64, i64)>> = BTreeMap::new();
+    for (lease, start, end) in intervals {
+        by_lease.entry(lease).or_default().push((start, end));
+    }
+    let mut best: Option<i64> = None;
+    for mut list in by_lease.into_values() {
+        list.sort_unstable();
+        let mut latest_end: Option<i64> = None;
+        for (start, end) in list {
+            if let Some(earlier) = latest_end {
+                best = Some(best.map_or(start - earlier, |b| b.min(start - earlier)));
+            }
+            latest_end = Some(latest_end.map_or(end, |e| e.max(end)));
+        }
+    }
+    best
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -546,6 +585,19 @@ mod tests {
             deadline: m(3600),
         }];
         assert_eq!(kinds(&History { events, snapshots: vec![] }), vec![ViolationKind::MissingServerTimes]);
+    }
+
+    #[test]
+    fn closest_handovers_are_measured() {
+        let mut events = vec![grant("a", 1, 0)];
+        events.extend(release("a", 1, 2000, 2020));
+        events.push(grant("b", 2, 2015));
+        let closest = closest(&History { events, snapshots: vec![] });
+        // b's belief starts 15 ms after a's ended; b's tenure (acquired 2005) 5 ms after a's release started.
+        assert_eq!(closest, Closest { belief_gap: Some(15_000_000), tenure_gap: Some(5_000_000) });
+        // Overlaps come out negative.
+        let events = vec![grant("a", 1, 0), grant("b", 2, 3000)];
+        assert_eq!(super::closest(&History { events, snapshots: vec![] }).belief_gap, Some(-600_000_000));
     }
 
     #[test]

@@ -16,5 +16,5 @@ pub mod clock;
 pub mod history;
 pub mod run;
 
-pub use check::{Violation, ViolationKind, check};
+pub use check::{Closest, Violation, ViolationKind, check, closest};
 pub use history::{Event, History, Operations, Snapshot};

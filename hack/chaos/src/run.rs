@@ -21,7 +21,7 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-use crate::check::{Violation, check};
+use crate::check::{Closest, Violation, check, closest};
 use crate::clock::wall_now;
 use crate::history::{Event, History, Operations, Snapshot, SnapshotHolder};
 
@@ -85,7 +85,10 @@ pub struct Outcome {
     pub operations: Operations,
     pub faults: Faults,
     pub violations: Vec<Violation>,
+    pub closest: Closest,
     pub elapsed: Duration,
+    /// Everything recorded, for further checks.
+    pub history: History,
 }
 
 impl std::fmt::Display for Outcome {
@@ -111,6 +114,13 @@ impl std::fmt::Display for Outcome {
             "faults: apiserver SIGKILL+restart {}, contender SIGSTOP > TTL {}, kube-apiserver restarts {}, \
              store reads failed {}",
             x.apiserver_kills, x.contender_pauses, x.kube_apiserver_restarts, x.failed_snapshots
+        )?;
+        let ms = |gap: Option<i64>| gap.map_or("none".to_owned(), |g| format!("{:.1} ms", g as f64 / 1e6));
+        writeln!(
+            f,
+            "closest handovers: beliefs {} apart, server tenures {} apart",
+            ms(self.closest.belief_gap),
+            ms(self.closest.tenure_gap)
         )?;
         writeln!(f, "violations: {}", self.violations.len())?;
         for violation in self.violations.iter().take(20) {
@@ -238,7 +248,9 @@ pub fn run(config: &Config) -> Result<Outcome, Error> {
         operations: history.operations(),
         faults: faults.into_faults(),
         violations: check(&history),
+        closest: closest(&history),
         elapsed: started.elapsed(),
+        history,
     };
     std::fs::write(config.run_dir.join("report.txt"), outcome.to_string()).map_err(io("writing the report"))?;
     Ok(outcome)
