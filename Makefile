@@ -3,7 +3,7 @@ SHELL := bash
 .SHELLFLAGS := -eu -o pipefail -c
 CARGO ?= cargo
 
-.PHONY: all build test lint fmt generate manifests run control-plane control-plane-down docker-build clean help chaos
+.PHONY: all build test lint fmt generate manifests run control-plane control-plane-down docker-build clean help bench chaos
 
 all: build
 
@@ -43,6 +43,16 @@ chaos: ## Chaos check: faults against 3 apiservers, 20 LeaseKeeper contenders, c
 	$(CARGO) build -p berth-apiserver -p berth-operator -p berth-chaos --bins
 	BERTH_APISERVER_BIN=$(CHAOS_BIN_DIR)/apiserver BERTH_OPERATOR_BIN=$(CHAOS_BIN_DIR)/operator \
 		$(CHAOS_BIN_DIR)/chaos --duration $(DURATION)
+
+BENCH_DIR := $(CURDIR)/.run/bench-control-plane
+BENCH_TARGET := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)/release
+bench: ## Benchmarks on a fresh control plane of their own (release builds); writes docs/benchmarks.md and .json.
+	$(CARGO) build --release -p berth-apiserver -p berth-operator -p berth-bench
+	export BERTH_CONTROL_PLANE_DIR=$(BENCH_DIR) BERTH_TEST_CONTROL_PLANE_DIR=$(BENCH_DIR) \
+	  BERTH_APISERVER_BIN=$(BENCH_TARGET)/apiserver BERTH_OPERATOR_BIN=$(BENCH_TARGET)/operator; \
+	hack/control-plane down >/dev/null 2>&1 || true; \
+	trap 'hack/control-plane down >/dev/null 2>&1 || true' EXIT; \
+	$(BENCH_TARGET)/berth-bench run --out-dir docs
 
 control-plane: ## Start (or reuse) the local control plane and print its KUBECONFIG.
 	hack/control-plane up

@@ -1,0 +1,317 @@
+//! Scenario 3: leases with CronJob targets expire; how late does the
+//! operator write the expired status, and suspend the CronJob?
+//!
+//! Three readings of the same events, each with its own resolution:
+//! - **objects**: `status.lastTransitionTime` of the expired status (the
+//!   operator's clock when it decided, just before its write) and
+//!   `status.target.observedAt` after the release action (its clock just
+//!   after the CronJob patch), both with nanoseconds, minus `expiresAt`;
+//! - **watch**: this process watches BerthLeases and CronJobs and stamps each
+//!   change when it arrives: this adds the watch delivery (a few ms);
+//! - **histogram**: `berth_operator_expiry_lag_seconds`, whose buckets double
+//!   from 1 ms, so a quantile is only known within a factor of two
+//!   (interpolated linearly inside its bucket, as `histogram_quantile` does).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use berth_api::BerthLease;
+use berth_api::crd::{AppliedAction, LeaseState};
+use berth_api::wire::AcquireRequest;
+use chrono::{DateTime, Utc};
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::batch::v1::CronJob;
+use kube::api::{Api, PostParams};
+use kube::runtime::{WatchStreamExt, watcher};
+use serde::Serialize;
+
+use crate::profile::Profile;
+use crate::stack::Stack;
+use crate::stats::{Latency, median, ms_between};
+use crate::{Error, Result};
+
+const METRIC: &str = "berth_operator_expiry_lag_seconds";
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Repetition {
+    pub leases: usize,
+    /// `expiresAt` → `lastTransitionTime` of the expired status.
+    pub status_from_objects: Latency,
+    /// `expiresAt` → `status.target.observedAt` of the release action.
+    pub suspend_from_objects: Latency,
+    /// `expiresAt` → this process saw the expired status.
+    pub status_from_watch: Latency,
+    /// `expiresAt` → this process saw the CronJob suspended.
+    pub suspend_from_watch: Latency,
+    /// The operator's histogram over this repetition.
+    pub status_histogram_p50_ms: f64,
+    pub status_histogram_p99_ms: f64,
+    /// CronJobs still running when the first lease expired (their resume had
+    /// not been applied yet); 0 in a clean run.
+    pub not_resumed_before_expiry: usize,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Expiry {
+    pub ttl_seconds: i32,
+    pub repetitions: Vec<Repetition>,
+    /// Medians over the repetitions.
+    pub status_from_objects: Latency,
+    pub suspend_from_objects: Latency,
+    pub status_from_watch: Latency,
+    pub suspend_from_watch: Latency,
+    pub status_histogram_p50_ms: f64,
+    pub status_histogram_p99_ms: f64,
+}
+
+/// # Errors
+/// When the leases cannot be set up, or do not all expire and suspend their
+/// CronJobs within 60 s of their expiry.
+pub async fn run(stack: &Stack, profile: &Profile) -> Result<Expiry> {
+    let mut repetitions = Vec::new();
+    for _ in 0..profile.slow_repetitions {
+        repetitions.push(repetition(stack, profile).await?);
+    }
+    let latency = |f: fn(&Repetition) -> &Latency| {
+        Latency::median_of(&repetitions.iter().map(|r| f(r).clone()).collect::<Vec<_>>())
+    };
+    let value = |f: fn(&Repetition) -> f64| median(&repetitions.iter().map(f).collect::<Vec<_>>());
+    Ok(Expiry {
+        ttl_seconds: profile.expiry_ttl_seconds,
+        status_from_objects: latency(|r| &r.status_from_objects),
+        suspend_from_objects: latency(|r| &r.suspend_from_objects),
+        status_from_watch: latency(|r| &r.status_from_watch),
+        suspend_from_watch: latency(|r| &r.suspend_from_watch),
+        status_histogram_p50_ms: value(|r| r.status_histogram_p50_ms),
+        status_histogram_p99_ms: value(|r| r.status_histogram_p99_ms),
+        repetitions,
+    })
+}
+
+type Seen = Arc<Mutex<HashMap<String, DateTime<Utc>>>>;
+
+async fn repetition(stack: &Stack, profile: &Profile) -> Result<Repetition> {
+    let ns = stack.namespace("bench-expiry").await;
+    let leases: Api<BerthLease> = Api::namespaced(stack.kube.clone(), &ns);
+    let cronjobs: Api<CronJob> = Api::namespaced(stack.kube.clone(), &ns);
+    let names: Vec<String> = (0..profile.expiry_leases).map(|i| format!("expiry-{i:04}")).collect();
+    for name in &names {
+        cronjobs.create(&PostParams::default(), &cronjob(name)?).await?;
+        leases.create(&PostParams::default(), &lease(name)?).await?;
+    }
+
+    // Watch before anything expires; stamp the first expired status and the
+    // first suspension after a resume.
+    let expired_seen: Seen = Arc::default();
+    let suspended_seen: Seen = Arc::default();
+    let lease_watch = tokio::spawn(watch_leases(leases.clone(), expired_seen.clone()));
+    let cronjob_watch = tokio::spawn(watch_cronjobs(cronjobs.clone(), suspended_seen.clone()));
+    let before = stack.operator_metrics().await;
+
+    let client = stack.client()?;
+    let expires: HashMap<String, DateTime<Utc>> = futures::stream::iter(names.iter().cloned())
+        .map(|name| {
+            let (client, ns) = (client.clone(), ns.clone());
+            let request = AcquireRequest {
+                holder: format!("bench/{name}"),
+                ttl_seconds: profile.expiry_ttl_seconds,
+                ..Default::default()
+            };
+            async move {
+                let grant = client.acquire(&ns, &name, &request).await?;
+                let at = grant.expires_at.ok_or_else(|| Error::Scenario(format!("{name}: no expiresAt")))?;
+                Ok::<_, Error>((name, at))
+            }
+        })
+        .buffer_unordered(16)
+        .try_collect()
+        .await?;
+    let first_expiry = expires.values().min().copied().unwrap_or_else(Utc::now);
+    let last_expiry = expires.values().max().copied().unwrap_or_else(Utc::now);
+
+    sleep_until(first_expiry).await;
+    let running = cronjobs.list(&Default::default()).await?;
+    let not_resumed_before_expiry = running.items.iter().filter(|c| c.spec.suspend.unwrap_or(false)).count();
+
+    let give_up = last_expiry + chrono::Duration::seconds(60);
+    loop {
+        let done = expired_seen.lock().expect("lock").len() == names.len()
+            && suspended_seen.lock().expect("lock").len() == names.len();
+        if done {
+            break;
+        }
+        if Utc::now() > give_up {
+            lease_watch.abort();
+            cronjob_watch.abort();
+            return Err(Error::Scenario(format!(
+                "{ns}: after 60 s, {} of {} leases expired and {} CronJobs suspended",
+                expired_seen.lock().expect("lock").len(),
+                names.len(),
+                suspended_seen.lock().expect("lock").len()
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    lease_watch.abort();
+    cronjob_watch.abort();
+    let after = stack.operator_metrics().await;
+
+    let mut status_objects = Vec::new();
+    let mut suspend_objects = Vec::new();
+    for lease in leases.list(&Default::default()).await?.items {
+        let name = lease.metadata.name.clone().unwrap_or_default();
+        let (Some(expires_at), Some(status)) = (expires.get(&name), lease.status.as_ref()) else { continue };
+        if let Some(t) = status.last_transition_time.filter(|_| status.state == LeaseState::Expired) {
+            status_objects.push(ms_between(*expires_at, t));
+        }
+        if let Some(target) = status.target.as_ref().filter(|t| t.applied == AppliedAction::Release) {
+            suspend_objects.push(ms_between(*expires_at, target.observed_at));
+        }
+    }
+    let lags = |seen: &Seen| -> Vec<f64> {
+        let seen = seen.lock().expect("lock");
+        expires.iter().filter_map(|(name, at)| seen.get(name).map(|t| ms_between(*at, *t))).collect()
+    };
+    let delta = histogram_delta(&before, &after);
+    Ok(Repetition {
+        leases: names.len(),
+        status_from_objects: Latency::of(&status_objects),
+        suspend_from_objects: Latency::of(&suspend_objects),
+        status_from_watch: Latency::of(&lags(&expired_seen)),
+        suspend_from_watch: Latency::of(&lags(&suspended_seen)),
+        status_histogram_p50_ms: histogram_quantile(&delta, 0.50) * 1000.0,
+        status_histogram_p99_ms: histogram_quantile(&delta, 0.99) * 1000.0,
+        not_resumed_before_expiry,
+    })
+}
+
+async fn sleep_until(at: DateTime<Utc>) {
+    if let Ok(left) = (at - Utc::now()).to_std() {
+        tokio::time::sleep(left).await;
+    }
+}
+
+async fn watch_leases(api: Api<BerthLease>, seen: Seen) {
+    let mut events = watcher(api, watcher::Config::default()).applied_objects().boxed();
+    while let Some(Ok(lease)) = events.next().await {
+        let now = Utc::now();
+        if lease.status.as_ref().is_some_and(|s| s.state == LeaseState::Expired) {
+            let name = lease.metadata.name.unwrap_or_default();
+            seen.lock().expect("lock").entry(name).or_insert(now);
+        }
+    }
+}
+
+/// Stamps a CronJob's first suspension after it has been seen running.
+async fn watch_cronjobs(api: Api<CronJob>, seen: Seen) {
+    let mut resumed = std::collections::HashSet::new();
+    let mut events = watcher(api, watcher::Config::default()).applied_objects().boxed();
+    while let Some(Ok(cronjob)) = events.next().await {
+        let now = Utc::now();
+        let name = cronjob.metadata.name.clone().unwrap_or_default();
+        match cronjob.spec.suspend {
+            Some(false) => {
+                resumed.insert(name);
+            }
+            _ if resumed.contains(&name) => {
+                seen.lock().expect("lock").entry(name).or_insert(now);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// A CronJob that never fires on its own (once a year), created suspended.
+fn cronjob(name: &str) -> Result<CronJob> {
+    Ok(serde_json::from_value(serde_json::json!({
+        "metadata": {"name": name},
+        "spec": {
+            "schedule": "0 0 1 1 *",
+            "suspend": true,
+            "jobTemplate": {"spec": {"template": {"spec": {
+                "restartPolicy": "Never",
+                "containers": [{"name": "work", "image": "busybox"}]
+            }}}}
+        }
+    }))?)
+}
+
+/// A lease that resumes its CronJob while held and suspends it otherwise.
+fn lease(name: &str) -> Result<BerthLease> {
+    Ok(serde_json::from_value(serde_json::json!({
+        "apiVersion": "berth.skaphos.io/v1alpha1",
+        "kind": "BerthLease",
+        "metadata": {"name": name},
+        "spec": {
+            "target": {"apiVersion": "batch/v1", "kind": "CronJob", "name": name},
+            "acquireAction": {"suspend": false},
+            "releaseAction": {"suspend": true}
+        }
+    }))?)
+}
+
+/// Cumulative bucket counts (`le` in seconds → count) of [`METRIC`], after minus before.
+fn histogram_delta(before: &str, after: &str) -> Vec<(f64, f64)> {
+    let parse = |text: &str| -> Vec<(f64, f64)> {
+        text.lines()
+            .filter_map(|line| {
+                let rest = line.strip_prefix(METRIC)?.strip_prefix("_bucket{")?;
+                let le = rest.split("le=\"").nth(1)?.split('"').next()?;
+                let le = if le == "+Inf" { f64::INFINITY } else { le.parse().ok()? };
+                let count = line.rsplit(' ').next()?.parse().ok()?;
+                Some((le, count))
+            })
+            .collect()
+    };
+    let before = parse(before);
+    parse(after)
+        .into_iter()
+        .map(|(le, count)| {
+            let old = before.iter().find(|(l, _)| *l == le).map_or(0.0, |(_, c)| *c);
+            (le, count - old)
+        })
+        .collect()
+}
+
+/// Quantile `q` of cumulative buckets, interpolated linearly inside the
+/// bucket it falls in (as Prometheus' `histogram_quantile`); in seconds, NaN
+/// without observations.
+fn histogram_quantile(buckets: &[(f64, f64)], q: f64) -> f64 {
+    let total = buckets.last().map_or(0.0, |(_, c)| *c);
+    if total <= 0.0 {
+        return f64::NAN;
+    }
+    let rank = q * total;
+    let mut lower = (0.0, 0.0);
+    for &(le, count) in buckets {
+        if count >= rank {
+            if le.is_infinite() {
+                return lower.0;
+            }
+            let within = if count > lower.1 { (rank - lower.1) / (count - lower.1) } else { 1.0 };
+            return lower.0 + (le - lower.0) * within;
+        }
+        lower = (le, count);
+    }
+    f64::NAN
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_quantile_interpolates_inside_the_bucket() {
+        let before = format!(
+            "{METRIC}_bucket{{le=\"0.1\"}} 5\n{METRIC}_bucket{{le=\"0.2\"}} 5\n{METRIC}_bucket{{le=\"+Inf\"}} 5\n"
+        );
+        let after = format!(
+            "{METRIC}_bucket{{le=\"0.1\"}} 5\n{METRIC}_bucket{{le=\"0.2\"}} 15\n{METRIC}_bucket{{le=\"+Inf\"}} 15\n"
+        );
+        let delta = histogram_delta(&before, &after);
+        assert_eq!(delta, vec![(0.1, 0.0), (0.2, 10.0), (f64::INFINITY, 10.0)]);
+        assert!((histogram_quantile(&delta, 0.5) - 0.15).abs() < 1e-9);
+        assert!(histogram_quantile(&[], 0.5).is_nan());
+    }
+}

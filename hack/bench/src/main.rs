@@ -1,0 +1,159 @@
+//! `berth-bench`: runs Berth's benchmarks (issue 7) against the local control
+//! plane and writes `benchmarks.md` and `benchmarks.json`.
+#![forbid(unsafe_code)]
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use berth_bench::procfs::{Machine, load_average};
+use berth_bench::profile::Profile;
+use berth_bench::report::{Report, Versions};
+use berth_bench::stack::Stack;
+use berth_bench::{expiry, failover, hot_path, scale};
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Berth's load generator and benchmark harness.
+///
+/// `run` uses the control plane of `berth-testenv` (state directory
+/// `BERTH_TEST_CONTROL_PLANE_DIR`, started when it is not running) and the
+/// binaries named by `BERTH_APISERVER_BIN` and `BERTH_OPERATOR_BIN`. `make
+/// bench` sets all three and builds release binaries first.
+#[derive(Parser)]
+#[command(version)]
+struct Args {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the scenarios and write benchmarks.md and benchmarks.json.
+    Run(RunArgs),
+    /// Hold one lease with a default LeaseKeeper until killed (the crashing
+    /// holder of the failover scenario). Prints `held <token>` once it holds.
+    /// The key comes from BERTH_BENCH_API_KEY.
+    #[command(hide = true)]
+    Hold(HoldArgs),
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Tiny counts and short times: checks that the harness works, measures nothing.
+    #[arg(long)]
+    quick: bool,
+    /// Where to write benchmarks.md and benchmarks.json.
+    #[arg(long, default_value = "docs")]
+    out_dir: PathBuf,
+    /// Run only these scenarios (repeat or comma-separate). Default: all.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    scenario: Vec<Scenario>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Scenario {
+    /// 1: renew through Berth against one raw conditional status write.
+    HotPath,
+    /// 4: crash and graceful handover between LeaseKeepers.
+    Failover,
+    /// 3: expiresAt to expired status and to a suspended CronJob.
+    Expiry,
+    /// 2 and 5: stepped lease counts at a 10 s heartbeat; CPU and memory.
+    Scale,
+}
+
+#[derive(clap::Args)]
+struct HoldArgs {
+    #[arg(long)]
+    url: String,
+    #[arg(long)]
+    ca_file: PathBuf,
+    #[arg(long)]
+    namespace: String,
+    #[arg(long)]
+    name: String,
+    #[arg(long)]
+    holder: String,
+    #[arg(long)]
+    ttl_seconds: u64,
+    /// Release and exit after this many seconds at the latest.
+    #[arg(long, default_value_t = 300)]
+    max_hold_seconds: u64,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Args::parse().command {
+        Cmd::Run(args) => run(args).await,
+        Cmd::Hold(args) => hold(args).await,
+    }
+}
+
+async fn run(args: RunArgs) -> anyhow::Result<()> {
+    for env in ["BERTH_APISERVER_BIN", "BERTH_OPERATOR_BIN"] {
+        let path = std::env::var_os(env).with_context(|| format!("{env} must name the binary to benchmark"))?;
+        anyhow::ensure!(PathBuf::from(&path).exists(), "{env}={} does not exist", PathBuf::from(path).display());
+    }
+    let profile = if args.quick { Profile::quick() } else { Profile::full() };
+    let wanted = |s: Scenario| args.scenario.is_empty() || args.scenario.contains(&s);
+    let started = Instant::now();
+    let date = chrono::Utc::now();
+    let load_average_start = load_average();
+    let stack = Stack::start().await.context("starting the stack")?;
+    let versions = Versions::read(&stack.kube).await;
+
+    // Scale runs last: its thousands of leases would weigh on the others.
+    let hot_path = if wanted(Scenario::HotPath) {
+        eprintln!("[bench] hot path");
+        Some(hot_path::run(&stack, &profile).await.context("hot path")?)
+    } else {
+        None
+    };
+    let failover = if wanted(Scenario::Failover) {
+        eprintln!("[bench] failover");
+        Some(failover::run(&stack, &profile).await.context("failover")?)
+    } else {
+        None
+    };
+    let expiry = if wanted(Scenario::Expiry) {
+        eprintln!("[bench] expiry");
+        Some(expiry::run(&stack, &profile).await.context("expiry")?)
+    } else {
+        None
+    };
+    let scale = if wanted(Scenario::Scale) {
+        eprintln!("[bench] scale: {:?} leases", profile.scale_steps);
+        Some(scale::run(&stack, &profile).await.context("scale")?)
+    } else {
+        None
+    };
+
+    let mut report = Report {
+        date,
+        duration_seconds: started.elapsed().as_secs_f64(),
+        machine: Machine::read(),
+        load_average_start,
+        load_average_end: load_average(),
+        versions,
+        profile,
+        hot_path,
+        scale,
+        expiry,
+        failover,
+        targets: Vec::new(),
+    };
+    report.judge();
+    report.write(&args.out_dir).context("writing the report")?;
+    eprintln!("[bench] wrote {}/benchmarks.md and benchmarks.json", args.out_dir.display());
+    drop(stack);
+    Ok(())
+}
+
+async fn hold(args: HoldArgs) -> anyhow::Result<()> {
+    let key = std::env::var("BERTH_BENCH_API_KEY").context("BERTH_BENCH_API_KEY")?;
+    let client = berth_client::Client::builder(args.url).api_key(key).ca_file(&args.ca_file)?.build()?;
+    let options =
+        berth_client::KeeperOptions::new(args.namespace, args.name, args.holder, Duration::from_secs(args.ttl_seconds));
+    failover::hold(client, options, Duration::from_secs(args.max_hold_seconds)).await?;
+    Ok(())
+}

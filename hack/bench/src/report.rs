@@ -1,0 +1,441 @@
+//! The results of a run: `benchmarks.json` (everything) and `benchmarks.md`
+//! (tables, the targets, and the hand-written analysis of `notes.md`).
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::path::Path;
+use std::process::Command;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::expiry::Expiry;
+use crate::failover::Failover;
+use crate::hot_path::HotPath;
+use crate::procfs::{Machine, Memory};
+use crate::profile::Profile;
+use crate::scale::{P99_TARGET_MS, Scale};
+use crate::stats::Latency;
+use crate::{Error, Result};
+
+/// Analysis of the committed full run: why a target is missed, what would fix it.
+const NOTES: &str = include_str!("../notes.md");
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Versions {
+    pub kubernetes: String,
+    pub etcd: String,
+    pub rustc: String,
+    pub berth_commit: String,
+    /// Whether the work tree had changes to tracked files.
+    pub berth_dirty: bool,
+}
+
+impl Versions {
+    pub async fn read(kube: &kube::Client) -> Self {
+        let kubernetes =
+            kube.apiserver_version().await.map(|v| v.git_version).unwrap_or_else(|e| format!("unknown ({e})"));
+        let etcd = first_line(Command::new(berth_testenv::bin_dir().join("etcd")).arg("--version"));
+        let rustc =
+            first_line(Command::new(std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into())).arg("--version"));
+        let repo = berth_testenv::repo_root();
+        let berth_commit = first_line(Command::new("git").arg("-C").arg(&repo).args(["rev-parse", "HEAD"]));
+        let berth_dirty = Command::new("git")
+            .arg("-C")
+            .arg(&repo)
+            .args(["diff", "--quiet", "HEAD", "--", ".", ":(exclude)docs/benchmarks.*"])
+            .status()
+            .is_ok_and(|s| !s.success());
+        Self { kubernetes, etcd, rustc, berth_commit, berth_dirty }
+    }
+}
+
+fn first_line(cmd: &mut Command) -> String {
+    cmd.output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.lines().next().map(str::to_owned))
+        .unwrap_or_else(|| "unknown".to_owned())
+}
+
+/// A target of issue 7, as measured in this run.
+#[derive(Clone, Debug, Serialize)]
+pub struct Target {
+    pub name: &'static str,
+    pub target: &'static str,
+    pub measured: String,
+    /// `None` when the run did not measure it.
+    pub met: Option<bool>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    pub date: DateTime<Utc>,
+    pub duration_seconds: f64,
+    pub machine: Machine,
+    /// 1-minute load average before and after the run: other work on the machine.
+    pub load_average_start: f64,
+    pub load_average_end: f64,
+    pub versions: Versions,
+    pub profile: Profile,
+    pub hot_path: Option<HotPath>,
+    pub scale: Option<Scale>,
+    pub expiry: Option<Expiry>,
+    pub failover: Option<Failover>,
+    pub targets: Vec<Target>,
+}
+
+impl Report {
+    /// Fills in [`Report::targets`] from the scenario results.
+    pub fn judge(&mut self) {
+        let mut targets = Vec::new();
+        targets.push(match &self.hot_path {
+            Some(h) => Target {
+                name: "hot path",
+                target: "renew p50 ≤ 1.2× the raw write",
+                measured: format!("{:.2}× ({:.2} ms vs {:.2} ms)", h.ratio_p50, h.berth.p50_ms, h.raw.p50_ms),
+                met: Some(h.ratio_p50 <= 1.2),
+            },
+            None => unmeasured("hot path", "renew p50 ≤ 1.2× the raw write"),
+        });
+        let at_10k = self.scale.as_ref().and_then(|s| s.steps.iter().find(|st| st.leases == 10_000));
+        targets.push(match at_10k {
+            Some(st) => Target {
+                name: "scale",
+                target: "10,000 leases at 10 s: p99 < 100 ms, no errors",
+                measured: format!("p99 {:.1} ms, {} errors", st.renew.p99_ms, st.renew_errors + st.acquire_errors),
+                met: Some(st.holds),
+            },
+            None => unmeasured("scale", "10,000 leases at 10 s: p99 < 100 ms, no errors"),
+        });
+        targets.push(match &self.expiry {
+            Some(e) => Target {
+                name: "expiry",
+                target: "expiry lag p99 < 250 ms",
+                measured: format!(
+                    "status p99 {:.0} ms, CronJob suspended p99 {:.0} ms (objects)",
+                    e.status_from_objects.p99_ms, e.suspend_from_objects.p99_ms
+                ),
+                met: Some(e.status_from_objects.p99_ms < 250.0 && e.suspend_from_objects.p99_ms < 250.0),
+            },
+            None => unmeasured("expiry", "expiry lag p99 < 250 ms"),
+        });
+        for (process, name) in [("apiserver", "apiserver memory"), ("operator", "operator memory")] {
+            let memory = at_10k.and_then(|st| st.memory.get(process));
+            targets.push(match memory {
+                Some(m) => Target {
+                    name,
+                    target: "RSS ≤ 64 MiB at 10,000 leases",
+                    measured: format!("RSS {:.1} MiB, peak {:.1} MiB", m.rss_mib, m.peak_mib),
+                    met: Some(m.rss_mib <= 64.0),
+                },
+                None => unmeasured(name, "RSS ≤ 64 MiB at 10,000 leases"),
+            });
+        }
+        targets.push(match &self.failover {
+            Some(f) => Target {
+                name: "graceful handover",
+                target: "< 100 ms",
+                measured: format!(
+                    "{:.1} ms to the standby's grant, {:.1} ms until its keeper holds",
+                    f.release_to_grant_ms, f.release_to_standby_ms
+                ),
+                met: Some(f.release_to_standby_ms < 100.0),
+            },
+            None => unmeasured("graceful handover", "< 100 ms"),
+        });
+        self.targets = targets;
+    }
+
+    /// Writes `benchmarks.json` and `benchmarks.md` into `dir`.
+    ///
+    /// # Errors
+    /// When a file cannot be written.
+    pub fn write(&self, dir: &Path) -> Result<()> {
+        std::fs::create_dir_all(dir).map_err(Error::io(format!("creating {}", dir.display())))?;
+        let json = serde_json::to_string_pretty(self)? + "\n";
+        let path = dir.join("benchmarks.json");
+        std::fs::write(&path, json).map_err(Error::io(format!("writing {}", path.display())))?;
+        let path = dir.join("benchmarks.md");
+        std::fs::write(&path, self.markdown()).map_err(Error::io(format!("writing {}", path.display())))?;
+        Ok(())
+    }
+
+    pub fn markdown(&self) -> String {
+        let mut md = String::new();
+        let p = &self.profile;
+        let v = &self.versions;
+        let m = &self.machine;
+        let _ = writeln!(md, "# Benchmarks\n");
+        let _ = writeln!(
+            md,
+            "Written by `make bench` ({}) on {} in {:.0} s. Every figure is a median over repeated runs \
+             (hot path and graceful handover: {} repetitions; expiry and crash failover: {}; scale: {} windows of one \
+             heartbeat per step); ratios are taken side by side in the same run. `benchmarks.json` next to this file \
+             holds every repetition.\n",
+            if p.quick { "`--quick`: tiny counts, figures mean nothing" } else { "full run" },
+            self.date.format("%Y-%m-%d %H:%M UTC"),
+            self.duration_seconds,
+            p.repetitions,
+            p.slow_repetitions,
+            p.scale_windows,
+        );
+        let _ = writeln!(md, "| machine | |\n|---|---|");
+        let _ = writeln!(md, "| CPU | {} × {} |", m.nproc, m.cpu_model);
+        let _ = writeln!(md, "| memory | {:.0} MiB |", m.memory_mib);
+        let _ = writeln!(md, "| kernel | {} |", m.kernel);
+        let _ = writeln!(
+            md,
+            "| load average (1 min) at start / end | {:.2} / {:.2} |",
+            self.load_average_start, self.load_average_end
+        );
+        let _ = writeln!(md, "| Kubernetes | {} |", v.kubernetes);
+        let _ = writeln!(md, "| etcd | {} |", v.etcd);
+        let _ = writeln!(md, "| rustc | {} |", v.rustc);
+        let _ = writeln!(
+            md,
+            "| berth | `{}`{} |\n",
+            v.berth_commit,
+            if v.berth_dirty { " (with uncommitted changes)" } else { "" }
+        );
+        let _ = writeln!(
+            md,
+            "Everything runs on this one machine: etcd, kube-apiserver, the Berth apiserver and operator (release \
+             builds) and the load generator share its cores, and the machine is shared with other work (see the load \
+             average).\n"
+        );
+
+        let _ = writeln!(md, "## Targets\n\n| | target | measured | |\n|---|---|---|---|");
+        for t in &self.targets {
+            let verdict = match t.met {
+                Some(true) => "met",
+                Some(false) => "**missed**",
+                None => "not measured",
+            };
+            let _ = writeln!(md, "| {} | {} | {} | {} |", t.name, t.target, t.measured, verdict);
+        }
+        md.push('\n');
+
+        if let Some(h) = &self.hot_path {
+            self.hot_path_md(&mut md, h);
+        }
+        if let Some(s) = &self.scale {
+            scale_md(&mut md, s);
+        }
+        if let Some(e) = &self.expiry {
+            expiry_md(&mut md, e);
+        }
+        if let Some(f) = &self.failover {
+            failover_md(&mut md, f);
+        }
+        if let Some(last) = self.scale.as_ref().and_then(|s| s.steps.last()) {
+            let _ = writeln!(
+                md,
+                "## 5. Memory at {} leases\n\nAt the end of the largest scale step.\n\n| process | RSS | peak RSS (VmHWM) |\n|---|---|---|",
+                last.leases
+            );
+            for name in ["apiserver", "operator", "kube-apiserver", "etcd"] {
+                if let Some(m) = last.memory.get(name) {
+                    let _ = writeln!(md, "| {name} | {:.1} MiB | {:.1} MiB |", m.rss_mib, m.peak_mib);
+                }
+            }
+            md.push('\n');
+        }
+        if !p.quick {
+            md.push_str(NOTES);
+        }
+        md
+    }
+
+    fn hot_path_md(&self, md: &mut String, h: &HotPath) {
+        let _ = writeln!(
+            md,
+            "## 1. Hot path\n\nOne renew through Berth (HTTPS, keep-alive client) against the floor: the same \
+             `decide` and one `replace_status` with resourceVersion of a BerthLease of the same shape, straight to \
+             kube-apiserver. The two alternate request by request; {} of each per repetition, after {} not \
+             counted.\n",
+            h.samples_per_side, self.profile.hot_path_warmup
+        );
+        let _ = writeln!(md, "| | p50 | p99 | max |\n|---|---|---|---|");
+        let _ = writeln!(md, "| renew through Berth | {} |", latency_cells(&h.berth));
+        let _ = writeln!(md, "| raw conditional status write | {} |", latency_cells(&h.raw));
+        let _ = writeln!(
+            md,
+            "| ratio (median of the repetitions' ratios) | {:.2}× | {:.2}× | |\n",
+            h.ratio_p50, h.ratio_p99
+        );
+        let _ = writeln!(
+            md,
+            "Where the time goes (means): a renew takes {:.2} ms as the client sees it, of which {:.2} ms inside the \
+             apiserver (its request-duration histogram: checks, `decide`, the kube-apiserver write); the raw write \
+             alone takes {:.2} ms.\n",
+            h.berth_mean_ms, h.apiserver_mean_ms, h.raw_mean_ms
+        );
+        let _ = writeln!(md, "Per repetition (p50 / p99, ms): Berth, raw, ratio p50\n");
+        for (i, r) in h.repetitions.iter().enumerate() {
+            let _ = writeln!(
+                md,
+                "- {}: {:.2} / {:.2}, {:.2} / {:.2}, {:.2}×",
+                i + 1,
+                r.berth.p50_ms,
+                r.berth.p99_ms,
+                r.raw.p50_ms,
+                r.raw.p99_ms,
+                r.ratio_p50
+            );
+        }
+        md.push('\n');
+    }
+}
+
+fn unmeasured(name: &'static str, target: &'static str) -> Target {
+    Target { name, target, measured: "not measured in this run".to_owned(), met: None }
+}
+
+fn latency_cells(l: &Latency) -> String {
+    format!("{:.2} ms | {:.2} ms | {:.2} ms", l.p50_ms, l.p99_ms, l.max_ms)
+}
+
+fn cores(map: &HashMap<&'static str, f64>, name: &str) -> String {
+    map.get(name).map_or_else(|| "–".to_owned(), |c| format!("{c:.2}"))
+}
+
+fn mem(map: &HashMap<&'static str, Memory>, name: &str) -> String {
+    map.get(name).map_or_else(|| "–".to_owned(), |m| format!("{:.1} / {:.1}", m.rss_mib, m.peak_mib))
+}
+
+fn scale_md(md: &mut String, s: &Scale) {
+    let _ = writeln!(
+        md,
+        "## 2. Scale\n\nEach lease is renewed every {:.0} s (TTL {} s) at its own random phase; contended acquires \
+         (another holder asks for a held lease and is refused) run at {:.0}% of the renew rate. Latency counts \
+         from the moment a request was due (open loop). A step holds when renew p99 < {P99_TARGET_MS:.0} ms with \
+         no failed request. Figures are medians over {} windows of one heartbeat.\n",
+        s.heartbeat_seconds,
+        s.ttl_seconds,
+        s.contended_share * 100.0,
+        s.windows_per_step
+    );
+    let _ = writeln!(
+        md,
+        "| leases | renews/s | renew p50 | renew p99 | renew max | failed renews | acquire p50 | acquire p99 | failed \
+         acquires | holds |\n|---|---|---|---|---|---|---|---|---|---|"
+    );
+    for st in &s.steps {
+        let rate = st.renew.count as f64 / (s.windows_per_step as f64 * s.heartbeat_seconds);
+        let _ = writeln!(
+            md,
+            "| {} | {:.0} | {:.1} ms | {:.1} ms | {:.1} ms | {} | {:.1} ms | {:.1} ms | {} | {} |",
+            st.leases,
+            rate,
+            st.renew.p50_ms,
+            st.renew.p99_ms,
+            st.renew.max_ms,
+            st.renew_errors,
+            st.acquire.p50_ms,
+            st.acquire.p99_ms,
+            st.acquire_errors,
+            if st.holds { "yes" } else { "**no**" }
+        );
+    }
+    let _ = writeln!(
+        md,
+        "\n**Largest lease count that holds on this machine: {}.**\n",
+        if s.max_leases_holding == 0 { "none of the steps".to_owned() } else { s.max_leases_holding.to_string() }
+    );
+    let _ = writeln!(
+        md,
+        "CPU (cores: CPU seconds per wall second, median over the windows) and memory (MiB, RSS / peak RSS = VmHWM \
+         at the end of the step):\n"
+    );
+    let _ = writeln!(
+        md,
+        "| leases | apiserver | kube-apiserver | etcd | operator | generator | apiserver MiB | operator MiB | \
+         kube-apiserver MiB | seconds to create the step's leases |\n|---|---|---|---|---|---|---|---|---|---|"
+    );
+    for st in &s.steps {
+        let c = &st.cpu_cores;
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.0} |",
+            st.leases,
+            cores(c, "apiserver"),
+            cores(c, "kube-apiserver"),
+            cores(c, "etcd"),
+            cores(c, "operator"),
+            cores(c, "generator"),
+            mem(&st.memory, "apiserver"),
+            mem(&st.memory, "operator"),
+            mem(&st.memory, "kube-apiserver"),
+            st.grow_seconds
+        );
+    }
+    md.push('\n');
+}
+
+fn expiry_md(md: &mut String, e: &Expiry) {
+    let leases = e.repetitions.first().map_or(0, |r| r.leases);
+    let _ = writeln!(
+        md,
+        "## 3. Expiry to action\n\n{leases} leases (TTL {} s), each with a CronJob target (`releaseAction: \
+         suspend`), expire together. Time from each lease's `expiresAt`:\n",
+        e.ttl_seconds
+    );
+    let _ = writeln!(md, "| to | read from | resolution | p50 | p99 | max |\n|---|---|---|---|---|---|");
+    let rows = [
+        (
+            "expired status",
+            "`status.lastTransitionTime`",
+            "ns, operator's clock before its write",
+            &e.status_from_objects,
+        ),
+        ("expired status", "watch, stamped on arrival", "ns, plus watch delivery", &e.status_from_watch),
+        (
+            "CronJob suspended",
+            "`status.target.observedAt`",
+            "ns, operator's clock after the patch",
+            &e.suspend_from_objects,
+        ),
+        ("CronJob suspended", "watch, stamped on arrival", "ns, plus watch delivery", &e.suspend_from_watch),
+    ];
+    for (to, from, resolution, l) in rows {
+        let _ = writeln!(md, "| {to} | {from} | {resolution} | {} |", latency_cells(l));
+    }
+    let _ = writeln!(
+        md,
+        "| expired status | `berth_operator_expiry_lag_seconds` | buckets ×2 from 1 ms, interpolated | {:.1} ms | \
+         {:.1} ms | |\n",
+        e.status_histogram_p50_ms, e.status_histogram_p99_ms
+    );
+    let late: usize = e.repetitions.iter().map(|r| r.not_resumed_before_expiry).sum();
+    if late > 0 {
+        let _ = writeln!(md, "{late} CronJobs had not been resumed yet when the first lease expired.\n");
+    }
+}
+
+fn failover_md(md: &mut String, f: &Failover) {
+    let _ = writeln!(
+        md,
+        "## 4. Failover\n\n`LeaseKeeper` with defaults, TTL {} s (margin {} ms; the heartbeat is the lease's). \
+         The standby is a `LeaseKeeper` with a wait, already waiting.\n",
+        f.ttl_seconds,
+        berth_client::default_margin(std::time::Duration::from_secs(f.ttl_seconds.unsigned_abs().into())).as_millis()
+    );
+    let _ = writeln!(md, "| | median | runs |\n|---|---|---|");
+    let _ = writeln!(
+        md,
+        "| crash (SIGKILL of the holder's process) → standby holds | {:.0} ms | {} |",
+        f.kill_to_standby_ms,
+        f.crashes.len()
+    );
+    let _ = writeln!(md, "| … of which TTL left at the kill | {:.0} ms | |", f.ttl_left_at_kill_ms);
+    let _ = writeln!(md, "| … old `expiresAt` → standby's `acquiredAt` | {:.1} ms | |", f.expiry_to_grant_ms);
+    let _ = writeln!(md, "| graceful: `release()` returns | {:.1} ms | {} |", f.release_ms, f.graceful.len());
+    let _ =
+        writeln!(md, "| graceful: `release()` called → standby's `acquiredAt` | {:.1} ms | |", f.release_to_grant_ms);
+    let _ = writeln!(
+        md,
+        "| graceful: `release()` called → standby's keeper holds | {:.1} ms | |\n",
+        f.release_to_standby_ms
+    );
+}

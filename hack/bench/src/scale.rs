@@ -1,0 +1,362 @@
+//! Scenarios 2 and 5: many leases, each renewed every heartbeat, plus a share
+//! of contended acquires, in ascending steps of lease counts.
+//!
+//! Load is open-loop: every lease renews at its own phase of the heartbeat
+//! (random, so the load is spread evenly), and a latency runs from the
+//! moment the renew was DUE, not when it was sent, so a generator that falls
+//! behind shows up in the figures instead of hiding them. Contended acquires
+//! (another holder asking for a held lease, answered `acquired:false`) fire
+//! at `contended_share` of the renew rate. A step grows the set to its count,
+//! lets one heartbeat pass, then measures `scale_windows` windows of one
+//! heartbeat each; its figures are the medians over those windows.
+//!
+//! CPU is read from `/proc/<pid>/stat` per window (cores = CPU seconds per
+//! wall second), memory from `/proc/<pid>/status` at the end of the step.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use berth_api::wire::{AcquireRequest, RenewRequest};
+use berth_client::Client;
+use futures::StreamExt;
+use serde::Serialize;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use crate::Result;
+use crate::procfs::{self, CpuMeter, Memory};
+use crate::profile::Profile;
+use crate::stack::Stack;
+use crate::stats::{Latency, median, ms};
+
+/// The target p99 of a step that holds.
+pub const P99_TARGET_MS: f64 = 100.0;
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Window {
+    pub renew: Latency,
+    pub renew_errors: usize,
+    pub acquire: Latency,
+    pub acquire_errors: usize,
+    /// Cores used over the window, by process.
+    pub cpu_cores: HashMap<&'static str, f64>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Step {
+    pub leases: usize,
+    /// Seconds spent creating this step's new leases.
+    pub grow_seconds: f64,
+    /// Creating acquires that failed (each is retried).
+    pub create_errors: usize,
+    pub windows: Vec<Window>,
+    /// Medians over the windows (counts are sums).
+    pub renew: Latency,
+    pub renew_errors: usize,
+    pub acquire: Latency,
+    pub acquire_errors: usize,
+    pub cpu_cores: HashMap<&'static str, f64>,
+    /// At the end of the step, by process.
+    pub memory: HashMap<&'static str, Memory>,
+    /// p99 under the target and no errors.
+    pub holds: bool,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Scale {
+    pub heartbeat_seconds: f64,
+    pub ttl_seconds: i32,
+    pub contended_share: f64,
+    pub windows_per_step: usize,
+    pub steps: Vec<Step>,
+    /// The largest step that held; 0 when none did.
+    pub max_leases_holding: usize,
+}
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Renew,
+    Acquire,
+}
+
+#[derive(Clone, Copy)]
+struct Sample {
+    /// When the request was due.
+    due: Instant,
+    latency_ms: f64,
+    kind: Kind,
+    ok: bool,
+}
+
+type Samples = Arc<Mutex<Vec<Sample>>>;
+
+/// What is known about a window before the samples are all in.
+struct WindowSpan {
+    start: Instant,
+    end: Instant,
+    cpu_cores: HashMap<&'static str, f64>,
+}
+
+struct Fleet {
+    client: Client,
+    ns: String,
+    profile: Profile,
+    samples: Samples,
+    stop: watch::Receiver<bool>,
+    tasks: JoinSet<()>,
+    count: Arc<AtomicUsize>,
+}
+
+/// # Errors
+/// When the namespace or client cannot be set up. Failed requests are
+/// counted, not returned.
+pub async fn run(stack: &Stack, profile: &Profile) -> Result<Scale> {
+    let ns = stack.namespace("bench-scale").await;
+    let (stop_tx, stop) = watch::channel(false);
+    let mut fleet = Fleet {
+        client: stack.client()?,
+        ns,
+        profile: profile.clone(),
+        samples: Arc::default(),
+        stop,
+        tasks: JoinSet::new(),
+        count: Arc::default(),
+    };
+    fleet.tasks.spawn(contenders(
+        fleet.client.clone(),
+        fleet.ns.clone(),
+        profile.clone(),
+        fleet.count.clone(),
+        fleet.samples.clone(),
+        fleet.stop.clone(),
+    ));
+
+    let mut spans = Vec::new();
+    let mut grown = Vec::new();
+    for &leases in &profile.scale_steps {
+        let started = Instant::now();
+        let create_errors = fleet.grow_to(leases).await;
+        grown.push((started.elapsed().as_secs_f64(), create_errors));
+        tokio::time::sleep(profile.heartbeat).await;
+        let mut windows = Vec::new();
+        for _ in 0..profile.scale_windows {
+            let meter = CpuMeter::start(stack.pids());
+            let start = Instant::now();
+            tokio::time::sleep(profile.heartbeat).await;
+            windows.push(WindowSpan { start, end: Instant::now(), cpu_cores: meter.cores().into_iter().collect() });
+        }
+        let memory = stack.pids().into_iter().filter_map(|(name, pid)| Some((name, procfs::memory(pid)?))).collect();
+        spans.push((leases, windows, memory));
+    }
+    stop_tx.send_replace(true);
+    while fleet.tasks.join_next().await.is_some() {}
+
+    let samples = std::mem::take(&mut *fleet.samples.lock().expect("samples lock"));
+    let steps: Vec<Step> = spans
+        .into_iter()
+        .zip(grown)
+        .map(|((leases, spans, memory), (grow_seconds, create_errors))| {
+            let windows: Vec<Window> = spans.into_iter().map(|span| window(&samples, span)).collect();
+            step(leases, grow_seconds, create_errors, windows, memory)
+        })
+        .collect();
+    Ok(Scale {
+        heartbeat_seconds: profile.heartbeat.as_secs_f64(),
+        ttl_seconds: profile.scale_ttl_seconds,
+        contended_share: profile.contended_share,
+        windows_per_step: profile.scale_windows,
+        max_leases_holding: steps.iter().filter(|s| s.holds).map(|s| s.leases).max().unwrap_or(0),
+        steps,
+    })
+}
+
+fn window(samples: &[Sample], span: WindowSpan) -> Window {
+    let mut renew = Vec::new();
+    let mut acquire = Vec::new();
+    let (mut renew_errors, mut acquire_errors) = (0, 0);
+    for s in samples.iter().filter(|s| s.due >= span.start && s.due < span.end) {
+        match (s.kind, s.ok) {
+            (Kind::Renew, true) => renew.push(s.latency_ms),
+            (Kind::Renew, false) => renew_errors += 1,
+            (Kind::Acquire, true) => acquire.push(s.latency_ms),
+            (Kind::Acquire, false) => acquire_errors += 1,
+        }
+    }
+    Window {
+        renew: Latency::of(&renew),
+        renew_errors,
+        acquire: Latency::of(&acquire),
+        acquire_errors,
+        cpu_cores: span.cpu_cores,
+    }
+}
+
+fn step(
+    leases: usize,
+    grow_seconds: f64,
+    create_errors: usize,
+    windows: Vec<Window>,
+    memory: HashMap<&'static str, Memory>,
+) -> Step {
+    let renew = Latency::median_of(&windows.iter().map(|w| w.renew.clone()).collect::<Vec<_>>());
+    let acquire = Latency::median_of(&windows.iter().map(|w| w.acquire.clone()).collect::<Vec<_>>());
+    let renew_errors = windows.iter().map(|w| w.renew_errors).sum();
+    let acquire_errors = windows.iter().map(|w| w.acquire_errors).sum();
+    let mut cpu_cores = HashMap::new();
+    for name in windows.iter().flat_map(|w| w.cpu_cores.keys()) {
+        let values: Vec<f64> = windows.iter().filter_map(|w| w.cpu_cores.get(name).copied()).collect();
+        cpu_cores.insert(*name, median(&values));
+    }
+    let holds = renew.count > 0 && renew.p99_ms < P99_TARGET_MS && renew_errors == 0 && acquire_errors == 0;
+    Step {
+        leases,
+        grow_seconds,
+        create_errors,
+        renew,
+        renew_errors,
+        acquire,
+        acquire_errors,
+        cpu_cores,
+        memory,
+        holds,
+        windows,
+    }
+}
+
+impl Fleet {
+    /// Creates leases (a creating acquire through Berth each) until there are
+    /// `target`, and starts renewing each; returns how many creates failed.
+    async fn grow_to(&mut self, target: usize) -> usize {
+        let from = self.count.load(Ordering::Relaxed);
+        let errors = Arc::new(AtomicUsize::new(0));
+        let mut created = futures::stream::iter(from..target)
+            .map(|i| {
+                let (client, ns, errors) = (self.client.clone(), self.ns.clone(), errors.clone());
+                let ttl = self.profile.scale_ttl_seconds;
+                async move {
+                    let name = format!("lease-{i:05}");
+                    let request =
+                        AcquireRequest { holder: format!("bench/holder-{i}"), ttl_seconds: ttl, ..Default::default() };
+                    for _ in 0..5 {
+                        match client.acquire(&ns, &name, &request).await {
+                            Ok(grant) => return Some((name, request.holder, grant.fencing_token)),
+                            Err(_) => errors.fetch_add(1, Ordering::Relaxed),
+                        };
+                    }
+                    None
+                }
+            })
+            .buffer_unordered(self.profile.create_concurrency);
+        while let Some(lease) = created.next().await {
+            let Some((name, holder, fencing_token)) = lease else { continue };
+            let first = Instant::now() + self.profile.heartbeat.mul_f64(fastrand::f64());
+            self.tasks.spawn(renew_loop(
+                self.client.clone(),
+                self.ns.clone(),
+                name,
+                RenewRequest { holder, fencing_token, ttl_seconds: self.profile.scale_ttl_seconds },
+                first,
+                self.profile.heartbeat,
+                self.samples.clone(),
+                self.stop.clone(),
+            ));
+            self.count.fetch_add(1, Ordering::Relaxed);
+        }
+        errors.load(Ordering::Relaxed)
+    }
+}
+
+/// Renews one lease every `heartbeat` from `first` until `stop`. A lost lease
+/// (a refused renew) counts as an error and is acquired again.
+#[allow(clippy::too_many_arguments)]
+async fn renew_loop(
+    client: Client,
+    ns: String,
+    name: String,
+    mut renew: RenewRequest,
+    first: Instant,
+    heartbeat: Duration,
+    samples: Samples,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut due = first;
+    let mut lost = false;
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep_until(due) => {}
+            _ = stop.wait_for(|stop| *stop) => return,
+        }
+        let ok = if lost {
+            let request =
+                AcquireRequest { holder: renew.holder.clone(), ttl_seconds: renew.ttl_seconds, ..Default::default() };
+            if let Ok(grant) = client.acquire(&ns, &name, &request).await {
+                renew.fencing_token = grant.fencing_token;
+                lost = false;
+            }
+            false
+        } else {
+            match client.renew(&ns, &name, &renew).await {
+                Ok(_) => true,
+                Err(berth_client::Error::NotAcquired { .. }) => {
+                    lost = true;
+                    false
+                }
+                Err(_) => false,
+            }
+        };
+        let latency_ms = ms(due.elapsed());
+        samples.lock().expect("samples lock").push(Sample { due, latency_ms, kind: Kind::Renew, ok });
+        due += heartbeat;
+        // Fallen more than a heartbeat behind: skip the missed renews.
+        let now = Instant::now();
+        if due < now {
+            due = now;
+        }
+    }
+}
+
+/// Contended acquires: another holder asks for a random held lease at
+/// `contended_share` of the renew rate. `acquired:false` is the expected
+/// answer; only a failed request is an error.
+async fn contenders(
+    client: Client,
+    ns: String,
+    profile: Profile,
+    count: Arc<AtomicUsize>,
+    samples: Samples,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut inflight = JoinSet::new();
+    let mut due = Instant::now();
+    loop {
+        let leases = count.load(Ordering::Relaxed);
+        let rate = profile.contended_share * leases as f64 / profile.heartbeat.as_secs_f64();
+        let pause = if rate > 0.0 { Duration::from_secs_f64(1.0 / rate) } else { Duration::from_millis(100) };
+        due += pause;
+        tokio::select! {
+            () = tokio::time::sleep_until(due) => {}
+            _ = stop.wait_for(|stop| *stop) => break,
+        }
+        if leases == 0 {
+            continue;
+        }
+        let (client, ns, samples) = (client.clone(), ns.clone(), samples.clone());
+        let name = format!("lease-{:05}", fastrand::usize(0..leases));
+        let request = AcquireRequest {
+            holder: "bench/contender".to_owned(),
+            ttl_seconds: profile.scale_ttl_seconds,
+            ..Default::default()
+        };
+        let started = due;
+        inflight.spawn(async move {
+            let ok = matches!(client.acquire(&ns, &name, &request).await, Err(berth_client::Error::NotAcquired { .. }));
+            let latency_ms = ms(started.elapsed());
+            samples.lock().expect("samples lock").push(Sample { due: started, latency_ms, kind: Kind::Acquire, ok });
+        });
+        while inflight.try_join_next().is_some() {}
+    }
+    while inflight.join_next().await.is_some() {}
+}

@@ -1,0 +1,56 @@
+//! The harness itself works: a `--quick` run against the real control plane
+//! writes well-formed results. No timing is asserted.
+
+use std::process::Command;
+
+use serde_json::Value;
+
+#[test]
+fn quick_run_writes_well_formed_results() {
+    let out = std::env::temp_dir().join(format!("berth-bench-smoke-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let status = Command::new(env!("CARGO_BIN_EXE_berth-bench"))
+        .args(["run", "--quick", "--out-dir"])
+        .arg(&out)
+        .env("BERTH_APISERVER_BIN", berth_testenv::apiserver::binary())
+        .env("BERTH_OPERATOR_BIN", berth_testenv::operator::binary())
+        .env("BERTH_TEST_CONTROL_PLANE_DIR", berth_testenv::control_plane_dir())
+        .status()
+        .expect("berth-bench runs");
+    assert!(status.success(), "berth-bench run --quick failed: {status}");
+
+    let json: Value = serde_json::from_slice(&std::fs::read(out.join("benchmarks.json")).expect("JSON written"))
+        .expect("JSON parses");
+    let number = |pointer: &str| {
+        json.pointer(pointer).and_then(Value::as_f64).unwrap_or_else(|| panic!("{pointer} is not a number: {json:#}"))
+    };
+    assert_eq!(json["profile"]["quick"], true);
+    assert!(number("/machine/nproc") >= 1.0);
+    assert!(!json["versions"]["berth_commit"].as_str().unwrap_or_default().is_empty());
+
+    assert_eq!(number("/hot_path/berth/count"), number("/hot_path/raw/count"));
+    assert!(number("/hot_path/berth/count") > 0.0);
+    assert!(number("/hot_path/ratio_p50") > 0.0);
+
+    let steps = json["scale"]["steps"].as_array().expect("scale steps");
+    assert_eq!(steps.len(), 2);
+    for step in steps {
+        assert!(step["renew"]["count"].as_u64().unwrap_or(0) > 0, "a step without renews: {step:#}");
+        assert!(step["memory"]["apiserver"]["peak_mib"].as_f64().unwrap_or(0.0) > 0.0);
+        assert!(step["cpu_cores"]["apiserver"].as_f64().is_some());
+    }
+
+    let expiry = &json["expiry"];
+    assert_eq!(expiry["status_from_objects"]["count"], expiry["repetitions"][0]["leases"]);
+    assert_eq!(expiry["suspend_from_watch"]["count"], expiry["repetitions"][0]["leases"]);
+
+    assert!(number("/failover/kill_to_standby_ms") > 0.0);
+    assert!(number("/failover/release_to_standby_ms") > 0.0);
+    assert_eq!(json["targets"].as_array().map(Vec::len), Some(6));
+
+    let md = std::fs::read_to_string(out.join("benchmarks.md")).expect("Markdown written");
+    for heading in ["## Targets", "## 1. Hot path", "## 2. Scale", "## 3. Expiry", "## 4. Failover", "## 5. Memory"] {
+        assert!(md.contains(heading), "benchmarks.md lacks {heading}:\n{md}");
+    }
+    let _ = std::fs::remove_dir_all(&out);
+}
