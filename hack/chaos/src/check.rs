@@ -10,8 +10,8 @@
 //!   (`CLOCK_MONOTONIC`);
 //! - a **tenure** runs from the server's `acquiredAt` to the latest
 //!   `expiresAt` anyone saw for that token (grant or store snapshot), cut at
-//!   the moment an acknowledged release was started; the real tenure is at
-//!   least that long, so two tenures of one lease that overlap here overlapped
+//!   the moment a release was started that was acknowledged or may have been
+//!   applied (sent, no answer); the real tenure is at least that long, so two tenures of one lease that overlap here overlapped
 //!   for real (wall clock);
 //! - tokens of one lease rise strictly in grant order, and one token names
 //!   one grant (one holder, one `acquiredAt`); the store's `fencingToken`
@@ -171,7 +171,7 @@ pub struct Tenure {
     pub acquired_at: DateTime<Utc>,
     /// The latest `expiresAt` seen for this token.
     pub expires_at: DateTime<Utc>,
-    /// When an acknowledged release of it was started.
+    /// When a release of it was started that was acknowledged or may have been applied.
     pub released: Option<DateTime<Utc>>,
 }
 
@@ -242,21 +242,28 @@ pub fn tenures(history: &History) -> (Vec<Tenure>, Vec<Violation>) {
             merge(tenure, &mut violations);
         }
     }
-    for (lease, token, started) in acknowledged_releases(&history.events) {
-        if let Some(tenure) = tenures.get_mut(&(lease, token)) {
-            tenure.released = Some(tenure.released.map_or(started.0, |r| r.min(started.0)));
+    for release in releases(&history.events) {
+        if let Some(tenure) = tenures.get_mut(&(release.lease, release.token)) {
+            tenure.released = Some(tenure.released.map_or(release.started, |r| r.min(release.started)));
         }
     }
     (tenures.into_values().collect(), violations)
 }
 
-/// The start and the acknowledgement (wall clock) of a release.
-type ReleaseTimes = (DateTime<Utc>, DateTime<Utc>);
+/// A release that was acknowledged or may have been applied.
+struct Release {
+    lease: String,
+    token: i32,
+    /// When the contender started it (wall clock).
+    started: DateTime<Utc>,
+    /// When the server acknowledged it; `None`: sent, outcome unknown.
+    acked: Option<DateTime<Utc>>,
+}
 
-/// (lease, token, (started, acknowledged)) of every acknowledged release.
-fn acknowledged_releases(events: &[Event]) -> Vec<(String, i32, ReleaseTimes)> {
+/// The releases in `events` that were acknowledged or may have been applied.
+fn releases(events: &[Event]) -> Vec<Release> {
     let mut started: HashMap<(&str, &str, i32), DateTime<Utc>> = HashMap::new();
-    let mut acked = Vec::new();
+    let mut releases = Vec::new();
     for event in events {
         match event {
             Event::ReleaseStarted { holder, lease, token, at_wall, .. } => {
@@ -264,12 +271,17 @@ fn acknowledged_releases(events: &[Event]) -> Vec<(String, i32, ReleaseTimes)> {
             }
             Event::ReleaseAcked { holder, lease, token, at_wall, .. } => {
                 let start = started.get(&(holder.as_str(), lease.as_str(), *token)).copied().unwrap_or(*at_wall);
-                acked.push((lease.clone(), *token, (start, *at_wall)));
+                releases.push(Release { lease: lease.clone(), token: *token, started: start, acked: Some(*at_wall) });
+            }
+            Event::ReleaseFailed { holder, lease, token, maybe_applied: true, .. } => {
+                if let Some(start) = started.get(&(holder.as_str(), lease.as_str(), *token)) {
+                    releases.push(Release { lease: lease.clone(), token: *token, started: *start, acked: None });
+                }
             }
             _ => {}
         }
     }
-    acked
+    releases
 }
 
 /// Per lease, in `acquiredAt` order: tenures do not overlap and tokens rise.
@@ -350,7 +362,9 @@ pub fn check_store_tokens(history: &History) -> Vec<Violation> {
 /// later shows token k live.
 pub fn check_releases(history: &History) -> Vec<Violation> {
     let mut violations = Vec::new();
-    for (lease, token, (_, acked)) in acknowledged_releases(&history.events) {
+    for (lease, token, acked) in
+        releases(&history.events).into_iter().filter_map(|r| Some((r.lease, r.token, r.acked?)))
+    {
         let lost = |detail: String| Violation { kind: ViolationKind::ReleaseLost, lease: lease.clone(), detail };
         for snapshot in history.snapshots.iter().filter(|s| s.lease == lease && s.sent > acked) {
             if let Some(h) = snapshot.holders.iter().find(|h| h.token == token && h.expires_at > snapshot.received) {
@@ -384,6 +398,18 @@ pub fn check_releases(history: &History) -> Vec<Violation> {
 pub struct Closest {
     pub belief_gap: Option<i64>,
     pub tenure_gap: Option<i64>,
+}
+
+impl std::fmt::Display for Closest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ms = |gap: Option<i64>| gap.map_or("none".to_owned(), |g| format!("{:.1} ms", g as f64 / 1e6));
+        write!(
+            f,
+            "closest handovers: beliefs {} apart, server tenures {} apart",
+            ms(self.belief_gap),
+            ms(self.tenure_gap)
+        )
+    }
 }
 
 /// The closest handovers in `history`.
@@ -598,6 +624,59 @@ mod tests {
         // Overlaps come out negative.
         let events = vec![grant("a", 1, 0), grant("b", 2, 3000)];
         assert_eq!(super::closest(&History { events, snapshots: vec![] }).belief_gap, Some(-600_000_000));
+    }
+
+    #[test]
+    fn a_release_after_a_late_grant_ends_the_tenure() {
+        // Found by a 10-minute run: during the kube-apiserver restart an acquire
+        // took 5.5 s, so the keeper's deadline had passed when the grant arrived.
+        // It signalled the loss at once, the keeper was dropped and released token 1,
+        // and b was granted token 2 before token 1's expiresAt.
+        let late = Event::Grant {
+            holder: "a".into(),
+            lease: "l".into(),
+            token: 1,
+            acquired_at: Some(w(0)),
+            expires_at: Some(w(4000)),
+            received: m(10),
+            received_wall: w(10),
+            deadline: m(-1900),
+        };
+        let mut events = vec![late, lost("a", 1, 10, -1900)];
+        let b = grant("b", 2, 50);
+        // Unrecorded, the release leaves token 1 running until 4000: an overlap.
+        let unrecorded = History { events: vec![events[0].clone(), events[1].clone(), b.clone()], snapshots: vec![] };
+        assert_eq!(kinds(&unrecorded), vec![ViolationKind::TenuresOverlap]);
+        // The contender now releases after a loss and records it.
+        events.extend(release("a", 1, 11, 25));
+        events.push(b);
+        assert_eq!(check(&History { events, snapshots: vec![] }), vec![]);
+    }
+
+    #[test]
+    fn a_release_without_an_answer_may_have_ended_the_tenure() {
+        // The replica applied a's release and was killed before answering.
+        let mut events = vec![grant("a", 1, 0)];
+        events.push(Event::ReleaseStarted {
+            holder: "a".into(),
+            lease: "l".into(),
+            token: 1,
+            at: m(1000),
+            at_wall: w(1000),
+        });
+        let failed = |maybe_applied| Event::ReleaseFailed {
+            holder: "a".into(),
+            lease: "l".into(),
+            token: 1,
+            error: "connection reset".into(),
+            maybe_applied,
+        };
+        events.push(failed(true));
+        events.push(grant("b", 2, 1100));
+        assert_eq!(check(&History { events: events.clone(), snapshots: vec![] }), vec![]);
+        // A release the server refused did not end it.
+        events[2] = failed(false);
+        assert_eq!(kinds(&History { events, snapshots: vec![] }), vec![ViolationKind::TenuresOverlap]);
     }
 
     #[test]

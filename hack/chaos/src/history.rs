@@ -49,8 +49,10 @@ pub enum Event {
     ReleaseStarted { holder: String, lease: String, token: i32, at: Mono, at_wall: DateTime<Utc> },
     /// The server answered the release with 204.
     ReleaseAcked { holder: String, lease: String, token: i32, at: Mono, at_wall: DateTime<Utc> },
-    /// The release was not acknowledged (an error, or the keeper had lost the lease first).
-    ReleaseFailed { holder: String, lease: String, token: i32, error: String },
+    /// The release was not acknowledged: an error, or the keeper had lost the
+    /// lease first. `maybe_applied` when it was sent and its outcome is
+    /// unknown (no answer): the server may have applied it.
+    ReleaseFailed { holder: String, lease: String, token: i32, error: String, maybe_applied: bool },
     /// An acquire found the lease held by `current`.
     Refused { holder: String, lease: String, current: String },
     /// An acquire failed without an answer (server down, timeout, 5xx).

@@ -23,7 +23,7 @@ use nix::unistd::Pid;
 
 use crate::check::{Closest, Violation, check, closest};
 use crate::clock::wall_now;
-use crate::history::{Event, History, Operations, Snapshot, SnapshotHolder};
+use crate::history::{History, Operations, Snapshot, SnapshotHolder};
 
 /// The namespace the run's leases live in.
 pub const NAMESPACE: &str = "chaos";
@@ -115,13 +115,7 @@ impl std::fmt::Display for Outcome {
              store reads failed {}",
             x.apiserver_kills, x.contender_pauses, x.kube_apiserver_restarts, x.failed_snapshots
         )?;
-        let ms = |gap: Option<i64>| gap.map_or("none".to_owned(), |g| format!("{:.1} ms", g as f64 / 1e6));
-        writeln!(
-            f,
-            "closest handovers: beliefs {} apart, server tenures {} apart",
-            ms(self.closest.belief_gap),
-            ms(self.closest.tenure_gap)
-        )?;
+        writeln!(f, "{}", self.closest)?;
         writeln!(f, "violations: {}", self.violations.len())?;
         for violation in self.violations.iter().take(20) {
             writeln!(f, "  {violation}")?;
@@ -238,11 +232,8 @@ pub fn run(config: &Config) -> Result<Outcome, Error> {
     }
     let _ = std::fs::write(config.run_dir.join("operator.log"), operator.logs());
 
-    let mut history = History { events: Vec::new(), snapshots: snapshots.into_inner().expect("observer finished") };
-    for i in 0..config.contenders {
-        history.events.extend(read_events(&contender_file(config, i))?);
-    }
-    write_snapshots(&config.run_dir.join("snapshots.jsonl"), &history.snapshots)?;
+    write_snapshots(&config.run_dir.join("snapshots.jsonl"), &snapshots.into_inner().expect("observer finished"))?;
+    let history = load_history(&config.run_dir)?;
     let outcome = Outcome {
         config: config.clone(),
         operations: history.operations(),
@@ -511,8 +502,30 @@ fn contender_file(config: &Config, index: usize) -> PathBuf {
     config.run_dir.join(format!("contender-{index:02}.jsonl"))
 }
 
-/// The events of one contender's history file; a missing file is an empty history.
-pub fn read_events(path: &Path) -> Result<Vec<Event>, Error> {
+/// The history a run recorded in `run_dir`: every `contender-NN.jsonl` (in
+/// name order) and `snapshots.jsonl`.
+///
+/// # Errors
+/// When a file cannot be read or a line does not parse.
+pub fn load_history(run_dir: &Path) -> Result<History, Error> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(run_dir)
+        .map_err(io(format!("reading {}", run_dir.display())))?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("contender-") && n.ends_with(".jsonl"))
+        })
+        .collect();
+    files.sort();
+    let mut history = History::default();
+    for file in files {
+        history.events.extend(read_lines(&file)?);
+    }
+    history.snapshots = read_lines(&run_dir.join("snapshots.jsonl"))?;
+    Ok(history)
+}
+
+/// The JSON lines of one file; a missing file has none.
+fn read_lines<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<T>, Error> {
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),

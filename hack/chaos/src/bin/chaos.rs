@@ -7,7 +7,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use berth_chaos::run::{Config, run};
+use berth_chaos::run::{Config, load_history, run};
+use berth_chaos::{check, closest};
 use clap::Parser;
 
 /// Berth's chaos check: 3 apiserver replicas and an operator on a control
@@ -34,6 +35,9 @@ struct Args {
     /// Where the histories, logs, snapshots and report.txt go.
     #[arg(long, default_value = ".run/chaos")]
     run_dir: PathBuf,
+    /// Run nothing: check the history already recorded in --run-dir again.
+    #[arg(long)]
+    check_only: bool,
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -49,6 +53,20 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if args.check_only {
+        let history = load_history(&args.run_dir)?;
+        let violations = check(&history);
+        println!("operations: {}", history.operations());
+        println!("{}", closest(&history));
+        println!("violations: {}", violations.len());
+        for violation in &violations {
+            println!("  {violation}");
+        }
+        if !violations.is_empty() {
+            bail!("{} violations", violations.len());
+        }
+        return Ok(());
+    }
     let exe = std::env::current_exe().context("finding this binary")?;
     let contender_bin = exe.with_file_name("contender");
     let absolute = |p: PathBuf| if p.is_absolute() { Ok(p) } else { std::env::current_dir().map(|d| d.join(p)) };

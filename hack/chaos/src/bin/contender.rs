@@ -98,7 +98,7 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Holds `keeper`'s grant until `until` (then releases it) or a loss.
+/// Holds `keeper`'s grant until `until` or a loss, then releases it.
 async fn hold(
     recorder: &mut Recorder,
     keeper: LeaseKeeper,
@@ -135,10 +135,14 @@ async fn hold(
                     Loss::Rejected(_) => LOSS_REJECTED,
                 };
                 let (at, at_wall) = (mono_now(), wall_now());
-                return recorder.record(&Event::Lost {
-                    holder, lease, token, reason: reason.to_owned(), at, at_wall,
+                recorder.record(&Event::Lost {
+                    holder: holder.clone(), lease: lease.clone(), token, reason: reason.to_owned(), at, at_wall,
                     acquired_at: grant.acquired_at, expires_at: grant.expires_at, deadline,
-                });
+                })?;
+                // The keeper's task may not have noticed yet (`lost()` has a timer of its
+                // own), and dropping the keeper would then release unrecorded: release
+                // explicitly, so that the history shows it.
+                break;
             }
             changed = state.changed() => {
                 let held = match (changed, &*state.borrow_and_update()) {
@@ -160,10 +164,18 @@ async fn hold(
     let (at, at_wall) = (mono_now(), wall_now());
     // `release` also answers Ok when the keeper had already lost the lease:
     // only the Released state says the server acknowledged it.
+    // A release that got no answer may have been applied; one the server
+    // answered with an error was not.
     let event = match (result, &*state.borrow()) {
         (Ok(()), KeeperState::Released) => Event::ReleaseAcked { holder, lease, token, at, at_wall },
-        (Ok(()), other) => Event::ReleaseFailed { holder, lease, token, error: format!("not released: {other:?}") },
-        (Err(e), _) => Event::ReleaseFailed { holder, lease, token, error: e.to_string() },
+        (Ok(()), other) => {
+            let error = format!("not sent: {other:?}");
+            Event::ReleaseFailed { holder, lease, token, error, maybe_applied: false }
+        }
+        (Err(e), _) => {
+            let maybe_applied = matches!(e, Error::Transport { .. } | Error::Server { .. } | Error::Decode(_));
+            Event::ReleaseFailed { holder, lease, token, error: e.to_string(), maybe_applied }
+        }
     };
     recorder.record(&event)
 }
