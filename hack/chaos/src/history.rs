@@ -95,6 +95,8 @@ pub struct Operations {
     pub renews: usize,
     pub releases_acked: usize,
     pub releases_failed: usize,
+    /// Failed releases that got no answer: the server may have applied them.
+    pub releases_unanswered: usize,
     pub losses_deadline: usize,
     pub losses_refused: usize,
     pub losses_other: usize,
@@ -116,7 +118,10 @@ impl History {
                 Event::Lost { .. } => ops.losses_other += 1,
                 Event::ReleaseStarted { .. } => {}
                 Event::ReleaseAcked { .. } => ops.releases_acked += 1,
-                Event::ReleaseFailed { .. } => ops.releases_failed += 1,
+                Event::ReleaseFailed { maybe_applied, .. } => {
+                    ops.releases_failed += 1;
+                    ops.releases_unanswered += usize::from(*maybe_applied);
+                }
                 Event::Refused { .. } => ops.refused_acquires += 1,
                 Event::AcquireFailed { .. } => ops.failed_acquires += 1,
             }
@@ -136,13 +141,14 @@ impl std::fmt::Display for Operations {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "grants {}, renews {}, releases acknowledged {} (failed {}), losses at the deadline {}, \
+            "grants {}, renews {}, releases acknowledged {} (failed {}, of them unanswered {}), losses at the deadline {}, \
              losses by refused renew {}, other losses {}, acquires refused {}, acquires failed {}, \
              store snapshots {}",
             self.grants,
             self.renews,
             self.releases_acked,
             self.releases_failed,
+            self.releases_unanswered,
             self.losses_deadline,
             self.losses_refused,
             self.losses_other,
