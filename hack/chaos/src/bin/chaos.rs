@@ -19,11 +19,13 @@ struct Args {
     /// How long faults are injected: `90s`, `10m`, `1h` (plain numbers are seconds).
     #[arg(long, default_value = "10m", value_parser = parse_duration)]
     duration: Duration,
+    /// Contender processes, spread over the 3 apiserver replicas.
     #[arg(long, default_value_t = 20)]
     contenders: usize,
+    /// At-most-once leases they compete for.
     #[arg(long, default_value_t = 5)]
     leases: usize,
-    /// The TTL every contender asks for (the keeper's margin is a tenth of it).
+    /// The TTL every contender asks for (the keeper's default margin: a tenth of it, at least 250 ms).
     #[arg(long, default_value_t = 4)]
     ttl_seconds: u64,
     /// Seeds the contenders' and the faults' random choices (default: from the clock).
