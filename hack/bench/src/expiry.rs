@@ -24,7 +24,7 @@ use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::batch::v1::CronJob;
 use kube::api::{Api, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::profile::Profile;
 use crate::stack::Stack;
@@ -33,7 +33,7 @@ use crate::{Error, Result};
 
 const METRIC: &str = "berth_operator_expiry_lag_seconds";
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Repetition {
     pub leases: usize,
     /// `expiresAt` → `lastTransitionTime` of the expired status.
@@ -52,7 +52,7 @@ pub struct Repetition {
     pub not_resumed_before_expiry: usize,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Expiry {
     pub ttl_seconds: i32,
     pub repetitions: Vec<Repetition>,

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use berth_client::{Client, KeeperOptions, LeaseKeeper};
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::time::Instant;
 
@@ -26,7 +26,7 @@ use crate::{Error, Result};
 const PRIMARY: &str = "bench/primary";
 const STANDBY: &str = "bench/standby";
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Crash {
     /// From SIGKILL of the holder to the standby's keeper holding.
     pub kill_to_standby_ms: f64,
@@ -36,7 +36,7 @@ pub struct Crash {
     pub expiry_to_grant_ms: f64,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Graceful {
     /// `LeaseKeeper::release` of the holder, until it returned.
     pub release_ms: f64,
@@ -47,7 +47,7 @@ pub struct Graceful {
     pub release_to_standby_ms: f64,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Failover {
     pub ttl_seconds: i32,
     pub crashes: Vec<Crash>,

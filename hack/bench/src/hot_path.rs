@@ -6,14 +6,14 @@
 //! The two sides alternate request by request (their order flips every
 //! pair), so both see the same machine at the same moment.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use berth_api::BerthLease;
 use berth_api::rules::{self, Request};
 use berth_api::wire::{AcquireRequest, RenewRequest};
 use chrono::Utc;
 use kube::api::{Api, PostParams};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::profile::Profile;
 use crate::stack::{Stack, metric_sum};
@@ -23,7 +23,7 @@ use crate::{Error, Result};
 const HOLDER: &str = "bench/hot-path";
 const TTL_SECONDS: i32 = 30;
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Repetition {
     pub berth: Latency,
     pub raw: Latency,
@@ -37,9 +37,12 @@ pub struct Repetition {
     pub raw_mean_ms: f64,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct HotPath {
     pub samples_per_side: usize,
+    /// Raw writes that met a conflict and were retried (by the operator's
+    /// condition writes); the Berth side retries the same way inside the apiserver.
+    pub raw_conflicts: usize,
     pub repetitions: Vec<Repetition>,
     /// Medians over the repetitions.
     pub berth: Latency,
@@ -62,19 +65,31 @@ struct RawWriter {
 
 impl RawWriter {
     /// One renew: `decide` on the last written copy, then `replace_status`
-    /// guarded by its resourceVersion, as the apiserver writes.
-    async fn renew(&mut self) -> Result<()> {
-        let request = Request::Renew { holder: HOLDER, fencing_token: self.fencing_token, ttl_seconds: TTL_SECONDS };
-        let status = self.lease.status.clone().unwrap_or_default();
-        let decision = rules::decide(&self.lease.spec, &status, &request, Utc::now());
-        let status = decision.status.ok_or_else(|| Error::Scenario("the raw renew was refused".to_owned()))?;
-        let mut object = self.lease.clone();
-        object.metadata.managed_fields = None;
-        object.status = Some(status);
-        let params = PostParams { dry_run: false, field_manager: Some("berth-bench".to_owned()) };
-        let name = object.metadata.name.clone().unwrap_or_default();
-        self.lease = self.api.replace_status(&name, &params, &object).await?;
-        Ok(())
+    /// guarded by its resourceVersion, as the apiserver writes. On a conflict
+    /// (the operator wrote conditions) it rereads and decides again, as the
+    /// apiserver does; returns whether that happened.
+    async fn renew(&mut self) -> Result<bool> {
+        let name = self.lease.metadata.name.clone().unwrap_or_default();
+        for attempt in 0..8 {
+            let request =
+                Request::Renew { holder: HOLDER, fencing_token: self.fencing_token, ttl_seconds: TTL_SECONDS };
+            let status = self.lease.status.clone().unwrap_or_default();
+            let decision = rules::decide(&self.lease.spec, &status, &request, Utc::now());
+            let status = decision.status.ok_or_else(|| Error::Scenario("the raw renew was refused".to_owned()))?;
+            let mut object = self.lease.clone();
+            object.metadata.managed_fields = None;
+            object.status = Some(status);
+            let params = PostParams { dry_run: false, field_manager: Some("berth-bench".to_owned()) };
+            match self.api.replace_status(&name, &params, &object).await {
+                Ok(written) => {
+                    self.lease = written;
+                    return Ok(attempt > 0);
+                }
+                Err(kube::Error::Api(status)) if status.code == 409 => self.lease = self.api.get(&name).await?,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(Error::Scenario("the raw renew conflicted 8 times".to_owned()))
     }
 }
 
@@ -97,7 +112,10 @@ pub async fn run(stack: &Stack, profile: &Profile) -> Result<HotPath> {
     let berth_grant = client.acquire(&ns, "hot-berth", &acquire).await?;
     let raw_grant = client.acquire(&ns, "hot-raw", &acquire).await?;
     let api: Api<BerthLease> = Api::namespaced(stack.kube.clone(), &ns);
+    // The operator writes the first conditions of each new lease: let that land.
+    tokio::time::sleep(Duration::from_secs(2)).await;
     let mut raw = RawWriter { lease: api.get("hot-raw").await?, api, fencing_token: raw_grant.fencing_token };
+    let mut raw_conflicts = 0;
     let renew =
         RenewRequest { holder: HOLDER.to_owned(), fencing_token: berth_grant.fencing_token, ttl_seconds: TTL_SECONDS };
 
@@ -115,7 +133,7 @@ pub async fn run(stack: &Stack, profile: &Profile) -> Result<HotPath> {
                 if berth_side {
                     client.renew(&ns, "hot-berth", &renew).await?;
                 } else {
-                    raw.renew().await?;
+                    raw_conflicts += usize::from(raw.renew().await?);
                 }
                 let took = ms(started.elapsed());
                 if counted {
@@ -140,6 +158,7 @@ pub async fn run(stack: &Stack, profile: &Profile) -> Result<HotPath> {
     let med = |f: fn(&Repetition) -> f64| median(&repetitions.iter().map(f).collect::<Vec<_>>());
     Ok(HotPath {
         samples_per_side: profile.hot_path_samples,
+        raw_conflicts,
         berth: Latency::median_of(&repetitions.iter().map(|r| r.berth.clone()).collect::<Vec<_>>()),
         raw: Latency::median_of(&repetitions.iter().map(|r| r.raw.clone()).collect::<Vec<_>>()),
         ratio_p50: med(|r| r.ratio_p50),

@@ -30,6 +30,16 @@ struct Args {
 enum Cmd {
     /// Run the scenarios and write benchmarks.md and benchmarks.json.
     Run(RunArgs),
+    /// Render benchmarks.md again from a benchmarks.json (after editing
+    /// hack/bench/notes.md, or the tables' code), re-judging the targets.
+    Render {
+        /// The benchmarks.json of a run.
+        #[arg(long, default_value = "docs/benchmarks.json")]
+        json: PathBuf,
+        /// Where to write both files.
+        #[arg(long, default_value = "docs")]
+        out_dir: PathBuf,
+    },
     /// Hold one lease with a default LeaseKeeper until killed (the crashing
     /// holder of the failover scenario). Prints `held <token>` once it holds.
     /// The key comes from BERTH_BENCH_API_KEY.
@@ -83,9 +93,26 @@ struct HoldArgs {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    match Args::parse().command {
-        Cmd::Run(args) => run(args).await,
-        Cmd::Hold(args) => hold(args).await,
+    let work = async {
+        match Args::parse().command {
+            Cmd::Run(args) => run(args).await,
+            Cmd::Hold(args) => hold(args).await,
+            Cmd::Render { json, out_dir } => {
+                let mut report = Report::read(&json)?;
+                report.judge();
+                report.write(&out_dir)?;
+                Ok(())
+            }
+        }
+    };
+    // On SIGINT or SIGTERM the work is dropped, and with it the stack: the
+    // apiserver and operator children are killed, none is left behind.
+    let mut terminate =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).context("SIGTERM handler")?;
+    tokio::select! {
+        result = work => result,
+        _ = tokio::signal::ctrl_c() => anyhow::bail!("interrupted"),
+        _ = terminate.recv() => anyhow::bail!("terminated"),
     }
 }
 

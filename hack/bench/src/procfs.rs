@@ -1,7 +1,7 @@
 //! What `/proc` says about a process (CPU time, resident memory) and about
 //! the machine (cores, memory, CPU model, load).
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// User plus system CPU time of `pid`, in seconds; `None` when it is gone.
 pub fn cpu_seconds(pid: u32) -> Option<f64> {
@@ -28,7 +28,7 @@ fn clock_ticks() -> f64 {
 }
 
 /// Resident memory of a process, in MiB.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Memory {
     /// `VmRSS`: resident now.
     pub rss_mib: f64,
@@ -46,7 +46,7 @@ pub fn memory(pid: u32) -> Option<Memory> {
 }
 
 /// The machine a run happened on.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Machine {
     pub nproc: usize,
     pub memory_mib: f64,

@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Profile {
     pub quick: bool,
     /// Repetitions of the hot path and of the graceful handover.
@@ -19,7 +19,7 @@ pub struct Profile {
     /// Lease counts of the scale search, ascending.
     pub scale_steps: Vec<usize>,
     /// The renew period of every lease in the scale scenario.
-    #[serde(serialize_with = "secs")]
+    #[serde(serialize_with = "secs", deserialize_with = "from_secs")]
     pub heartbeat: Duration,
     pub scale_ttl_seconds: i32,
     /// Measurement windows per scale step, each one heartbeat long; the
@@ -27,6 +27,10 @@ pub struct Profile {
     pub scale_windows: usize,
     /// Contended acquires per second, as a share of the renew rate.
     pub contended_share: f64,
+    /// Wall-clock budget of the scale search: no step starts, and no lease
+    /// is created, once it is spent (an overloaded stack creates slowly).
+    #[serde(serialize_with = "secs", deserialize_with = "from_secs")]
+    pub scale_budget: Duration,
     /// Concurrent creating acquires while a scale step grows.
     pub create_concurrency: usize,
     pub expiry_leases: usize,
@@ -36,6 +40,10 @@ pub struct Profile {
 
 fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_f64(d.as_secs_f64())
+}
+
+fn from_secs<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    f64::deserialize(d).map(Duration::from_secs_f64)
 }
 
 impl Profile {
@@ -51,6 +59,7 @@ impl Profile {
             scale_ttl_seconds: 30,
             scale_windows: 3,
             contended_share: 0.05,
+            scale_budget: Duration::from_secs(7 * 60),
             create_concurrency: 16,
             expiry_leases: 200,
             expiry_ttl_seconds: 15,
@@ -71,6 +80,7 @@ impl Profile {
             scale_ttl_seconds: 3,
             scale_windows: 2,
             contended_share: 0.2,
+            scale_budget: Duration::from_secs(60),
             create_concurrency: 4,
             expiry_leases: 5,
             expiry_ttl_seconds: 3,

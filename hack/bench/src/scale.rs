@@ -21,7 +21,7 @@ use std::time::Duration;
 use berth_api::wire::{AcquireRequest, RenewRequest};
 use berth_client::Client;
 use futures::StreamExt;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -35,18 +35,21 @@ use crate::stats::{Latency, median, ms};
 /// The target p99 of a step that holds.
 pub const P99_TARGET_MS: f64 = 100.0;
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Window {
     pub renew: Latency,
     pub renew_errors: usize,
     pub acquire: Latency,
     pub acquire_errors: usize,
     /// Cores used over the window, by process.
-    pub cpu_cores: HashMap<&'static str, f64>,
+    pub cpu_cores: HashMap<String, f64>,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Step {
+    /// The count the step asked for.
+    pub target_leases: usize,
+    /// The count it reached (less when the budget ran out while growing).
     pub leases: usize,
     /// Seconds spent creating this step's new leases.
     pub grow_seconds: f64,
@@ -58,20 +61,22 @@ pub struct Step {
     pub renew_errors: usize,
     pub acquire: Latency,
     pub acquire_errors: usize,
-    pub cpu_cores: HashMap<&'static str, f64>,
+    pub cpu_cores: HashMap<String, f64>,
     /// At the end of the step, by process.
-    pub memory: HashMap<&'static str, Memory>,
+    pub memory: HashMap<String, Memory>,
     /// p99 under the target and no errors.
     pub holds: bool,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Scale {
     pub heartbeat_seconds: f64,
     pub ttl_seconds: i32,
     pub contended_share: f64,
     pub windows_per_step: usize,
     pub steps: Vec<Step>,
+    /// Steps not run because the budget was spent.
+    pub skipped_steps: Vec<usize>,
     /// The largest step that held; 0 when none did.
     pub max_leases_holding: usize,
 }
@@ -97,7 +102,7 @@ type Samples = Arc<Mutex<Vec<Sample>>>;
 struct WindowSpan {
     start: Instant,
     end: Instant,
-    cpu_cores: HashMap<&'static str, f64>,
+    cpu_cores: HashMap<String, f64>,
 }
 
 struct Fleet {
@@ -107,7 +112,10 @@ struct Fleet {
     samples: Samples,
     stop: watch::Receiver<bool>,
     tasks: JoinSet<()>,
+    /// Leases created and renewing.
     count: Arc<AtomicUsize>,
+    /// The index of the next lease name (`lease-<index>`).
+    next: usize,
 }
 
 /// # Errors
@@ -124,6 +132,7 @@ pub async fn run(stack: &Stack, profile: &Profile) -> Result<Scale> {
         stop,
         tasks: JoinSet::new(),
         count: Arc::default(),
+        next: 0,
     };
     fleet.tasks.spawn(contenders(
         fleet.client.clone(),
@@ -136,19 +145,31 @@ pub async fn run(stack: &Stack, profile: &Profile) -> Result<Scale> {
 
     let mut spans = Vec::new();
     let mut grown = Vec::new();
-    for &leases in &profile.scale_steps {
+    let mut skipped_steps = Vec::new();
+    let budget_end = Instant::now() + profile.scale_budget;
+    for &target in &profile.scale_steps {
+        if Instant::now() >= budget_end {
+            skipped_steps.push(target);
+            continue;
+        }
         let started = Instant::now();
-        let create_errors = fleet.grow_to(leases).await;
-        grown.push((started.elapsed().as_secs_f64(), create_errors));
+        let create_errors = fleet.grow_to(target, budget_end).await;
+        let leases = fleet.count.load(Ordering::Relaxed);
+        grown.push((target, started.elapsed().as_secs_f64(), create_errors));
         tokio::time::sleep(profile.heartbeat).await;
         let mut windows = Vec::new();
         for _ in 0..profile.scale_windows {
             let meter = CpuMeter::start(stack.pids());
             let start = Instant::now();
             tokio::time::sleep(profile.heartbeat).await;
-            windows.push(WindowSpan { start, end: Instant::now(), cpu_cores: meter.cores().into_iter().collect() });
+            windows.push(WindowSpan {
+                start,
+                end: Instant::now(),
+                cpu_cores: meter.cores().into_iter().map(|(n, c)| (n.to_owned(), c)).collect(),
+            });
         }
-        let memory = stack.pids().into_iter().filter_map(|(name, pid)| Some((name, procfs::memory(pid)?))).collect();
+        let memory =
+            stack.pids().into_iter().filter_map(|(name, pid)| Some((name.to_owned(), procfs::memory(pid)?))).collect();
         spans.push((leases, windows, memory));
     }
     stop_tx.send_replace(true);
@@ -158,9 +179,11 @@ pub async fn run(stack: &Stack, profile: &Profile) -> Result<Scale> {
     let steps: Vec<Step> = spans
         .into_iter()
         .zip(grown)
-        .map(|((leases, spans, memory), (grow_seconds, create_errors))| {
+        .map(|((leases, spans, memory), (target_leases, grow_seconds, create_errors))| {
             let windows: Vec<Window> = spans.into_iter().map(|span| window(&samples, span)).collect();
-            step(leases, grow_seconds, create_errors, windows, memory)
+            let mut step = step(leases, grow_seconds, create_errors, windows, memory);
+            step.target_leases = target_leases;
+            step
         })
         .collect();
     Ok(Scale {
@@ -170,6 +193,7 @@ pub async fn run(stack: &Stack, profile: &Profile) -> Result<Scale> {
         windows_per_step: profile.scale_windows,
         max_leases_holding: steps.iter().filter(|s| s.holds).map(|s| s.leases).max().unwrap_or(0),
         steps,
+        skipped_steps,
     })
 }
 
@@ -199,7 +223,7 @@ fn step(
     grow_seconds: f64,
     create_errors: usize,
     windows: Vec<Window>,
-    memory: HashMap<&'static str, Memory>,
+    memory: HashMap<String, Memory>,
 ) -> Step {
     let renew = Latency::median_of(&windows.iter().map(|w| w.renew.clone()).collect::<Vec<_>>());
     let acquire = Latency::median_of(&windows.iter().map(|w| w.acquire.clone()).collect::<Vec<_>>());
@@ -208,10 +232,11 @@ fn step(
     let mut cpu_cores = HashMap::new();
     for name in windows.iter().flat_map(|w| w.cpu_cores.keys()) {
         let values: Vec<f64> = windows.iter().filter_map(|w| w.cpu_cores.get(name).copied()).collect();
-        cpu_cores.insert(*name, median(&values));
+        cpu_cores.insert(name.clone(), median(&values));
     }
     let holds = renew.count > 0 && renew.p99_ms < P99_TARGET_MS && renew_errors == 0 && acquire_errors == 0;
     Step {
+        target_leases: leases,
         leases,
         grow_seconds,
         create_errors,
@@ -228,11 +253,15 @@ fn step(
 
 impl Fleet {
     /// Creates leases (a creating acquire through Berth each) until there are
-    /// `target`, and starts renewing each; returns how many creates failed.
-    async fn grow_to(&mut self, target: usize) -> usize {
-        let from = self.count.load(Ordering::Relaxed);
+    /// `target` or `until` has passed, and starts renewing each; returns how
+    /// many creates failed.
+    async fn grow_to(&mut self, target: usize, until: Instant) -> usize {
+        let from = self.next;
+        let missing = target.saturating_sub(self.count.load(Ordering::Relaxed));
+        self.next += missing;
         let errors = Arc::new(AtomicUsize::new(0));
-        let mut created = futures::stream::iter(from..target)
+        let mut created = futures::stream::iter(from..from + missing)
+            .take_while(|_| std::future::ready(Instant::now() < until))
             .map(|i| {
                 let (client, ns, errors) = (self.client.clone(), self.ns.clone(), errors.clone());
                 let ttl = self.profile.scale_ttl_seconds;

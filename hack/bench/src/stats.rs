@@ -1,6 +1,6 @@
 //! Percentiles and medians over plain samples.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The value at quantile `q` (0..=1) of sorted `values`, by nearest rank;
 /// 0 for no values.
@@ -25,7 +25,7 @@ pub fn median(values: &[f64]) -> f64 {
 }
 
 /// Latencies of one run, in milliseconds.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Latency {
     pub count: usize,
     pub p50_ms: f64,
