@@ -52,5 +52,17 @@ fn quick_run_writes_well_formed_results() {
     for heading in ["## Targets", "## 1. Hot path", "## 2. Scale", "## 3. Expiry", "## 4. Failover", "## 5. Memory"] {
         assert!(md.contains(heading), "benchmarks.md lacks {heading}:\n{md}");
     }
+
+    // `render` rebuilds the same Markdown from the JSON alone.
+    let again = out.join("again");
+    let status = Command::new(env!("CARGO_BIN_EXE_berth-bench"))
+        .args(["render", "--json"])
+        .arg(out.join("benchmarks.json"))
+        .arg("--out-dir")
+        .arg(&again)
+        .status()
+        .expect("berth-bench render runs");
+    assert!(status.success());
+    assert_eq!(std::fs::read_to_string(again.join("benchmarks.md")).expect("rendered again"), md);
     let _ = std::fs::remove_dir_all(&out);
 }
