@@ -11,10 +11,12 @@
 pub mod expiry;
 pub mod failover;
 pub mod hot_path;
+pub mod memory;
 pub mod procfs;
 pub mod profile;
 pub mod report;
 pub mod scale;
+pub mod seed;
 pub mod stack;
 pub mod stats;
 

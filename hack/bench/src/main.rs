@@ -10,7 +10,7 @@ use berth_bench::procfs::{Machine, load_average};
 use berth_bench::profile::Profile;
 use berth_bench::report::{Report, Versions};
 use berth_bench::stack::Stack;
-use berth_bench::{expiry, failover, hot_path, scale};
+use berth_bench::{expiry, failover, hot_path, memory, scale};
 use clap::{Parser, Subcommand, ValueEnum};
 
 /// Berth's load generator and benchmark harness.
@@ -68,8 +68,10 @@ enum Scenario {
     Failover,
     /// 3: expiresAt to expired status and to a suspended CronJob.
     Expiry,
-    /// 2 and 5: stepped lease counts at a 10 s heartbeat; CPU and memory.
+    /// 2: stepped lease counts at a 10 s heartbeat; latency, CPU and memory.
     Scale,
+    /// 5: memory of the apiserver and the operator with 10,000 leases cached.
+    Memory,
 }
 
 #[derive(clap::Args)]
@@ -126,10 +128,11 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let date = chrono::Utc::now();
     let load_average_start = load_average();
-    let stack = Stack::start().await.context("starting the stack")?;
+    let mut stack = Stack::start().await.context("starting the stack")?;
     let versions = Versions::read(&stack.kube).await;
 
-    // Scale runs last: its thousands of leases would weigh on the others.
+    // Memory and scale run last, each on fresh apiserver and operator
+    // processes: their thousands of leases would weigh on the others.
     let hot_path = if wanted(Scenario::HotPath) {
         eprintln!("[bench] hot path");
         Some(hot_path::run(&stack, &profile).await.context("hot path")?)
@@ -148,9 +151,15 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     } else {
         None
     };
+    let memory = if wanted(Scenario::Memory) {
+        eprintln!("[bench] memory: {} leases", profile.memory_leases);
+        Some(memory::run(&mut stack, &profile).await.context("memory")?)
+    } else {
+        None
+    };
     let scale = if wanted(Scenario::Scale) {
         eprintln!("[bench] scale: {:?} leases", profile.scale_steps);
-        Some(scale::run(&stack, &profile).await.context("scale")?)
+        Some(scale::run(&mut stack, &profile).await.context("scale")?)
     } else {
         None
     };
@@ -167,6 +176,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         scale,
         expiry,
         failover,
+        memory,
         targets: Vec::new(),
     };
     report.judge();

@@ -35,6 +35,13 @@ pub struct Profile {
     pub create_concurrency: usize,
     pub expiry_leases: usize,
     pub expiry_ttl_seconds: i32,
+    /// Leases held in the caches while the memory scenario reads RSS.
+    pub memory_leases: usize,
+    /// Their TTL: long, so none expires while they sit at rest.
+    pub memory_ttl_seconds: i32,
+    /// The memory scenario renews each lease once over this period.
+    #[serde(serialize_with = "secs", deserialize_with = "from_secs")]
+    pub memory_renew_period: Duration,
     pub failover_ttl_seconds: i32,
 }
 
@@ -54,7 +61,7 @@ impl Profile {
             slow_repetitions: 3,
             hot_path_samples: 400,
             hot_path_warmup: 50,
-            scale_steps: vec![1_000, 2_000, 4_000, 6_000, 8_000, 10_000],
+            scale_steps: vec![1_000, 2_000, 4_000, 6_000, 10_000],
             heartbeat: Duration::from_secs(10),
             scale_ttl_seconds: 30,
             scale_windows: 3,
@@ -63,6 +70,9 @@ impl Profile {
             create_concurrency: 16,
             expiry_leases: 200,
             expiry_ttl_seconds: 15,
+            memory_leases: 10_000,
+            memory_ttl_seconds: 3_600,
+            memory_renew_period: Duration::from_secs(60),
             failover_ttl_seconds: 10,
         }
     }
@@ -84,6 +94,9 @@ impl Profile {
             create_concurrency: 4,
             expiry_leases: 5,
             expiry_ttl_seconds: 3,
+            memory_leases: 20,
+            memory_ttl_seconds: 600,
+            memory_renew_period: Duration::from_secs(2),
             failover_ttl_seconds: 2,
         }
     }

@@ -10,6 +10,11 @@
 //! lets one heartbeat pass, then measures `scale_windows` windows of one
 //! heartbeat each; its figures are the medians over those windows.
 //!
+//! Leases are created straight in kube-apiserver ([`crate::seed`]), not by
+//! acquires through Berth: at the counts this machine cannot hold, an
+//! overloaded Berth would stop the search from ever reaching the next step.
+//! The scenario starts on fresh apiserver and operator processes.
+//!
 //! CPU is read from `/proc/<pid>/stat` per window (cores = CPU seconds per
 //! wall second), memory from `/proc/<pid>/status` at the end of the step.
 
@@ -18,19 +23,21 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use berth_api::BerthLease;
 use berth_api::wire::{AcquireRequest, RenewRequest};
 use berth_client::Client;
 use futures::StreamExt;
+use kube::Api;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use crate::Result;
 use crate::procfs::{self, CpuMeter, Memory};
 use crate::profile::Profile;
 use crate::stack::Stack;
 use crate::stats::{Latency, median, ms};
+use crate::{Result, seed};
 
 /// The target p99 of a step that holds.
 pub const P99_TARGET_MS: f64 = 100.0;
@@ -107,6 +114,8 @@ struct WindowSpan {
 
 struct Fleet {
     client: Client,
+    /// The namespace's BerthLeases in kube-apiserver, to create leases.
+    kube: Api<BerthLease>,
     ns: String,
     profile: Profile,
     samples: Samples,
@@ -121,11 +130,13 @@ struct Fleet {
 /// # Errors
 /// When the namespace or client cannot be set up. Failed requests are
 /// counted, not returned.
-pub async fn run(stack: &Stack, profile: &Profile) -> Result<Scale> {
+pub async fn run(stack: &mut Stack, profile: &Profile) -> Result<Scale> {
+    stack.restart().await?;
     let ns = stack.namespace("bench-scale").await;
     let (stop_tx, stop) = watch::channel(false);
     let mut fleet = Fleet {
         client: stack.client()?,
+        kube: Api::namespaced(stack.kube.clone(), &ns),
         ns,
         profile: profile.clone(),
         samples: Arc::default(),
@@ -252,7 +263,7 @@ fn step(
 }
 
 impl Fleet {
-    /// Creates leases (a creating acquire through Berth each) until there are
+    /// Creates leases (straight in kube-apiserver, see [`seed`]) until there are
     /// `target` or `until` has passed, and starts renewing each; returns how
     /// many creates failed.
     async fn grow_to(&mut self, target: usize, until: Instant) -> usize {
@@ -263,15 +274,13 @@ impl Fleet {
         let mut created = futures::stream::iter(from..from + missing)
             .take_while(|_| std::future::ready(Instant::now() < until))
             .map(|i| {
-                let (client, ns, errors) = (self.client.clone(), self.ns.clone(), errors.clone());
+                let (kube, errors) = (self.kube.clone(), errors.clone());
                 let ttl = self.profile.scale_ttl_seconds;
                 async move {
-                    let name = format!("lease-{i:05}");
-                    let request =
-                        AcquireRequest { holder: format!("bench/holder-{i}"), ttl_seconds: ttl, ..Default::default() };
+                    let (name, holder) = (format!("lease-{i:05}"), format!("bench/holder-{i}"));
                     for _ in 0..5 {
-                        match client.acquire(&ns, &name, &request).await {
-                            Ok(grant) => return Some((name, request.holder, grant.fencing_token)),
+                        match seed::held_lease(&kube, &name, &holder, ttl).await {
+                            Ok(fencing_token) => return Some((name, holder, fencing_token)),
                             Err(_) => errors.fetch_add(1, Ordering::Relaxed),
                         };
                     }

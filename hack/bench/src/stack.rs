@@ -32,25 +32,22 @@ impl Stack {
     pub async fn start() -> Result<Self> {
         let kube = berth_testenv::client().await;
         berth_testenv::install_crd(&kube).await;
-        let apiserver = tokio::task::spawn_blocking(|| ApiServer::start(vec![Tenant::new(TENANT, &[])], &[], &[]))
-            .await
-            .map_err(|e| Error::Scenario(format!("starting the apiserver: {e}")))?;
-        let operator = Operator::start(&operator::binary(), &berth_testenv::kubeconfig_path(), &[], &[]);
-        let stack = Self { apiserver, operator, kube };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let port = stack.operator.probe_port;
-        while Instant::now() < deadline {
-            let ready = tokio::task::spawn_blocking(move || berth_testenv::http_get(port, "/readyz"))
-                .await
-                .ok()
-                .flatten()
-                .is_some_and(|(code, _)| code == 200);
-            if ready {
-                return Ok(stack);
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        Err(Error::Scenario(format!("the operator was not ready within 60 s:\n{}", stack.operator.logs())))
+        let (apiserver, operator) = processes().await?;
+        Ok(Self { apiserver, operator, kube })
+    }
+
+    /// Stops the apiserver and the operator and starts fresh ones (new
+    /// ports; make new clients), so a scenario's memory figures do not
+    /// carry the peaks of the ones before it.
+    ///
+    /// # Errors
+    /// As [`Self::start`].
+    pub async fn restart(&mut self) -> Result<()> {
+        // Gracefully, so the operator gives up its leader lease at once.
+        self.apiserver.terminate();
+        self.operator.terminate();
+        (self.apiserver, self.operator) = processes().await?;
+        Ok(())
     }
 
     /// A new client of the apiserver (its own connection pool), as the tenant.
@@ -95,6 +92,28 @@ impl Stack {
         let port = self.apiserver.metrics_url.rsplit(':').next().and_then(|p| p.parse().ok()).unwrap_or_default();
         metrics(port).await
     }
+}
+
+/// A started apiserver and a ready operator.
+async fn processes() -> Result<(ApiServer, Operator)> {
+    let apiserver = tokio::task::spawn_blocking(|| ApiServer::start(vec![Tenant::new(TENANT, &[])], &[], &[]))
+        .await
+        .map_err(|e| Error::Scenario(format!("starting the apiserver: {e}")))?;
+    let operator = Operator::start(&operator::binary(), &berth_testenv::kubeconfig_path(), &[], &[]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let port = operator.probe_port;
+    while Instant::now() < deadline {
+        let ready = tokio::task::spawn_blocking(move || berth_testenv::http_get(port, "/readyz"))
+            .await
+            .ok()
+            .flatten()
+            .is_some_and(|(code, _)| code == 200);
+        if ready {
+            return Ok((apiserver, operator));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Err(Error::Scenario(format!("the operator was not ready within 60 s:\n{}", operator.logs())))
 }
 
 async fn metrics(port: u16) -> String {

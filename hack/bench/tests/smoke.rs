@@ -44,6 +44,14 @@ fn quick_run_writes_well_formed_results() {
     assert_eq!(expiry["status_from_objects"]["count"], expiry["repetitions"][0]["leases"]);
     assert_eq!(expiry["suspend_from_watch"]["count"], expiry["repetitions"][0]["leases"]);
 
+    assert_eq!(number("/memory/leases"), number("/profile/memory_leases"));
+    assert_eq!(number("/memory/renew/count") + number("/memory/renew_errors"), number("/memory/leases"));
+    for at in ["at_rest", "after_renews"] {
+        for process in ["apiserver", "operator"] {
+            assert!(number(&format!("/memory/{at}/{process}/rss_mib")) > 0.0, "{at} {process}");
+        }
+    }
+
     assert!(number("/failover/kill_to_standby_ms") > 0.0);
     assert!(number("/failover/release_to_standby_ms") > 0.0);
     assert_eq!(json["targets"].as_array().map(Vec::len), Some(6));

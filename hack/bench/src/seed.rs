@@ -1,0 +1,68 @@
+//! Held leases created straight in kube-apiserver, as Berth's creating
+//! acquire writes them: the object (tenant label, declared holder), then its
+//! status from `decide`, guarded by resourceVersion.
+//!
+//! The scale and memory scenarios create thousands of leases this way, so an
+//! overloaded Berth apiserver cannot stop them from reaching their count; the
+//! writes kube-apiserver sees are the same two a creating acquire makes.
+
+use std::collections::BTreeMap;
+
+use berth_api::rules::{self, Request};
+use berth_api::{BerthLease, BerthLeaseSpec};
+use chrono::Utc;
+use kube::api::{Api, PostParams};
+
+use crate::stack::TENANT;
+use crate::{Error, Result};
+
+/// The label the apiserver marks a tenant's leases with.
+const TENANT_LABEL: &str = "berth.skaphos.io/tenant";
+
+/// Creates lease `name` held by `holder` for `ttl_seconds`; returns its
+/// fencing token. A lease that exists already is granted again (an acquire
+/// by the same holder is idempotent).
+///
+/// # Errors
+/// When kube-apiserver refuses a write, or a conflict repeats 8 times.
+pub async fn held_lease(api: &Api<BerthLease>, name: &str, holder: &str, ttl_seconds: i32) -> Result<i32> {
+    let params = PostParams { dry_run: false, field_manager: Some("berth-bench".to_owned()) };
+    let heartbeat = (ttl_seconds / 3).clamp(1, berth_api::crd::default_heartbeat_interval_seconds());
+    let mut lease = BerthLease::new(
+        name,
+        BerthLeaseSpec {
+            holder_identity: Some(holder.to_owned()),
+            ttl_seconds,
+            heartbeat_interval_seconds: heartbeat,
+            ..BerthLeaseSpec::default()
+        },
+    );
+    lease.metadata.labels = Some(BTreeMap::from([(TENANT_LABEL.to_owned(), TENANT.to_owned())]));
+    let mut lease = match api.create(&params, &lease).await {
+        Ok(created) => created,
+        Err(kube::Error::Api(status)) if status.code == 409 => api.get(name).await?,
+        Err(e) => return Err(e.into()),
+    };
+    for _ in 0..8 {
+        let request = Request::Acquire { holder, ttl_seconds };
+        let decision = rules::decide(&lease.spec, &lease.status.clone().unwrap_or_default(), &request, Utc::now());
+        let Some(status) = decision.status else {
+            return lease
+                .status
+                .as_ref()
+                .and_then(|s| s.holders.iter().find(|h| h.identity == holder))
+                .map(|h| h.fencing_token)
+                .ok_or_else(|| Error::Scenario(format!("lease {name} is held by another holder")));
+        };
+        let token = status.fencing_token;
+        lease.metadata.managed_fields = None;
+        lease.status = Some(status);
+        match api.replace_status(name, &params, &lease).await {
+            Ok(_) => return Ok(token),
+            // The operator wrote its conditions first: read and decide again.
+            Err(kube::Error::Api(status)) if status.code == 409 => lease = api.get(name).await?,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(Error::Scenario(format!("seeding lease {name} conflicted 8 times")))
+}
