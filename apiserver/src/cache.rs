@@ -9,6 +9,12 @@
 //! object stands in for the cached one while the reflector still shows a
 //! version that write superseded. So a release followed by an acquire on the
 //! same replica never sees the released holder.
+//!
+//! Cached and recorded objects carry no `metadata.managedFields`: nothing here
+//! reads them, and they were about half of each cached lease. The status
+//! writes send no managedFields either, and kube-apiserver keeps the stored
+//! ones when a request omits them, so ownership by `berth-apiserver` is
+//! unaffected (`tests/lease_rules.rs` checks it).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -82,7 +88,8 @@ impl LeaseCache {
         for (api, writer, feed) in writers {
             let cache = Arc::downgrade(&cache);
             let metrics = metrics.clone();
-            let stream = reflector::reflector(writer, watcher(api, watcher::Config::default()).default_backoff());
+            let events = watcher(api, watcher::Config::default()).default_backoff().modify(strip_managed_fields);
+            let stream = reflector::reflector(writer, events);
             tokio::spawn(async move {
                 let mut stream = std::pin::pin!(stream);
                 while let Some(event) = stream.next().await {
@@ -139,7 +146,8 @@ impl LeaseCache {
     }
 
     /// Records an object this replica just wrote over `based_on` (`None`: created it).
-    pub fn record_write(&self, based_on: Option<String>, lease: BerthLease) {
+    pub fn record_write(&self, based_on: Option<String>, mut lease: BerthLease) {
+        strip_managed_fields(&mut lease);
         let key =
             (lease.metadata.namespace.clone().unwrap_or_default(), lease.metadata.name.clone().unwrap_or_default());
         let mut written = self.written.lock().expect("written lock");
@@ -196,6 +204,11 @@ impl LeaseCache {
     }
 }
 
+/// Drops what the cache never reads and what costs the most memory per lease.
+fn strip_managed_fields(lease: &mut BerthLease) {
+    lease.metadata.managed_fields = None;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -240,5 +253,24 @@ mod tests {
         assert_eq!(seen(&cache).as_deref(), Some("3"));
         writer.apply_watcher_event(&watcher::Event::Apply(version("4", LeaseState::Held)));
         assert_eq!(seen(&cache).as_deref(), Some("4"));
+    }
+
+    #[test]
+    fn recorded_writes_and_watch_events_lose_their_managed_fields() {
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
+        let cache = LeaseCache {
+            stores: Stores::All(reflector::store::Writer::<BerthLease>::default().as_reader()),
+            feeds: Vec::new(),
+            changes: watch::channel(0).0,
+            written: Mutex::default(),
+        };
+        let mut lease = version("1", LeaseState::Held);
+        lease.metadata.managed_fields =
+            Some(vec![ManagedFieldsEntry { manager: Some("berth-apiserver".into()), ..Default::default() }]);
+        let mut event = lease.clone();
+        strip_managed_fields(&mut event);
+        assert!(event.metadata.managed_fields.is_none());
+        cache.record_write(None, lease);
+        assert!(cache.get("ns", "l").unwrap().metadata.managed_fields.is_none());
     }
 }

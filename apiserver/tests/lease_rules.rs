@@ -260,6 +260,37 @@ async fn lease_view_and_lists_are_sorted_and_shaped_as_api_md() {
 }
 
 #[tokio::test]
+async fn the_cache_drops_managed_fields_and_kube_apiserver_keeps_the_status_owner() {
+    let h = Harness::new("rules-managed").await;
+    let granted = h.post("owned", "acquire", KEY_EAST, acquire("east/a", 60)).await;
+    let token = granted.json["fencingToken"].as_i64().expect("granted");
+    for _ in 0..2 {
+        let body = json!({"holder": "east/a", "fencingToken": token, "ttlSeconds": 60});
+        let renewed = h.post("owned", "renew", KEY_EAST, body).await;
+        assert_eq!(renewed.json["acquired"], true, "{renewed:?}");
+    }
+    // The own write stands in for the cached copy: it carries no managedFields.
+    let written = h.app.cache.get(&h.ns.name, "owned").unwrap();
+    assert!(written.metadata.managed_fields.is_none(), "recorded write: {:?}", written.metadata.managed_fields);
+    // Once the reflector has the same version, the cached object has none either.
+    h.wait_cached("owned").await;
+    let cached = h.app.cache.get(&h.ns.name, "owned").unwrap();
+    assert!(cached.metadata.managed_fields.is_none(), "reflector: {:?}", cached.metadata.managed_fields);
+
+    // The status writes sent no managedFields, yet kube-apiserver still records
+    // berth-apiserver as the owner of the status it wrote.
+    let stored = h.ns.api::<BerthLease>().get("owned").await.unwrap();
+    let fields = stored.metadata.managed_fields.expect("kube-apiserver keeps managedFields");
+    let status_owner = fields
+        .iter()
+        .find(|m| m.manager.as_deref() == Some("berth-apiserver") && m.subresource.as_deref() == Some("status"))
+        .unwrap_or_else(|| panic!("no status entry of berth-apiserver in {fields:?}"));
+    let owned = serde_json::to_string(&status_owner.fields_v1).unwrap();
+    assert!(owned.contains("f:status") && owned.contains("f:holders"), "{owned}");
+    assert!(fields.iter().all(|m| m.manager.as_deref() == Some("berth-apiserver")), "{fields:?}");
+}
+
+#[tokio::test]
 async fn acquire_with_a_one_second_ttl_creates_a_valid_lease() {
     let h = Harness::new("rules-short").await;
     let reply = h.post("short", "acquire", KEY_EAST, acquire("east", 1)).await;
