@@ -25,8 +25,12 @@ use crate::FIELD_MANAGER;
 use crate::error::{Error, Result};
 use crate::http::Health;
 use crate::metrics::Metrics;
-use crate::plan::{self, FINALIZER, FinalizerStep, Note, Setting, TargetKind, TargetOutcome, TargetPlan};
+use crate::plan::{self, FINALIZER, FinalizerStep, Note, Setting, TargetKind, TargetOutcome, TargetPlan, WriteOrder};
 use crate::target::{self, Failure};
+
+/// How long the target step of a reconcile may take before the status is
+/// written without it: an expiry waits at most this long on a hung target.
+const TARGET_DEADLINE: Duration = Duration::from_secs(2);
 
 /// What every reconcile shares.
 pub struct Context {
@@ -44,6 +48,13 @@ pub struct Context {
 /// - Every status write is a `replace` guarded by `resourceVersion` under
 ///   field manager `berth-operator`; rule changes are computed by
 ///   [`berth_api::rules::decide`] only.
+/// - An expiry, or a grant made elsewhere, costs one status write: the target
+///   is written first and the status then carries both the rule changes and
+///   `status.target` ([`plan::WriteOrder`]). Only the operator's own grant to a
+///   declared holder is stored before its target is touched.
+/// - A failing or hung target (see `TARGET_DEADLINE`) never holds back the
+///   rule changes: they are written, then the reconcile fails and is retried.
+/// - Events are recorded after the status write, in a task of their own.
 /// - Wakes at the earliest `expiresAt` (or after [`plan::RESYNC`]).
 ///
 /// # Errors
@@ -96,61 +107,103 @@ async fn reconcile_lease(mut lease: BerthLease, ctx: &Context) -> Result<Action>
         FinalizerStep::Keep => {}
     }
 
-    // 2 and 3. Expiry, then the declared holder, with the shared rules.
+    // 2 and 3. Expiry, then the declared holder, with the shared rules. The
+    // target follows the status they decide, before that status is written
+    // (plan::WriteOrder), so that an expiry costs one status write.
     let now = Utc::now();
     let before = lease.status.clone().unwrap_or_default();
     let facts = plan::lease_facts(&lease.spec, &before, lease.metadata.generation, now);
-    if facts.status != before {
-        lease = write_status(&api, &lease, facts.status.clone(), ctx).await?;
-        let written_at = Utc::now();
-        for holder in &facts.expired {
-            let lag = (written_at - holder.expires_at).to_std().unwrap_or_default();
-            ctx.metrics.expiry_lag(lag);
-            tracing::info!(lease = %key(&lease), holder = %holder.identity, lag_ms = lag.as_millis(), "expired");
-        }
-        if let Some(Outcome::NotAcquired { refusal, current }) = &facts.declared {
-            let holder = lease.spec.holder_identity.clone().unwrap_or_default();
-            let by = current.as_ref().map(|h| format!(", held by {}", h.identity)).unwrap_or_default();
-            let note = format!("could not acquire for declared holder {holder}: {refusal:?}{by}");
-            publish(ctx, &lease, Note::warning("DeclaredHolderRefused", note)).await;
-        }
-        let partial = plan::partial_expiry_note(&facts);
-        for note in
-            partial.into_iter().chain(plan::transition_notes(&before, &lease.status.clone().unwrap_or_default()))
-        {
-            publish(ctx, &lease, note).await;
-        }
+    let mut notes = Vec::new();
+    if let Some(Outcome::NotAcquired { refusal, current }) = &facts.declared {
+        let holder = lease.spec.holder_identity.clone().unwrap_or_default();
+        let by = current.as_ref().map(|h| format!(", held by {}", h.identity)).unwrap_or_default();
+        let note = format!("could not acquire for declared holder {holder}: {refusal:?}{by}");
+        notes.push(Note::warning("DeclaredHolderRefused", note));
     }
-    let status = lease.status.clone().unwrap_or_default();
+    notes.extend(plan::partial_expiry_note(&facts));
+    let mut stored = before.clone();
+    let mut next = facts.status.clone();
+    if next != stored && plan::write_order(&before, &next, now) == WriteOrder::GrantFirst {
+        lease = write_status(&api, &lease, next.clone(), ctx).await?;
+        expired_written(ctx, &lease, &facts);
+        notes.extend(plan::transition_notes(&before, &next));
+        publish(ctx, &lease, std::mem::take(&mut notes));
+        stored = next.clone();
+    }
 
     // 4. The target: acquireAction while a holder is live, releaseAction otherwise.
-    let outcome = match lease.spec.target.clone() {
+    let mut target_notes = Vec::new();
+    let target_failed = match lease.spec.target.clone() {
         Some(target) => {
-            let applied = plan::phase(is_held(&status, now));
-            Some(act_on_target(&lease, &namespace, &target, applied, ctx).await?)
+            let applied = plan::phase(is_held(&next, now));
+            let step = act_on_target(&lease, &namespace, &target, applied, ctx, &mut target_notes);
+            match tokio::time::timeout(TARGET_DEADLINE, step).await {
+                Ok(Ok(outcome)) => {
+                    plan::record_target(&mut next, Some(&outcome), lease.metadata.generation, Utc::now());
+                    None
+                }
+                Ok(Err(error)) => Some(error),
+                Err(_) => Some(Error::TargetTimeout { target: format!("{namespace}/{}", target.name) }),
+            }
         }
-        None => None,
+        None => {
+            plan::record_target(&mut next, None, lease.metadata.generation, Utc::now());
+            None
+        }
     };
+    // A target that failed or hung (an error other than 404/403, or past
+    // TARGET_DEADLINE) must not hold up the expiry: the rule changes are still
+    // written below, with status.target and TargetReady left as they were, and
+    // the reconcile then fails so that error_policy retries the target.
 
-    // 5. Status and conditions, written only when they differ.
-    let mut next = status.clone();
-    plan::record_target(&mut next, outcome.as_ref(), lease.metadata.generation, Utc::now());
-    if next != status {
-        lease = write_status(&api, &lease, next.clone(), ctx).await?;
-        for note in plan::transition_notes(&status, &next) {
-            publish(ctx, &lease, note).await;
+    // 5. One status write with the rule changes, status.target and the
+    // conditions, only when it differs. Events follow it, off the critical
+    // path; the target's own Events go out even when the write fails, since
+    // the target was changed either way (a retry would find nothing to write).
+    let written = if next != stored { write_status(&api, &lease, next.clone(), ctx).await.map(Some) } else { Ok(None) };
+    match written {
+        Ok(written) => {
+            if let Some(written) = written {
+                lease = written;
+                if stored != facts.status {
+                    expired_written(ctx, &lease, &facts);
+                }
+            }
+            notes.extend(plan::transition_notes(&stored, &next));
+            notes.extend(target_notes);
+            publish(ctx, &lease, notes);
         }
+        Err(error) => {
+            publish(ctx, &lease, target_notes);
+            return Err(error);
+        }
+    }
+    if let Some(error) = target_failed {
+        return Err(error);
     }
     Ok(Action::requeue(plan::requeue_after(&next, Utc::now())))
 }
 
-/// Step 4 for one phase: reads the target and writes it only when it differs.
+/// Metrics and logs for the holders dropped by expiry, once their status is written.
+fn expired_written(ctx: &Context, lease: &BerthLease, facts: &plan::Facts) {
+    let written_at = Utc::now();
+    for holder in &facts.expired {
+        let lag = (written_at - holder.expires_at).to_std().unwrap_or_default();
+        ctx.metrics.expiry_lag(lag);
+        tracing::info!(lease = %key(lease), holder = %holder.identity, lag_ms = lag.as_millis(), "expired");
+    }
+}
+
+/// Step 4 for one phase: reads the target and writes it only when it
+/// differs. The Events of a write are pushed to `notes`, for the caller to
+/// record after its status write.
 async fn act_on_target(
     lease: &BerthLease,
     namespace: &str,
     target: &TargetRef,
     applied: AppliedAction,
     ctx: &Context,
+    notes: &mut Vec<Note>,
 ) -> Result<TargetOutcome> {
     let (kind, setting) = match plan::plan_target(target, &lease.spec, applied) {
         TargetPlan::Apply { kind, setting, .. } => (kind, setting),
@@ -189,9 +242,9 @@ async fn act_on_target(
     ctx.metrics.target_action(kind.as_str(), applied_label(applied));
     tracing::info!(lease = %key(lease), target = %shown, setting = %setting.describe(), "target written");
     let message = format!("{shown}: {} ({})", setting.describe(), plan::action_field(applied));
-    publish(ctx, lease, Note::normal(setting.event_reason(), message)).await;
+    notes.push(Note::normal(setting.event_reason(), message));
     if let Some(warning) = resume_warning {
-        publish(ctx, lease, Note::warning("CronJobMayNotSchedule", format!("{shown} {warning}"))).await;
+        notes.push(Note::warning("CronJobMayNotSchedule", format!("{shown} {warning}")));
     }
     Ok(done(true))
 }
@@ -209,17 +262,24 @@ fn applied_label(applied: AppliedAction) -> &'static str {
 /// operator is allowed or the finalizer is removed by hand.
 async fn release_on_delete(lease: &BerthLease, namespace: &str, ctx: &Context) -> Result<()> {
     let Some(target) = lease.spec.target.clone() else { return Ok(()) };
-    match act_on_target(lease, namespace, &target, AppliedAction::Release, ctx).await? {
-        TargetOutcome::Forbidden { message } => {
-            publish(ctx, lease, Note::warning("TargetForbidden", message.clone())).await;
+    let mut notes = Vec::new();
+    let outcome = act_on_target(lease, namespace, &target, AppliedAction::Release, ctx, &mut notes).await;
+    let result = match outcome {
+        Ok(TargetOutcome::Forbidden { message }) => {
+            notes.push(Note::warning("TargetForbidden", message.clone()));
             Err(Error::CleanupBlocked { lease: key(lease), message })
         }
-        TargetOutcome::Applied { .. }
-        | TargetOutcome::NoAction { .. }
-        | TargetOutcome::NotFound { .. }
-        | TargetOutcome::Unsupported { .. }
-        | TargetOutcome::Mismatch { .. } => Ok(()),
-    }
+        Ok(
+            TargetOutcome::Applied { .. }
+            | TargetOutcome::NoAction { .. }
+            | TargetOutcome::NotFound { .. }
+            | TargetOutcome::Unsupported { .. }
+            | TargetOutcome::Mismatch { .. },
+        ) => Ok(()),
+        Err(error) => Err(error),
+    };
+    publish(ctx, lease, notes);
+    result
 }
 
 /// Adds or removes our finalizer with a merge patch guarded by `resourceVersion`.
@@ -261,24 +321,37 @@ async fn write_status(
     }
 }
 
-/// Records an Event on the lease. A failure to record is logged, never fatal.
-async fn publish(ctx: &Context, lease: &BerthLease, note: Note) {
-    let action = match note.reason.as_str() {
-        "Acquired" | "DeclaredHolderRefused" => "Acquire",
-        "Released" => "Release",
-        "Expired" => "Expire",
-        _ => "ApplyTarget",
-    };
-    let event = Event {
-        type_: if note.warning { EventType::Warning } else { EventType::Normal },
-        reason: note.reason.clone(),
-        note: Some(note.message.chars().take(1024).collect()),
-        action: action.to_owned(),
-        secondary: None,
-    };
-    if let Err(error) = ctx.recorder.publish(&event, &lease.object_ref(&())).await {
-        tracing::warn!(lease = %key(lease), reason = %note.reason, %error, "recording an Event failed");
+/// Records `notes` as Events on the lease, in order, in a task of their own:
+/// Events never delay a reconcile (and so the next lease's expiry). A failure
+/// to record is logged, never fatal; Events still in flight when the process
+/// stops are lost, as they would be on a crash.
+fn publish(ctx: &Context, lease: &BerthLease, notes: Vec<Note>) {
+    if notes.is_empty() {
+        return;
     }
+    let recorder = ctx.recorder.clone();
+    let reference = lease.object_ref(&());
+    let lease = key(lease);
+    tokio::spawn(async move {
+        for note in notes {
+            let action = match note.reason.as_str() {
+                "Acquired" | "DeclaredHolderRefused" => "Acquire",
+                "Released" => "Release",
+                "Expired" => "Expire",
+                _ => "ApplyTarget",
+            };
+            let event = Event {
+                type_: if note.warning { EventType::Warning } else { EventType::Normal },
+                reason: note.reason.clone(),
+                note: Some(note.message.chars().take(1024).collect()),
+                action: action.to_owned(),
+                secondary: None,
+            };
+            if let Err(error) = recorder.publish(&event, &reference).await {
+                tracing::warn!(%lease, reason = %note.reason, %error, "recording an Event failed");
+            }
+        }
+    });
 }
 
 /// Runs one controller per watched scope (every namespace, or each one named)

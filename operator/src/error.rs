@@ -35,6 +35,9 @@ pub enum Error {
         source: kube::Error,
     },
 
+    #[error("acting on target {target}: no answer within the target deadline")]
+    TargetTimeout { target: String },
+
     #[error("deleting {lease} waits: {message}")]
     CleanupBlocked { lease: String, message: String },
 
@@ -68,6 +71,7 @@ impl Error {
             Error::StatusWrite { .. } => "status_write",
             Error::Finalizer { .. } => "finalizer",
             Error::Target { .. } => "target",
+            Error::TargetTimeout { .. } => "target_timeout",
             Error::CleanupBlocked { .. } => "cleanup_blocked",
             Error::LeaderElection { .. } => "leader_election",
             Error::LeadershipLost { .. } => "leadership_lost",

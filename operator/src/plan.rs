@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use berth_api::crd::{AppliedAction, Condition, ConditionStatus, TargetAction, TargetRef, TargetStatus};
-use berth_api::rules::{Outcome, Request, decide, next_expiry};
+use berth_api::rules::{Outcome, Request, decide, is_held, next_expiry};
 use berth_api::{BerthLeaseSpec, BerthLeaseStatus, Holder, LeaseState};
 use chrono::{DateTime, Utc};
 
@@ -215,6 +215,30 @@ pub fn lease_facts(
     let (held, reason, message) = held_condition(&next, now);
     set_condition(&mut next.conditions, HELD, held, reason, &message, generation, now);
     Facts { status: next, expired, declared }
+}
+
+/// Where the target write goes relative to the status write of one reconcile.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WriteOrder {
+    /// Target first, then one status write that carries both the rule changes
+    /// (expired holders, `Held`) and `status.target` with `TargetReady`. Safe
+    /// whenever the hold the target follows is already on the server, or the
+    /// target is being released: a failed status write then leaves the target
+    /// released early, never running without a holder.
+    TargetFirst,
+    /// The operator's own write creates the hold (a declared holder's grant):
+    /// that write goes first, so that `acquireAction` never runs on a grant that
+    /// was not stored; the target and `status.target` follow.
+    GrantFirst,
+}
+
+/// Decides [`WriteOrder`] from the status as read (`before`) and as the rule
+/// steps left it (`after`, from [`lease_facts`]).
+pub fn write_order(before: &BerthLeaseStatus, after: &BerthLeaseStatus, now: DateTime<Utc>) -> WriteOrder {
+    match (is_held(before, now), is_held(after, now)) {
+        (false, true) => WriteOrder::GrantFirst,
+        (true, _) | (false, false) => WriteOrder::TargetFirst,
+    }
 }
 
 /// The `Held` condition for `status` at `now`: (status, reason, message).

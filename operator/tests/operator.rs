@@ -4,16 +4,19 @@
 
 mod support;
 
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use berth_api::crd::{AppliedAction, ConditionStatus};
 use berth_api::{BerthLease, LeaseState};
 use berth_testenv::TestNamespace;
 use chrono::Utc;
+use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::CronJob;
 use k8s_openapi::api::coordination::v1::Lease;
-use kube::api::{DeleteParams, Patch, PatchParams};
+use kube::ResourceExt;
+use kube::api::{DeleteParams, Patch, PatchParams, WatchEvent, WatchParams};
 use serde_json::json;
 use support::*;
 
@@ -67,6 +70,101 @@ async fn acquired_lease_resumes_cronjob_and_expiry_suspends_it_again() {
 
 fn holder_ttl_plus(slack: Duration, holder: &berth_api::Holder) -> Duration {
     (holder.expires_at - Utc::now()).to_std().unwrap_or_default() + slack
+}
+
+/// Records every version of lease `name` that a watch from `version` sees,
+/// one entry per write that changed it.
+fn lease_writes(ns: &TestNamespace, name: &str, version: &str) -> Arc<Mutex<Vec<BerthLease>>> {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let (api, params, version, sink) = (
+        ns.api::<BerthLease>(),
+        WatchParams::default().fields(&format!("metadata.name={name}")),
+        version.to_owned(),
+        seen.clone(),
+    );
+    tokio::spawn(async move {
+        let mut events = api.watch(&params, &version).await.expect("the lease watches").boxed();
+        while let Some(event) = events.next().await {
+            match event.expect("a watch event") {
+                WatchEvent::Modified(lease) => sink.lock().unwrap().push(lease),
+                WatchEvent::Bookmark(_) => {}
+                other => panic!("unexpected watch event {other:?}"),
+            }
+        }
+    });
+    seen
+}
+
+fn versions(writes: &[BerthLease]) -> Vec<String> {
+    writes.iter().map(|l| l.resource_version().unwrap_or_default()).collect()
+}
+
+#[tokio::test]
+async fn grant_and_expiry_with_a_cronjob_target_cost_one_status_write_each() {
+    let ns = TestNamespace::new("op-one-write").await;
+    let operator = Operator::start(&ns.name, &[]);
+    create_cronjob(&ns, "etl", true).await;
+    create_lease(&ns, "etl", cronjob_target("etl")).await;
+    wait_condition(&ns, "etl", "TargetReady", ConditionStatus::True, "ActionApplied").await;
+    let settled = get_lease(&ns, "etl").await;
+    let writes = lease_writes(&ns, "etl", &settled.resource_version().unwrap());
+    let managers = |lease: &BerthLease| -> Vec<(String, String)> {
+        let entries = lease.metadata.managed_fields.clone().unwrap_or_default();
+        entries.into_iter().map(|e| (e.manager.unwrap_or_default(), e.subresource.unwrap_or_default())).collect()
+    };
+    let spec_managers: Vec<_> = managers(&settled).into_iter().filter(|(_, sub)| sub.is_empty()).collect();
+    assert!(!spec_managers.is_empty(), "{:?}", settled.metadata.managed_fields);
+
+    // A grant made elsewhere: the operator resumes the CronJob, then records
+    // the Held condition and status.target in one write.
+    let holder = acquire(&ns, "etl", "east/worker-1", 3).await;
+    eventually("the grant is recorded", SOON, || async {
+        let lease = get_lease(&ns, "etl").await;
+        let target = lease.status.as_ref()?.target.as_ref()?;
+        let held = condition(&lease, "Held")?;
+        (target.applied == AppliedAction::Acquire && held.status == ConditionStatus::True).then_some(())
+    })
+    .await;
+    assert!(!suspended(&ns, "etl").await);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let grant = std::mem::take(&mut *writes.lock().unwrap());
+    assert_eq!(grant.len(), 2, "the grant, then one write by the operator: {:?}", versions(&grant));
+    let recorded = grant[1].status.clone().unwrap();
+    assert_eq!(recorded.target.map(|t| t.applied), Some(AppliedAction::Acquire));
+    assert_eq!(condition(&grant[1], "Held").map(|c| c.status), Some(ConditionStatus::True));
+
+    // The expiry: the CronJob is suspended first, then the expired holder
+    // and status.target arrive in one write.
+    let expired = eventually("the lease expires", holder_ttl_plus(SOON, &holder), || async {
+        let lease = get_lease(&ns, "etl").await;
+        lease.status.as_ref().is_some_and(|s| s.state == LeaseState::Expired).then_some(lease)
+    })
+    .await;
+    assert!(suspended(&ns, "etl").await, "suspended before the expired status was written");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let expiry = std::mem::take(&mut *writes.lock().unwrap());
+    assert_eq!(expiry.len(), 1, "one write for the expiry: {:?}", versions(&expiry));
+    assert_eq!(expiry[0].resource_version(), expired.resource_version());
+    let status = expiry[0].status.clone().unwrap();
+    assert!(status.holders.is_empty());
+    assert_eq!(status.expired_at, Some(holder.expires_at));
+    assert_eq!(status.target.map(|t| t.applied), Some(AppliedAction::Release));
+    let ready = condition(&expiry[0], "TargetReady").unwrap();
+    assert_eq!(ready.message, "CronJob/etl has suspend=true (releaseAction)");
+    let held = condition(&expiry[0], "Held").unwrap();
+    assert_eq!((held.status, held.reason.as_str()), (ConditionStatus::False, "Expired"));
+    assert_eq!(operator.metric("berth_operator_target_actions_total{kind=\"CronJob\",action=\"release\"}").await, 1.0);
+    for reason in ["Acquired", "TargetResumed", "Expired", "TargetSuspended"] {
+        wait_event(&ns, "etl", reason).await;
+    }
+
+    // The operator's status writes send no managedFields; kube-apiserver keeps
+    // the stored ones and records berth-operator as a manager of the status.
+    let after = managers(&get_lease(&ns, "etl").await);
+    for manager in &spec_managers {
+        assert!(after.contains(manager), "{manager:?} kept: {after:?}");
+    }
+    assert!(after.contains(&("berth-operator".to_owned(), "status".to_owned())), "{after:?}");
 }
 
 #[tokio::test]

@@ -289,3 +289,66 @@ fn takeover_while_held_is_acquired_but_a_leaving_holder_is_not() {
     let twelve = lease_facts(&shared, &twelve, None, t(11)).status;
     assert_eq!(transition_notes(&one, &twelve).len(), 1);
 }
+
+#[test]
+fn target_goes_first_unless_the_operators_own_write_grants() {
+    let spec = cronjob_lease();
+    // Expiry: release the target, then one write with the expired status.
+    let expired = lease_facts(&spec, &held_status(t(10)), Some(1), t(10));
+    assert_eq!(write_order(&held_status(t(10)), &expired.status, t(10)), WriteOrder::TargetFirst);
+    // A grant made elsewhere (already stored): resume, then one write.
+    let granted = lease_facts(&spec, &held_status(t(10)), Some(1), t(5));
+    assert_eq!(write_order(&held_status(t(10)), &granted.status, t(5)), WriteOrder::TargetFirst);
+    // Nothing held before or after.
+    let idle = lease_facts(&spec, &BerthLeaseStatus::default(), Some(1), t(0));
+    assert_eq!(write_order(&BerthLeaseStatus::default(), &idle.status, t(0)), WriteOrder::TargetFirst);
+    // The declared holder's grant is the operator's own: it is stored before acquireAction runs.
+    let declared = BerthLeaseSpec { holder_identity: Some("worker-east-1".into()), ttl_seconds: 30, ..spec };
+    let first = lease_facts(&declared, &BerthLeaseStatus::default(), Some(1), t(0));
+    assert_eq!(write_order(&BerthLeaseStatus::default(), &first.status, t(0)), WriteOrder::GrantFirst);
+    // ...also when it takes over from a holder that just expired.
+    let takeover = lease_facts(&declared, &held_status(t(10)), Some(2), t(10));
+    assert_eq!(takeover.expired.len(), 1);
+    assert_eq!(write_order(&held_status(t(10)), &takeover.status, t(10)), WriteOrder::GrantFirst);
+}
+
+#[test]
+fn expired_status_and_target_status_merge_into_one_status() {
+    // What the controller writes for an expiry with a target: the rule
+    // changes and the target's record in one status, with the transition
+    // Events of both.
+    let spec = cronjob_lease();
+    let before = {
+        let mut s = held_status(t(10));
+        let live = lease_facts(&spec, &s, Some(1), t(1)).status;
+        s.conditions = live.conditions;
+        let applied = TargetOutcome::Applied {
+            kind: TargetKind::CronJob,
+            name: "ingest".into(),
+            applied: AppliedAction::Acquire,
+            setting: Setting::Suspend(false),
+            written: true,
+        };
+        record_target(&mut s, Some(&applied), Some(1), t(1));
+        s
+    };
+    let facts = lease_facts(&spec, &before, Some(1), t(10));
+    let mut next = facts.status.clone();
+    let released = TargetOutcome::Applied {
+        kind: TargetKind::CronJob,
+        name: "ingest".into(),
+        applied: AppliedAction::Release,
+        setting: Setting::Suspend(true),
+        written: true,
+    };
+    record_target(&mut next, Some(&released), Some(1), t(10));
+    assert_eq!(next.state, LeaseState::Expired);
+    assert_eq!(next.target.as_ref().map(|t| (t.applied, t.observed_at)), Some((AppliedAction::Release, t(10))));
+    let ready = next.conditions.iter().find(|c| c.type_ == TARGET_READY).unwrap();
+    assert_eq!(ready.message, "CronJob/ingest has suspend=true (releaseAction)");
+    assert_eq!(ready.last_transition_time, t(1), "TargetReady stayed True");
+    let held = next.conditions.iter().find(|c| c.type_ == HELD).unwrap();
+    assert_eq!((held.status, held.last_transition_time), (ConditionStatus::False, t(10)));
+    let reasons: Vec<String> = transition_notes(&before, &next).into_iter().map(|n| n.reason).collect();
+    assert_eq!(reasons, ["Expired"]);
+}
