@@ -45,6 +45,9 @@ pub enum ApiError {
     /// Every retry of a conditional write met a conflict.
     #[error("too many concurrent writes to this lease, retry")]
     Contended,
+    /// No write slot to kube-apiserver came in time (an extension of API.md).
+    #[error("overloaded, retry later")]
+    Overloaded,
     #[error("internal error")]
     Internal(#[source] crate::leases::Error),
 }
@@ -64,7 +67,7 @@ impl ApiError {
             ApiError::LeaseNotFound | ApiError::NamespaceNotFound | ApiError::RouteNotFound => StatusCode::NOT_FOUND,
             ApiError::ReleaseConflict => StatusCode::CONFLICT,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::Contended => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Contended | ApiError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -89,6 +92,7 @@ impl ApiError {
             ApiError::RouteNotFound => "route_not_found",
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::Contended => "contended",
+            ApiError::Overloaded => "overloaded",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -104,12 +108,22 @@ impl IntoResponse for ApiError {
             tracing::Span::current().record("error", self.metric_label());
         }
         let mut response = json_error(status, &self.to_string());
-        if status == StatusCode::UNAUTHORIZED {
-            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        match self {
+            ApiError::MissingAuth | ApiError::UnknownKey => {
+                response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            ApiError::Overloaded => {
+                response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECONDS));
+            }
+            _ => {}
         }
         response
     }
 }
+
+/// The `Retry-After` of an overloaded answer: a second lets the backlog of
+/// writes drain, and is well inside a renewing holder's safe window.
+pub const RETRY_AFTER_SECONDS: &str = "1";
 
 /// `{"error": message}` with `Content-Type: application/json`.
 pub fn json_error(status: StatusCode, message: &str) -> Response {
@@ -127,6 +141,7 @@ impl From<crate::leases::Error> for ApiError {
         match error {
             crate::leases::Error::ForeignLease => ApiError::ForeignLease,
             crate::leases::Error::Contended => ApiError::Contended,
+            crate::leases::Error::Overloaded => ApiError::Overloaded,
             crate::leases::Error::NamespaceNotFound => ApiError::NamespaceNotFound,
             other => ApiError::Internal(other),
         }

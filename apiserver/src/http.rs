@@ -30,7 +30,7 @@ use tracing::Instrument;
 use crate::auth::{Authenticator, Resolver, Tenant};
 use crate::cache::LeaseCache;
 use crate::error::{ApiError, json_response};
-use crate::leases::{self, CreateSpec, Leases, Write, outcome_label, visible_to};
+use crate::leases::{self, CreateSpec, Leases, Write, WriteLimit, outcome_label, visible_to};
 use crate::metrics::{Metrics, RequestLabels};
 
 /// SSE keep-alive period (API.md: a comment line every 15 s).
@@ -53,7 +53,8 @@ pub struct App {
 
 impl App {
     /// Starts the informer cache for `namespaces` (empty: all) on the current
-    /// runtime and wires the handlers' state.
+    /// runtime and wires the handlers' state; `write_limit` bounds the
+    /// concurrent writes to kube-apiserver.
     ///
     /// # Caveats
     /// Keep the sender of `shutdown` alive: once it is dropped, waiting
@@ -65,9 +66,10 @@ impl App {
         resolver: Arc<dyn Resolver>,
         metrics: Arc<Metrics>,
         shutdown: watch::Receiver<bool>,
+        write_limit: WriteLimit,
     ) -> Arc<Self> {
         let cache = LeaseCache::start(client.clone(), namespaces, metrics.clone());
-        let leases = Leases::new(client, cache.clone(), metrics.clone());
+        let leases = Leases::new(client, cache.clone(), metrics.clone(), write_limit);
         Arc::new(Self { leases, cache, authenticator, resolver, metrics, shutdown, keep_alive: KEEP_ALIVE })
     }
 

@@ -5,9 +5,15 @@
 //! with `replace_status` carrying the read `resourceVersion`, under field
 //! manager `berth-apiserver`. A 409 means someone wrote in between: reread
 //! with a direct GET, decide again, with bounded retries and jitter.
+//!
+//! Writes are load-shed: at most [`WriteLimit::max_concurrent`] requests
+//! write to kube-apiserver at once. A request that finds no free slot within
+//! [`WriteLimit::queue_timeout`] fails at once with [`Error::Overloaded`]
+//! (503 with `Retry-After`) instead of queueing until its client gives up.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use berth_api::rules::{self, Outcome, Refusal};
@@ -15,7 +21,7 @@ use berth_api::{BerthLease, BerthLeaseSpec, BerthLeaseStatus, Semantics};
 use chrono::Utc;
 use kube::api::{Api, PostParams};
 use kube::{Client, ResourceExt};
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, SemaphorePermit, watch};
 use tokio::time::Instant;
 
 use crate::auth::Tenant;
@@ -31,6 +37,30 @@ pub const TENANT_LABEL: &str = "berth.skaphos.io/tenant";
 const MAX_ATTEMPTS: u32 = 8;
 /// Longest random pause of a waiting acquire after its lease changed.
 const WAKE_JITTER_MS: u64 = 20;
+/// Shortest pause between two warnings that requests are being shed.
+const SHED_WARN_INTERVAL: Duration = Duration::from_secs(10);
+
+/// How many requests may write to kube-apiserver at once, and how long one
+/// may wait for a slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WriteLimit {
+    pub max_concurrent: usize,
+    pub queue_timeout: Duration,
+}
+
+impl Default for WriteLimit {
+    /// 32 writes at once, and a 2 s wait for a slot.
+    ///
+    /// Each write costs kube-apiserver about 3 ms of CPU, so 32 in flight are
+    /// already about 50 ms of work on two cores: more concurrency only queues
+    /// inside kube-apiserver, where nothing can refuse it in time. A slot that
+    /// has not come within 2 s means the backlog is well past that; a fast 503
+    /// leaves the client most of its 10 s timeout, and of its lease's safe
+    /// window, to retry, instead of a timeout and a reconnect.
+    fn default() -> Self {
+        Self { max_concurrent: 32, queue_timeout: Duration::from_secs(2) }
+    }
+}
 
 /// Why a lease operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +74,9 @@ pub enum Error {
     /// Every attempt met a conflicting write.
     #[error("gave up after {MAX_ATTEMPTS} conflicting writes")]
     Contended,
+    /// No write slot became free within the queue timeout: the request was shed.
+    #[error("no write slot within the queue timeout")]
+    Overloaded,
     #[error("kube-apiserver {verb} failed: {source}")]
     Kube {
         verb: &'static str,
@@ -60,6 +93,7 @@ impl Error {
         match self {
             Error::ForeignLease => "foreign_lease",
             Error::Contended => "contended",
+            Error::Overloaded => "overloaded",
             Error::NamespaceNotFound => "namespace_not_found",
             Error::Kube { .. } => "kube",
             Error::UnexpectedOutcome(_) => "unexpected_outcome",
@@ -110,15 +144,39 @@ pub fn outcome_label(outcome: &Outcome) -> &'static str {
     }
 }
 
+/// The operation of a request, for logs and metrics.
+pub fn operation_label(request: &rules::Request) -> &'static str {
+    match request {
+        rules::Request::Acquire { .. } => "acquire",
+        rules::Request::Renew { .. } => "renew",
+        rules::Request::Release { .. } => "release",
+        rules::Request::Expire => "expire",
+    }
+}
+
 pub struct Leases {
     client: Client,
     cache: Arc<LeaseCache>,
     metrics: Arc<Metrics>,
+    /// One permit per request that is writing to kube-apiserver.
+    write_slots: Semaphore,
+    limit: WriteLimit,
+    /// Requests shed since the last warning, and when that was.
+    shed_unreported: AtomicU64,
+    last_shed_warning: Mutex<Option<Instant>>,
 }
 
 impl Leases {
-    pub fn new(client: Client, cache: Arc<LeaseCache>, metrics: Arc<Metrics>) -> Self {
-        Self { client, cache, metrics }
+    pub fn new(client: Client, cache: Arc<LeaseCache>, metrics: Arc<Metrics>, limit: WriteLimit) -> Self {
+        Self {
+            client,
+            cache,
+            metrics,
+            write_slots: Semaphore::new(limit.max_concurrent),
+            limit,
+            shed_unreported: AtomicU64::new(0),
+            last_shed_warning: Mutex::new(None),
+        }
     }
 
     /// Applies one request with conditional writes.
@@ -130,20 +188,26 @@ impl Leases {
     ///   lease (renew refused, release of an absent entry or a conflict) is
     ///   confirmed against a direct GET when it came from the cache.
     ///
+    /// - A request takes a write slot before its first write and keeps it to
+    ///   the end, so it is never shed half-way (after a create, before the
+    ///   grant). Answers that need no write take no slot.
+    ///
     /// # Errors
     /// [`Error::ForeignLease`] for another tenant's lease, [`Error::Contended`]
-    /// after [`MAX_ATTEMPTS`] conflicts, and kube-apiserver failures.
+    /// after [`MAX_ATTEMPTS`] conflicts, [`Error::Overloaded`] when no write
+    /// slot came in time (nothing was written), and kube-apiserver failures.
     pub async fn write(&self, w: &Write<'_>) -> Result<Outcome, Error> {
         let api: Api<BerthLease> = Api::namespaced(self.client.clone(), w.namespace);
         let mut current = self.cache.get(w.namespace, w.name);
         let mut fresh = false;
         let mut conflicts = 0;
+        let mut slot = None;
         // The generation this call created, if it did.
         let mut created = None;
         loop {
             let lease = match (current.take(), &w.create) {
                 (Some(lease), _) => lease,
-                (None, Some(spec)) => match self.create(&api, w, spec).await? {
+                (None, Some(spec)) => match self.create_in_slot(&mut slot, &api, w, spec).await? {
                     Some(lease) => {
                         created = lease.metadata.generation;
                         Arc::new(lease)
@@ -180,6 +244,9 @@ impl Leases {
                 // just created: record it, so the operator does not repeat it
                 // after the holder has perhaps already released.
                 status.observed_generation = created;
+            }
+            if slot.is_none() {
+                slot = Some(self.write_slot(&w.request).await?);
             }
             if self.replace_status(&api, &lease, status).await? {
                 return Ok(decision.outcome);
@@ -241,6 +308,50 @@ impl Leases {
         let at = rules::next_change(&lease.spec, lease.status.as_ref()?, now)?;
         // `decide` treats an entry as live while now < expiresAt: wake just after.
         Some(Instant::now() + (at - now).to_std().unwrap_or_default() + Duration::from_millis(1))
+    }
+
+    /// A write slot, or [`Error::Overloaded`] when none is free within the queue timeout.
+    async fn write_slot(&self, request: &rules::Request<'_>) -> Result<SemaphorePermit<'_>, Error> {
+        match tokio::time::timeout(self.limit.queue_timeout, self.write_slots.acquire()).await {
+            Ok(permit) => Ok(permit.expect("the write semaphore is never closed")),
+            Err(_) => {
+                self.shed(operation_label(request));
+                Err(Error::Overloaded)
+            }
+        }
+    }
+
+    /// Counts a shed request, and warns at most every [`SHED_WARN_INTERVAL`].
+    fn shed(&self, operation: &'static str) {
+        self.metrics.shed(operation);
+        self.shed_unreported.fetch_add(1, Ordering::Relaxed);
+        let mut last = self.last_shed_warning.lock().expect("shed warning lock");
+        if last.is_some_and(|at| at.elapsed() < SHED_WARN_INTERVAL) {
+            tracing::debug!(operation, "no write slot in time: answered 503");
+            return;
+        }
+        *last = Some(Instant::now());
+        let shed = self.shed_unreported.swap(0, Ordering::Relaxed);
+        tracing::warn!(
+            shed,
+            max_concurrent_writes = self.limit.max_concurrent,
+            queue_timeout_ms = self.limit.queue_timeout.as_millis() as u64,
+            "overloaded: requests found no write slot in time and were answered 503"
+        );
+    }
+
+    /// [`Leases::create`] after taking a write slot, unless `slot` holds one already.
+    async fn create_in_slot<'s>(
+        &'s self,
+        slot: &mut Option<SemaphorePermit<'s>>,
+        api: &Api<BerthLease>,
+        w: &Write<'_>,
+        spec: &CreateSpec,
+    ) -> Result<Option<BerthLease>, Error> {
+        if slot.is_none() {
+            *slot = Some(self.write_slot(&w.request).await?);
+        }
+        self.create(api, w, spec).await
     }
 
     async fn read(&self, api: &Api<BerthLease>, name: &str) -> Result<Option<Arc<BerthLease>>, Error> {

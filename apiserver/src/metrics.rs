@@ -38,6 +38,14 @@ pub struct Metrics {
     /// Writes against kube-apiserver, by verb and result (`conflict` counts 409s).
     pub kube_writes: Family<WriteLabels, Counter>,
     pub cached_leases: Gauge,
+    /// Requests answered 503 because no write slot came within the queue timeout.
+    pub shed_requests: Family<ShedLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ShedLabels {
+    /// `acquire`, `renew` or `release`.
+    pub operation: &'static str,
 }
 
 fn request_histogram() -> Histogram {
@@ -64,7 +72,13 @@ impl Default for Metrics {
             kube_writes.clone(),
         );
         registry.register("cached_leases", "BerthLeases in the informer cache", cached_leases.clone());
-        Self { registry, requests, lease_outcomes, kube_writes, cached_leases }
+        let shed_requests = Family::<ShedLabels, Counter>::default();
+        registry.register(
+            "shed_requests",
+            "Requests answered 503 because no write slot to kube-apiserver came within the queue timeout",
+            shed_requests.clone(),
+        );
+        Self { registry, requests, lease_outcomes, kube_writes, cached_leases, shed_requests }
     }
 }
 
@@ -75,6 +89,10 @@ impl Metrics {
 
     pub fn write(&self, verb: &'static str, result: &'static str) {
         self.kube_writes.get_or_create(&WriteLabels { verb, result }).inc();
+    }
+
+    pub fn shed(&self, operation: &'static str) {
+        self.shed_requests.get_or_create(&ShedLabels { operation }).inc();
     }
 
     /// The OpenMetrics text exposition.

@@ -23,7 +23,11 @@ fn common_errors() -> Value {
         "403": error_response("`not authorized for this namespace`, `holder not authorized for this identity`, or another tenant's lease"),
         "413": error_response("`request body must be at most 4096 bytes`"),
         "500": {"description": "`{\"error\":\"internal error\",\"requestId\":…}`", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
-        "503": error_response("Too many concurrent writes to this lease; retry"),
+        "503": {
+            "description": "`too many concurrent writes to this lease, retry` (every conditional write met a conflict), or, an extension of the core API, `overloaded, retry later` with `Retry-After: 1`: no write slot to kube-apiserver came within `--write-queue-timeout`, and nothing was written",
+            "headers": {"Retry-After": {"description": "Seconds to wait before retrying; sent with `overloaded, retry later`", "schema": {"type": "integer"}}},
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+        },
     })
 }
 

@@ -326,6 +326,12 @@ async fn health_and_openapi_need_no_key_and_the_document_lists_every_route() {
     for (path, method) in routes {
         assert!(paths.get(&path).and_then(|p| p.get(method)).is_some(), "{method} {path} missing");
     }
+    // The write routes document the overload answer and its Retry-After.
+    for verb in ["acquire", "renew", "release"] {
+        let overloaded = &doc.json["paths"][format!("{lease}/{verb}")]["post"]["responses"]["503"];
+        assert!(overloaded["description"].as_str().unwrap().contains("overloaded, retry later"), "{verb}");
+        assert!(overloaded["headers"].get("Retry-After").is_some(), "{verb}: {overloaded}");
+    }
     // Every schema reference resolves.
     let text = doc.json.to_string();
     for reference in text.split("\"$ref\":\"#/components/schemas/").skip(1) {
@@ -512,7 +518,10 @@ fn app_on(
     let keys = std::sync::Arc::new(berth_apiserver::auth::KeySet::parse(&keys).unwrap());
     let (shutdown_tx, shutdown) = tokio::sync::watch::channel(false);
     let metrics = std::sync::Arc::new(berth_apiserver::metrics::Metrics::default());
-    (berth_apiserver::App::start(client, namespaces, keys.clone(), keys, metrics, shutdown), shutdown_tx)
+    (
+        berth_apiserver::App::start(client, namespaces, keys.clone(), keys, metrics, shutdown, Default::default()),
+        shutdown_tx,
+    )
 }
 
 async fn oneshot(

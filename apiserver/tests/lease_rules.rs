@@ -312,6 +312,7 @@ async fn sse_watch_sends_a_comment_line_as_keep_alive() {
         h.app.resolver.clone(),
         h.app.metrics.clone(),
         h.app.shutdown.clone(),
+        Default::default(),
     );
     std::sync::Arc::get_mut(&mut app).expect("sole owner").keep_alive = Duration::from_millis(200);
     for _ in 0..300 {

@@ -93,6 +93,81 @@ async fn whole_lifecycle_over_https_with_takeover_after_expiry() {
     assert!(!log.contains(&key), "the key leaked into the log");
 }
 
+#[tokio::test]
+async fn writes_beyond_the_limit_are_shed_with_503_and_retry_after_and_write_nothing() {
+    const LEASES: usize = 24;
+    let ns = TestNamespace::new("proc-shed").await;
+    let limits = ["--max-concurrent-writes=1", "--write-queue-timeout=1ms"];
+    let server = ApiServer::start(vec![Tenant::new("east", &[&ns.name])], &[&ns.name], &limits);
+    let client = https_client(&server.ca_file);
+    let key = server.key("east").to_owned();
+    let api = ns.api::<BerthLease>();
+    // One at a time, nothing waits for the single write slot.
+    let mut granted = Vec::new();
+    for i in 0..LEASES {
+        let name = format!("shed-{i}");
+        let (status, body) = post_json(
+            &client,
+            &url(&server, &ns.name, &name, "acquire"),
+            &key,
+            &json!({"holder": "east/a", "ttlSeconds": 60}),
+        )
+        .await;
+        assert_eq!((status, body["acquired"].as_bool()), (200, Some(true)), "{name}: {body}");
+        granted.push((name, body["expiresAt"].as_str().unwrap().to_owned()));
+    }
+
+    // All renews at once: one writes, the others get 1 ms to find the slot free.
+    let (mut renewed, mut shed) = (0, 0);
+    for _round in 0..5 {
+        let mut versions = HashMap::new();
+        for (name, _) in &granted {
+            versions.insert(name.clone(), api.get(name).await.unwrap().metadata.resource_version);
+        }
+        let renews = granted.iter().map(|(name, _)| {
+            let request = client
+                .post(url(&server, &ns.name, name, "renew"))
+                .bearer_auth(&key)
+                .header("content-type", "application/json")
+                .body(json!({"holder": "east/a", "fencingToken": 1, "ttlSeconds": 120}).to_string())
+                .send();
+            async move {
+                let response = request.await.unwrap();
+                let retry_after = response.headers().get("retry-after").map(|v| v.to_str().unwrap().to_owned());
+                (response.status().as_u16(), retry_after, response.text().await.unwrap())
+            }
+        });
+        let answers = futures::future::join_all(renews).await;
+        for ((name, acquired_expiry), (status, retry_after, body)) in granted.iter().zip(answers) {
+            match status {
+                200 => {
+                    let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+                    assert_eq!((body["acquired"].as_bool(), body["fencingToken"].as_i64()), (Some(true), Some(1)));
+                    assert!(body["expiresAt"].as_str().unwrap() > acquired_expiry.as_str(), "{name}: {body}");
+                    renewed += 1;
+                }
+                503 => {
+                    assert_eq!(body, r#"{"error":"overloaded, retry later"}"#, "{name}");
+                    assert_eq!(retry_after.as_deref(), Some("1"), "{name}");
+                    let now = api.get(name).await.unwrap().metadata.resource_version;
+                    assert_eq!(now, versions[name], "{name}: a shed renew wrote");
+                    shed += 1;
+                }
+                other => panic!("{name}: status {other}: {body}"),
+            }
+        }
+        if renewed > 0 && shed > 0 {
+            break;
+        }
+    }
+    assert!(renewed > 0 && shed > 0, "renewed {renewed}, shed {shed}");
+
+    let metrics = client.get(format!("{}/metrics", server.metrics_url)).send().await.unwrap().text().await.unwrap();
+    let counted = format!(r#"berth_apiserver_shed_requests_total{{operation="renew"}} {shed}"#);
+    assert!(metrics.contains(&counted), "{counted} missing from:\n{metrics}");
+    assert!(server.log().contains("overloaded"), "no warning in the log");
+}
+
 /// Sends a plain-HTTP request to the TLS port and returns whatever comes back.
 fn plain_http_exchange(base: &str) -> Vec<u8> {
     let addr = base.strip_prefix("https://").unwrap();

@@ -70,6 +70,7 @@ impl Harness {
             keys,
             Arc::new(Metrics::default()),
             shutdown,
+            Default::default(),
         );
         for _ in 0..300 {
             if app.cache.is_ready() {
