@@ -223,6 +223,22 @@ func TestErrorRequestIDFromHeader(t *testing.T) {
 	}
 }
 
+func TestOverloadedAnswerCarriesRetryAfter(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Retry-After", "1")
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = io.WriteString(w, `{"error":"overloaded, retry later"}`)
+	}))
+	defer srv.Close()
+	_, err := New(srv.URL).Renew(t.Context(), "a", "b", "a", 1, time.Minute)
+	var apiErr *APIError
+	if !errors.As(err, &apiErr) || apiErr.StatusCode != 503 || apiErr.RetryAfter != time.Second ||
+		apiErr.Message != "overloaded, retry later" {
+		t.Fatalf("err = %#v", err)
+	}
+}
+
 func TestDurationsAreSentAsWholeSeconds(t *testing.T) {
 	cases := map[time.Duration]int32{
 		1500 * time.Millisecond:                       1,

@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
+	"time"
 )
 
 // Sentinels for the status codes of API.md. An [*APIError] matches the one
@@ -34,6 +36,11 @@ type APIError struct {
 	Message string
 	// RequestID is the X-Request-Id of the answer, for the apiserver's log.
 	RequestID string
+	// RetryAfter is the answer's Retry-After in seconds, or zero. An
+	// overloaded apiserver answers 503 "overloaded, retry later" with
+	// Retry-After: 1; a [Keeper] waits that long before its next renew
+	// when the wait ends before its deadline.
+	RetryAfter time.Duration
 }
 
 // Error reads "client: <status> <text>: <message>".
@@ -70,6 +77,10 @@ func (e *APIError) Is(target error) bool {
 func newAPIError(resp *http.Response) *APIError {
 	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	e := &APIError{StatusCode: resp.StatusCode, RequestID: resp.Header.Get("X-Request-Id")}
+	// Delay-seconds only; the HTTP-date form is ignored.
+	if s, err := strconv.ParseUint(strings.TrimSpace(resp.Header.Get("Retry-After")), 10, 31); err == nil {
+		e.RetryAfter = time.Duration(s) * time.Second
+	}
 	var body struct {
 		Error     string `json:"error"`
 		RequestID string `json:"requestId"`

@@ -78,6 +78,20 @@ func (cfg KeeperConfig) retryInterval() time.Duration {
 	return min(max(cfg.RenewInterval/4, 50*time.Millisecond), time.Second)
 }
 
+// retryAfter is the pause before retrying a renew that failed with err at
+// now: the server's Retry-After when it ends before the (signalled) deadline
+// and is longer than [KeeperConfig.retryInterval], else retryInterval. A
+// Retry-After that would pass the deadline is not honoured, so that the
+// lease is not given up.
+func (cfg KeeperConfig) retryAfter(err error, now, deadline time.Time) time.Duration {
+	pause := cfg.retryInterval()
+	var apiErr *APIError
+	if errors.As(err, &apiErr) && apiErr.RetryAfter > pause && now.Add(apiErr.RetryAfter).Before(deadline) {
+		pause = apiErr.RetryAfter
+	}
+	return pause
+}
+
 // signalLead is how much before the local deadline a loss is signalled:
 // 10 ms, or half the margin when that is less.
 func (cfg KeeperConfig) signalLead() time.Duration {
@@ -376,7 +390,7 @@ func (k *Keeper) run(parent context.Context, sent time.Time) {
 				renewTimer.Reset(cfg.retryInterval())
 			case outcome.err != nil:
 				lastErr = outcome.err
-				renewTimer.Reset(cfg.retryInterval())
+				renewTimer.Reset(cfg.retryAfter(outcome.err, now, k.Deadline().Add(-lead)))
 			case !outcome.res.Acquired:
 				k.lose(fmt.Errorf("%w: renew refused, current holder %q", ErrLeaseLost, outcome.res.Holder), true)
 				return

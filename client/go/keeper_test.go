@@ -130,6 +130,32 @@ func TestKeeperRetriesFailedRenewsUntilDeadline(t *testing.T) {
 	}
 }
 
+func TestKeeperHonoursRetryAfterOnlyBeforeTheDeadline(t *testing.T) {
+	clk := newFakeClock()
+	t0 := clk.Now()
+	api := newFakeAPI(7)
+	k := startKeeper(t, api, clk)
+	overloaded := func(d time.Duration) renewReply {
+		return renewReply{err: &APIError{StatusCode: 503, Message: "overloaded, retry later", RetryAfter: d}}
+	}
+
+	// At t0+3s, Retry-After: 2s ends well before the deadline (t0+9s): honoured.
+	clk.Advance(3 * time.Second)
+	api.nextRenew(t).reply <- overloaded(2 * time.Second)
+	clk.waitTimer(t, t0.Add(5*time.Second))
+	clk.Advance(2 * time.Second)
+	// At t0+5s, Retry-After: 4s would end at the deadline: the usual 750 ms instead.
+	api.nextRenew(t).reply <- overloaded(4 * time.Second)
+	clk.waitTimer(t, t0.Add(5750*time.Millisecond))
+	clk.Advance(750 * time.Millisecond)
+	api.nextRenew(t).reply <- granted(7)
+	want := t0.Add(5750*time.Millisecond + 9*time.Second)
+	eventually(t, "deadline from the retry", func() bool { return k.Deadline().Equal(want) })
+	if !k.Held() {
+		t.Fatal("should hold")
+	}
+}
+
 func TestKeeperAbandonsAHungRenewAndRetries(t *testing.T) {
 	clk := newFakeClock()
 	t0 := clk.Now()

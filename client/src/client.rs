@@ -388,10 +388,11 @@ async fn check_status(response: reqwest::Response, expected: StatusCode) -> Resu
     if status == expected {
         return Ok(response);
     }
-    let request_id = response.headers().get("x-request-id").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let (request_id, retry_after) = (header("x-request-id"), header("retry-after"));
     let context = format!("reading the answer to {}", response.url().path());
     let body = response.bytes().await.map_err(|e| Error::transport(&context, e))?;
-    Err(Error::from_status(status.as_u16(), &body, request_id))
+    Err(Error::from_status(status.as_u16(), &body, request_id, retry_after.as_deref()))
 }
 
 async fn expect_status(response: reqwest::Response, expected: StatusCode) -> Result<Vec<u8>, Error> {

@@ -1,5 +1,7 @@
 //! The one error type of this crate.
 
+use std::time::Duration;
+
 use berth_api::wire::AcquireResponse;
 
 /// Everything a call can fail with. Each HTTP answer that is not a success
@@ -26,10 +28,12 @@ pub enum Error {
     /// 400 or 413 from the server, or a name this client refuses to put in a URL.
     #[error("invalid request: {0}")]
     InvalidRequest(String),
-    /// Any other status, typically a 5xx. `request_id` is the server's
-    /// `X-Request-Id`, to look the failure up in its log.
+    /// Any other status, typically a 5xx: transient, worth retrying.
+    /// `request_id` is the server's `X-Request-Id`, to look the failure up in
+    /// its log; `retry_after` its `Retry-After` in seconds, if any (an
+    /// overloaded apiserver answers 503 with `Retry-After: 1`).
     #[error("server error {status}: {message}{}", request_id_suffix(.request_id))]
-    Server { status: u16, message: String, request_id: Option<String> },
+    Server { status: u16, message: String, request_id: Option<String>, retry_after: Option<Duration> },
     /// The request did not get an HTTP answer: connection refused, TLS
     /// failure, timeout, or a stream that broke off.
     #[error("{message}")]
@@ -63,9 +67,18 @@ impl Error {
         }
     }
 
-    /// Maps a non-success status and its body to a variant. The body is
-    /// `{"error": "..."}` per API.md; anything else is shown as text.
-    pub(crate) fn from_status(status: u16, body: &[u8], request_id: Option<String>) -> Self {
+    /// How long the server asked to wait before retrying (`Retry-After`).
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Error::Server { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
+    /// Maps a non-success status, its body and its `Retry-After` header to a
+    /// variant. The body is `{"error": "..."}` per API.md; anything else is
+    /// shown as text.
+    pub(crate) fn from_status(status: u16, body: &[u8], request_id: Option<String>, retry_after: Option<&str>) -> Self {
         let message = match serde_json::from_slice::<berth_api::wire::ErrorBody>(body) {
             Ok(body) => body.error,
             Err(_) => {
@@ -79,7 +92,7 @@ impl Error {
             403 => Error::Forbidden(message),
             404 => Error::NotFound(message),
             409 => Error::Conflict(message),
-            _ => Error::Server { status, message, request_id },
+            _ => Error::Server { status, message, request_id, retry_after: retry_after.and_then(parse_retry_after) },
         }
     }
 
@@ -89,6 +102,11 @@ impl Error {
     pub(crate) fn transport(context: &str, source: reqwest::Error) -> Self {
         Error::Transport { message: format!("{context}: {}", describe_transport(&source)), source: Some(source) }
     }
+}
+
+/// `Retry-After` in delay-seconds; the HTTP-date form is ignored.
+fn parse_retry_after(value: &str) -> Option<Duration> {
+    value.trim().parse::<u32>().ok().map(|s| Duration::from_secs(s.into()))
 }
 
 fn not_acquired_message(current: &AcquireResponse) -> String {
@@ -180,7 +198,7 @@ mod tests {
             (500, "server"),
         ];
         for (status, label) in cases {
-            let err = Error::from_status(status, body, None);
+            let err = Error::from_status(status, body, None, None);
             assert_eq!(err.metric_label(), label, "{status}");
             assert!(err.to_string().contains("lease not found"), "{err}");
         }
@@ -189,14 +207,25 @@ mod tests {
     #[test]
     fn server_error_shows_the_request_id() {
         let body = br#"{"error":"internal error","requestId":"abc"}"#;
-        let err = Error::from_status(500, body, Some("abc".into()));
+        let err = Error::from_status(500, body, Some("abc".into()), None);
         assert_eq!(err.to_string(), "server error 500: internal error (request id abc)");
     }
 
     #[test]
+    fn retry_after_in_seconds_is_kept_for_server_errors_only() {
+        let body = br#"{"error":"overloaded, retry later"}"#;
+        let overloaded = Error::from_status(503, body, None, Some("1"));
+        assert_eq!(overloaded.retry_after(), Some(Duration::from_secs(1)));
+        assert_eq!(overloaded.to_string(), "server error 503: overloaded, retry later");
+        let date = Error::from_status(503, body, None, Some("Wed, 21 Oct 2026 07:28:00 GMT"));
+        assert_eq!(date.retry_after(), None);
+        assert_eq!(Error::from_status(409, body, None, Some("1")).retry_after(), None);
+    }
+
+    #[test]
     fn non_json_error_body_is_shown_as_text() {
-        assert_eq!(Error::from_status(503, b"not ready\n", None).to_string(), "server error 503: not ready");
-        assert_eq!(Error::from_status(502, b"", None).to_string(), "server error 502: HTTP 502");
+        assert_eq!(Error::from_status(503, b"not ready\n", None, None).to_string(), "server error 503: not ready");
+        assert_eq!(Error::from_status(502, b"", None, None).to_string(), "server error 502: HTTP 502");
     }
 
     #[test]

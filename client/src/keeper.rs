@@ -164,6 +164,16 @@ impl Schedule {
     pub fn retry(&self, now: Instant, deadline: Instant) -> Instant {
         (now + (self.heartbeat / 4).clamp(Duration::from_millis(50), Duration::from_secs(1))).min(deadline)
     }
+
+    /// [`Self::retry`], unless the server asked to wait (`Retry-After`) and
+    /// that wait ends before the deadline: then after that wait. A wait that
+    /// would pass the deadline is not honoured, so the lease is not given up.
+    pub fn retry_after(&self, now: Instant, retry_after: Option<Duration>, deadline: Instant) -> Instant {
+        match retry_after.map(|wait| now + wait) {
+            Some(at) if at < deadline => at.max(self.retry(now, deadline)),
+            _ => self.retry(now, deadline),
+        }
+    }
 }
 
 /// Holds a lease in the background: acquires it, renews it every heartbeat,
@@ -370,7 +380,7 @@ impl Task {
                 ) => return self.lose(Loss::Rejected(e.to_string())),
                 Err(e) => {
                     tracing::warn!(lease = %self.options.name, error = %e, "renew failed; retrying until the deadline");
-                    next = self.schedule.retry(Instant::now(), deadline);
+                    next = self.schedule.retry_after(Instant::now(), e.retry_after(), deadline);
                 }
             }
         }
@@ -465,6 +475,22 @@ mod tests {
         let now = Instant::now();
         assert_eq!(schedule.retry(now, now + S(20)), now + S(1));
         assert_eq!(schedule.retry(now, now + Duration::from_millis(300)), now + Duration::from_millis(300));
+    }
+
+    #[test]
+    fn retry_after_is_honoured_only_when_it_ends_before_the_deadline() {
+        let schedule = Schedule::new(S(30), S(3), S(10));
+        let now = Instant::now();
+        // An overloaded apiserver's Retry-After: 1 fits a 20 s window.
+        assert_eq!(schedule.retry_after(now, Some(S(2)), now + S(20)), now + S(2));
+        // Shorter than the usual pause: the usual pause.
+        assert_eq!(schedule.retry_after(now, Some(S(0)), now + S(20)), now + S(1));
+        // It would pass the deadline: retry as usual instead of losing the lease.
+        assert_eq!(schedule.retry_after(now, Some(S(5)), now + S(4)), now + S(1));
+        assert_eq!(schedule.retry_after(now, Some(S(1)), now + S(1)), now + S(1));
+        let close = now + Duration::from_millis(300);
+        assert_eq!(schedule.retry_after(now, Some(S(1)), close), close);
+        assert_eq!(schedule.retry_after(now, None, now + S(20)), now + S(1));
     }
 
     #[test]
