@@ -8,7 +8,7 @@ use berth_api::crd::{AppliedAction, TargetRef};
 use berth_api::rules::{Outcome, is_held};
 use berth_api::{BerthLease, BerthLeaseStatus};
 use chrono::Utc;
-use futures::StreamExt;
+use futures::{Stream, StreamExt};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::authorization::v1::{ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
@@ -16,8 +16,9 @@ use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::core::NamespaceResourceScope;
 use kube::runtime::controller::{Action, Error as ControllerError};
 use kube::runtime::events::{Event, EventType, Recorder};
-use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::{Controller, watcher};
+use kube::runtime::reflector::store::Writer;
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{Controller, WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
 
@@ -374,8 +375,9 @@ where
     let mut controllers = Vec::new();
     for scope in scopes {
         let client = ctx.client.clone();
-        let mut controller = Controller::new(scoped::<BerthLease>(&client, &scope), watcher::Config::default());
-        let store = controller.store();
+        let (store, writer) = reflector::store();
+        let leases = watcher(scoped::<BerthLease>(&client, &scope), watcher::Config::default());
+        let mut controller = Controller::for_stream(cached_leases(leases, writer), store.clone());
         for kind in TargetKind::ALL {
             if !may_watch(&client, &scope, kind).await {
                 tracing::warn!(
@@ -426,6 +428,23 @@ where
     });
     futures::future::join_all(controllers).await;
     ready.abort();
+}
+
+/// The controller's trigger for one scope: every BerthLease the watch sees,
+/// cached in `writer`'s store the way `Controller::new` would, but without
+/// `metadata.managedFields`.
+///
+/// # Caveats
+/// managedFields were about half of each cached lease, and nothing in the
+/// operator reads them. Status writes send none (see [`write_status`]), and
+/// kube-apiserver keeps the stored ones when a write omits them (for the
+/// `/status` subresource it always keeps them), so ownership on the server is
+/// unaffected; `tests/operator.rs` checks that other managers survive.
+pub fn cached_leases<S>(events: S, writer: Writer<BerthLease>) -> impl Stream<Item = Result<BerthLease, watcher::Error>>
+where
+    S: Stream<Item = watcher::Result<watcher::Event<BerthLease>>> + Send + 'static,
+{
+    events.modify(|lease| lease.metadata.managed_fields = None).reflect(writer).applied_objects()
 }
 
 /// Asks kube-apiserver (SelfSubjectAccessReview) whether this identity may
@@ -488,5 +507,46 @@ where
             })
             .map(|lease| ObjectRef::from_obj(&**lease))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use berth_api::BerthLeaseSpec;
+    use futures::executor::block_on;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
+    use kube::runtime::watcher::Event;
+
+    use super::*;
+
+    fn lease(name: &str, version: &str) -> BerthLease {
+        let mut lease = BerthLease::new(name, BerthLeaseSpec::default());
+        lease.metadata.namespace = Some("ns".into());
+        lease.metadata.resource_version = Some(version.into());
+        lease.metadata.managed_fields =
+            Some(vec![ManagedFieldsEntry { manager: Some("berth-apiserver".into()), ..Default::default() }]);
+        lease
+    }
+
+    #[test]
+    fn cached_and_triggered_leases_carry_no_managed_fields() {
+        let (store, writer) = reflector::store();
+        let events = futures::stream::iter([
+            Ok(Event::Init),
+            Ok(Event::InitApply(lease("a", "1"))),
+            Ok(Event::InitDone),
+            Ok(Event::Apply(lease("b", "2"))),
+            Ok(Event::Apply(lease("a", "3"))),
+        ]);
+        let triggered: Vec<BerthLease> =
+            block_on(cached_leases(events, writer).collect::<Vec<_>>()).into_iter().map(Result::unwrap).collect();
+        let names: Vec<_> = triggered.iter().map(|l| (l.name_any(), l.resource_version().unwrap())).collect();
+        assert_eq!(names, [("a".into(), "1".into()), ("b".into(), "2".into()), ("a".into(), "3".to_owned())]);
+        assert!(triggered.iter().all(|l| l.metadata.managed_fields.is_none()));
+        let cached = store.state();
+        assert_eq!(cached.len(), 2);
+        assert!(cached.iter().all(|l| l.metadata.managed_fields.is_none()));
+        let a = store.get(&ObjectRef::new("a").within("ns")).unwrap();
+        assert_eq!(a.resource_version().as_deref(), Some("3"));
     }
 }

@@ -168,6 +168,35 @@ async fn grant_and_expiry_with_a_cronjob_target_cost_one_status_write_each() {
 }
 
 #[tokio::test]
+async fn leases_are_cached_without_managed_fields() {
+    use kube::runtime::{reflector, watcher};
+
+    let ns = TestNamespace::new("op-cache").await;
+    create_lease(&ns, "plain", json!({})).await;
+    acquire(&ns, "plain", "worker", 60).await;
+    let stored = get_lease(&ns, "plain").await;
+    assert!(stored.metadata.managed_fields.is_some_and(|m| m.len() >= 2), "kube-apiserver tracks the writers");
+
+    // The operator's trigger stream, on the real watch of this namespace.
+    let (store, writer) = reflector::store();
+    let events = watcher(ns.api::<BerthLease>(), watcher::Config::default());
+    let leases = berth_operator::controller::cached_leases(events, writer);
+    let (seen_tx, mut seen) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(leases.for_each(move |lease| {
+        let _ = seen_tx.send(lease.expect("a watch event"));
+        std::future::ready(())
+    }));
+    let triggered = tokio::time::timeout(SOON, seen.recv()).await.expect("the watch answers").unwrap();
+    assert_eq!(triggered.name_any(), "plain");
+    assert_eq!(triggered.metadata.managed_fields, None);
+    tokio::time::timeout(SOON, store.wait_until_ready()).await.expect("the store fills").unwrap();
+    let cached = store.state();
+    assert_eq!(cached.len(), 1);
+    assert_eq!(cached[0].metadata.managed_fields, None);
+    assert_eq!(cached[0].status, stored.status, "everything else is kept");
+}
+
+#[tokio::test]
 async fn released_lease_suspends_cronjob() {
     let ns = TestNamespace::new("op-release").await;
     let _operator = Operator::start(&ns.name, &[]);
