@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 pub mod crd;
+pub mod duration;
 pub mod rules;
 pub mod time;
 pub mod wire;

@@ -6,8 +6,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context;
+use berth_api::duration::parse as parse_duration;
 use berth_apiserver::leases::WriteLimit;
-use berth_apiserver::serve::{self, parse_addr, parse_duration};
+use berth_apiserver::serve::{self, parse_addr};
 use clap::{Parser, ValueEnum};
 
 /// Berth's HTTPS lease API. Leases are BerthLease objects: every acquire,

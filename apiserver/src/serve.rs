@@ -77,39 +77,6 @@ pub fn parse_addr(s: &str) -> Result<SocketAddr, std::net::AddrParseError> {
     }
 }
 
-/// A duration flag: `2s`, `500ms`, `1m30s`, `1h`, or a bare number of seconds
-/// (the grammar of the `berth` CLI's durations).
-pub fn parse_duration(input: &str) -> Result<Duration, String> {
-    let text = input.trim();
-    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
-        return text.parse().map(Duration::from_secs).map_err(|_| format!("duration {input:?} is too large"));
-    }
-    let too_large = || format!("duration {input:?} is too large");
-    let mut total = Duration::ZERO;
-    let mut rest = text;
-    if rest.is_empty() {
-        return Err("a duration is required, e.g. 2s or 500ms".to_owned());
-    }
-    while !rest.is_empty() {
-        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-        let unit_len = rest[digits..].bytes().take_while(u8::is_ascii_alphabetic).count();
-        if digits == 0 || unit_len == 0 {
-            return Err(format!("invalid duration {input:?}: expected e.g. 2s, 500ms, 1m30s"));
-        }
-        let number: u64 = rest[..digits].parse().map_err(|_| too_large())?;
-        let part = match &rest[digits..digits + unit_len] {
-            "h" => number.checked_mul(3600).map(Duration::from_secs),
-            "m" => number.checked_mul(60).map(Duration::from_secs),
-            "s" => Some(Duration::from_secs(number)),
-            "ms" => Some(Duration::from_millis(number)),
-            unit => return Err(format!("invalid duration {input:?}: unknown unit {unit:?} (use h, m, s or ms)")),
-        };
-        total = part.and_then(|p| total.checked_add(p)).ok_or_else(too_large)?;
-        rest = &rest[digits + unit_len..];
-    }
-    Ok(total)
-}
-
 /// rustls with the ring provider, TLS 1.2 and 1.3, HTTP/1.1.
 ///
 /// # Errors
@@ -231,20 +198,4 @@ pub async fn run(config: Config) -> Result<(), Error> {
     }
     tracing::info!("stopped");
     served.map_err(Error::Serve)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations_take_units_compounds_and_bare_seconds() {
-        let ok = [("2s", 2000), ("1ms", 1), ("1m30s", 90_000), ("1h", 3_600_000), ("3", 3000), (" 500ms ", 500)];
-        for (text, ms) in ok {
-            assert_eq!(parse_duration(text), Ok(Duration::from_millis(ms)), "{text:?}");
-        }
-        for bad in ["", "s", "2 s", "2x", "1.5s", "-1s", "2s3", "99999999999999999999h"] {
-            assert!(parse_duration(bad).is_err(), "{bad:?}");
-        }
-    }
 }

@@ -44,7 +44,7 @@ pub struct Global {
     #[arg(short, long, value_enum, default_value_t = Format::Table, global = true)]
     pub output: Format,
     /// Time one request may take, e.g. 10s
-    #[arg(long, value_parser = crate::duration::parse, default_value = "10s", global = true)]
+    #[arg(long, value_parser = berth_api::duration::parse, default_value = "10s", global = true)]
     pub timeout: Duration,
 }
 
@@ -102,7 +102,7 @@ pub enum LeaseCommand {
         #[arg(long)]
         token: i32,
         /// TTL to renew for, e.g. 30s
-        #[arg(long, value_parser = crate::duration::parse, default_value = "30s")]
+        #[arg(long, value_parser = berth_api::duration::parse, default_value = "30s")]
         ttl: Duration,
     },
     /// Release a lease. Without --holder and --token, the caller's own holder
@@ -136,10 +136,10 @@ pub enum LeaseCommand {
         #[command(flatten)]
         grant: GrantArgs,
         /// After SIGTERM on loss, how long the command has before SIGKILL
-        #[arg(long, value_parser = crate::duration::parse, default_value = "10s")]
+        #[arg(long, value_parser = berth_api::duration::parse, default_value = "10s")]
         grace: Duration,
         /// Give up this much before `renew sent + ttl` (default: ttl/10, between 250ms and 5s)
-        #[arg(long, value_parser = crate::duration::parse)]
+        #[arg(long, value_parser = berth_api::duration::parse)]
         margin: Option<Duration>,
         /// The command and its arguments, after `--`
         #[arg(last = true, required = true, value_name = "COMMAND")]
@@ -157,10 +157,10 @@ pub struct HolderArgs {
 #[derive(Debug, Args)]
 pub struct GrantArgs {
     /// TTL of the grant, e.g. 30s
-    #[arg(long, value_parser = crate::duration::parse, default_value = "30s")]
+    #[arg(long, value_parser = berth_api::duration::parse, default_value = "30s")]
     pub ttl: Duration,
     /// Wait this long for the lease when someone else holds it, e.g. 1m
-    #[arg(long, value_parser = crate::duration::parse)]
+    #[arg(long, value_parser = berth_api::duration::parse)]
     pub wait: Option<Duration>,
 }
 

@@ -11,9 +11,9 @@ use futures::StreamExt;
 use serde::Serialize;
 
 use crate::args::{Global, GrantArgs, HolderArgs};
-use crate::duration::whole_seconds;
 use crate::exit::CliError;
 use crate::output::{self, Format};
+use berth_api::duration::whole_seconds;
 
 /// The version of the REST API this build speaks.
 pub const API_VERSION: &str = "v1alpha1";

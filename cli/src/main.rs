@@ -6,7 +6,6 @@
 
 mod args;
 mod commands;
-mod duration;
 mod exit;
 mod hold;
 mod output;

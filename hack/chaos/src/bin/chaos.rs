@@ -17,7 +17,7 @@ use clap::Parser;
 #[derive(Parser, Debug)]
 struct Args {
     /// How long faults are injected: `90s`, `10m`, `1h` (plain numbers are seconds).
-    #[arg(long, default_value = "10m", value_parser = parse_duration)]
+    #[arg(long, default_value = "10m", value_parser = berth_api::duration::parse)]
     duration: Duration,
     /// Contender processes, spread over the 3 apiserver replicas.
     #[arg(long, default_value_t = 20)]
@@ -40,17 +40,6 @@ struct Args {
     /// Run nothing: check the history already recorded in --run-dir again.
     #[arg(long)]
     check_only: bool,
-}
-
-fn parse_duration(text: &str) -> Result<Duration, String> {
-    let (number, unit) = text.trim().split_at(text.trim().find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len()));
-    let n: u64 = number.parse().map_err(|_| format!("{text:?} is not a duration like 90s or 10m"))?;
-    match unit {
-        "" | "s" => Ok(Duration::from_secs(n)),
-        "m" => Ok(Duration::from_secs(n * 60)),
-        "h" => Ok(Duration::from_secs(n * 3600)),
-        _ => Err(format!("{text:?}: the unit must be s, m or h")),
-    }
 }
 
 fn main() -> anyhow::Result<()> {

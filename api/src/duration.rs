@@ -1,5 +1,5 @@
-//! Durations on the command line: `30s`, `1m`, `1m30s`, `2h`, `500ms`, or a
-//! bare number of seconds.
+//! Durations in flags: `30s`, `1m`, `1m30s`, `2h`, `500ms`, or a bare number
+//! of seconds. One grammar for the CLI, the apiserver and the tools.
 
 use std::time::Duration;
 
@@ -56,6 +56,7 @@ mod tests {
         assert_eq!(parse("2h"), Ok(Duration::from_secs(7200)));
         assert_eq!(parse("1500ms"), Ok(Duration::from_millis(1500)));
         assert_eq!(parse("45"), Ok(Duration::from_secs(45)));
+        assert_eq!(parse(" 500ms "), Ok(Duration::from_millis(500)));
     }
 
     #[test]
@@ -65,6 +66,9 @@ mod tests {
         assert!(parse("3d").unwrap_err().contains("unknown unit \"d\""));
         assert!(parse("-5s").unwrap_err().contains("expected a number"));
         assert!(parse("99999999999999999999h").unwrap_err().contains("too large"));
+        for bad in ["s", "2 s", "2x", "1.5s", "2s3"] {
+            assert!(parse(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]
