@@ -96,6 +96,7 @@ impl LeaseCache {
                     let Some(cache) = cache.upgrade() else { return };
                     match event {
                         Ok(event) => {
+                            cache.caught_up(&event);
                             if matches!(event, watcher::Event::InitDone) {
                                 feed.synced.store(true, Ordering::Release);
                             }
@@ -159,6 +160,27 @@ impl LeaseCache {
         written.insert(key, Written { superseded, lease: Arc::new(lease) });
         drop(written);
         self.changes.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Drops the stand-in of a lease once the store shows a version its
+    /// write did not supersede (the write itself, or something newer). Without
+    /// this, every lease ever written keeps a second copy until it is read.
+    fn caught_up(&self, event: &watcher::Event<BerthLease>) {
+        // The version the store now shows: none after a delete (a create of
+        // ours, which superseded "no object", stays until its own event).
+        let (lease, shown) = match event {
+            watcher::Event::Apply(lease) | watcher::Event::InitApply(lease) => {
+                (lease, lease.metadata.resource_version.clone())
+            }
+            watcher::Event::Delete(lease) => (lease, None),
+            watcher::Event::Init | watcher::Event::InitDone => return,
+        };
+        let key =
+            (lease.metadata.namespace.clone().unwrap_or_default(), lease.metadata.name.clone().unwrap_or_default());
+        let mut written = self.written.lock().expect("written lock");
+        if written.get(&key).is_some_and(|w| !w.superseded.contains(&shown)) {
+            written.remove(&key);
+        }
     }
 
     fn cached(&self, namespace: &str, name: &str) -> Option<Arc<BerthLease>> {
@@ -253,6 +275,39 @@ mod tests {
         assert_eq!(seen(&cache).as_deref(), Some("3"));
         writer.apply_watcher_event(&watcher::Event::Apply(version("4", LeaseState::Held)));
         assert_eq!(seen(&cache).as_deref(), Some("4"));
+    }
+
+    #[test]
+    fn stand_ins_are_dropped_when_the_watch_catches_up_without_a_read() {
+        let mut writer = reflector::store::Writer::<BerthLease>::default();
+        let cache = LeaseCache {
+            stores: Stores::All(writer.as_reader()),
+            feeds: Vec::new(),
+            changes: watch::channel(0).0,
+            written: Mutex::default(),
+        };
+        let apply = |writer: &mut reflector::store::Writer<BerthLease>, lease: BerthLease| {
+            let event = watcher::Event::Apply(lease);
+            writer.apply_watcher_event(&event);
+            cache.caught_up(&event);
+        };
+        apply(&mut writer, version("1", LeaseState::Available));
+        cache.record_write(Some("1".into()), version("2", LeaseState::Held));
+        // An event of the superseded version keeps the stand-in.
+        apply(&mut writer, version("1", LeaseState::Available));
+        assert_eq!(cache.written.lock().unwrap().len(), 1);
+        apply(&mut writer, version("2", LeaseState::Held));
+        assert!(cache.written.lock().unwrap().is_empty(), "the write arrived: no second copy is kept");
+        // A delete drops the stand-in of a write over the deleted object, but
+        // not that of a create made after the delete.
+        cache.record_write(Some("2".into()), version("3", LeaseState::Released));
+        let deleted = watcher::Event::Delete(version("3", LeaseState::Released));
+        writer.apply_watcher_event(&deleted);
+        cache.caught_up(&deleted);
+        assert!(cache.written.lock().unwrap().is_empty());
+        cache.record_write(None, version("5", LeaseState::Held));
+        cache.caught_up(&deleted);
+        assert_eq!(seen(&cache).as_deref(), Some("5"));
     }
 
     #[test]
