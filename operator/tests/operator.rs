@@ -408,14 +408,15 @@ async fn cronjob_resumed_after_long_suspension_without_starting_deadline_warns()
 }
 
 #[tokio::test]
-async fn operator_killed_between_status_write_and_target_write_converges_after_restart() {
+async fn operator_killed_with_a_forbidden_target_suspends_it_after_a_restart_with_rights() {
     let ns = TestNamespace::new("op-restart").await;
     create_cronjob(&ns, "etl", false).await;
     create_lease(&ns, "etl", cronjob_target("etl")).await;
     let holder = acquire(&ns, "etl", "worker", 2).await;
 
-    // This identity may read the CronJob but not change it: the expiry status
-    // write succeeds and the target write fails, and there we kill it.
+    // This identity may read the CronJob but not change it: the expiry is
+    // written (with TargetForbidden, in the same write) and the target is
+    // left as it was; there we kill it.
     let kubeconfig = restricted_kubeconfig(&ns, &["etl"], &[]);
     let mut first = Operator::start_as(&kubeconfig, &ns.name, &[]);
     eventually("the lease expires", holder_ttl_plus(SOON, &holder), || async {
@@ -425,7 +426,7 @@ async fn operator_killed_between_status_write_and_target_write_converges_after_r
     let forbidden = wait_condition(&ns, "etl", "TargetReady", ConditionStatus::False, "TargetForbidden").await;
     assert!(forbidden.message.contains("may not change CronJob/etl"), "{}", forbidden.message);
     first.kill();
-    assert!(!suspended(&ns, "etl").await, "killed after the status write, before the target write");
+    assert!(!suspended(&ns, "etl").await, "killed with the expiry written and the target unchanged");
 
     let _second = Operator::start(&ns.name, &[]);
     eventually("the target converges after the restart", SOON, || async { suspended(&ns, "etl").await.then_some(()) })
