@@ -372,13 +372,16 @@ async fn contenders(
     loop {
         let leases = count.load(Ordering::Relaxed);
         let rate = profile.contended_share * leases as f64 / profile.heartbeat.as_secs_f64();
-        let pause = if rate > 0.0 { Duration::from_secs_f64(1.0 / rate) } else { Duration::from_millis(100) };
-        due += pause;
+        // Ticks of at most 100 ms, each firing with the chance that gives the
+        // rate: the count grows during a step, and one pause taken from the
+        // first few leases (200 s for one lease) would skip the windows.
+        let tick = if rate > 10.0 { Duration::from_secs_f64(1.0 / rate) } else { Duration::from_millis(100) };
+        due += tick;
         tokio::select! {
             () = tokio::time::sleep_until(due) => {}
             _ = stop.wait_for(|stop| *stop) => break,
         }
-        if leases == 0 {
+        if leases == 0 || fastrand::f64() >= rate * tick.as_secs_f64() {
             continue;
         }
         let (client, ns, samples) = (client.clone(), ns.clone(), samples.clone());
