@@ -99,6 +99,21 @@ pub fn default_heartbeat_interval_seconds() -> i32 {
     10
 }
 
+/// Set on leases created through the REST API: the tenant that owns them.
+/// Other tenants never see or touch such a lease.
+pub const TENANT_LABEL: &str = "berth.skaphos.io/tenant";
+
+impl BerthLeaseSpec {
+    /// The spec a creating acquire writes for `ttl_seconds`: the heartbeat is
+    /// a third of it (as the defaults, 10 of 30), within 1 s and the default,
+    /// and the TTL at least one more second, as the CRD wants
+    /// `1 <= heartbeatIntervalSeconds < ttlSeconds`.
+    pub fn created_with_ttl(ttl_seconds: i32) -> Self {
+        let heartbeat = (ttl_seconds / 3).clamp(1, default_heartbeat_interval_seconds());
+        Self { ttl_seconds: ttl_seconds.max(heartbeat + 1), heartbeat_interval_seconds: heartbeat, ..Self::default() }
+    }
+}
+
 impl Default for BerthLeaseSpec {
     fn default() -> Self {
         Self {
@@ -278,4 +293,22 @@ pub enum ConditionStatus {
     True,
     False,
     Unknown,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::BerthLeaseSpec;
+
+    #[test]
+    fn a_created_spec_keeps_the_heartbeat_below_the_ttl() {
+        let shape = |ttl| {
+            let spec = BerthLeaseSpec::created_with_ttl(ttl);
+            (spec.heartbeat_interval_seconds, spec.ttl_seconds)
+        };
+        assert_eq!(shape(30), (10, 30));
+        assert_eq!(shape(60), (10, 60));
+        assert_eq!(shape(15), (5, 15));
+        assert_eq!(shape(2), (1, 2));
+        assert_eq!(shape(1), (1, 2), "a 1 s TTL cannot have a heartbeat below it: the TTL grows");
+    }
 }

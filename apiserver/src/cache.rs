@@ -244,6 +244,16 @@ mod tests {
         lease
     }
 
+    /// A cache over the store of `writer`, with no reflector running.
+    fn cache_over(writer: &reflector::store::Writer<BerthLease>) -> LeaseCache {
+        LeaseCache {
+            stores: Stores::All(writer.as_reader()),
+            feeds: Vec::new(),
+            changes: watch::channel(0).0,
+            written: Mutex::default(),
+        }
+    }
+
     fn seen(cache: &LeaseCache) -> Option<String> {
         cache.get("ns", "l").and_then(|l| l.metadata.resource_version.clone())
     }
@@ -251,12 +261,7 @@ mod tests {
     #[test]
     fn own_writes_are_read_until_the_reflector_shows_them_or_something_newer() {
         let mut writer = reflector::store::Writer::<BerthLease>::default();
-        let cache = LeaseCache {
-            stores: Stores::All(writer.as_reader()),
-            feeds: Vec::new(),
-            changes: watch::channel(0).0,
-            written: Mutex::default(),
-        };
+        let cache = cache_over(&writer);
         // Create, then grant: both before the reflector has seen either.
         cache.record_write(None, version("1", LeaseState::Available));
         cache.record_write(Some("1".into()), version("2", LeaseState::Held));
@@ -280,12 +285,7 @@ mod tests {
     #[test]
     fn stand_ins_are_dropped_when_the_watch_catches_up_without_a_read() {
         let mut writer = reflector::store::Writer::<BerthLease>::default();
-        let cache = LeaseCache {
-            stores: Stores::All(writer.as_reader()),
-            feeds: Vec::new(),
-            changes: watch::channel(0).0,
-            written: Mutex::default(),
-        };
+        let cache = cache_over(&writer);
         let apply = |writer: &mut reflector::store::Writer<BerthLease>, lease: BerthLease| {
             let event = watcher::Event::Apply(lease);
             writer.apply_watcher_event(&event);
@@ -313,12 +313,7 @@ mod tests {
     #[test]
     fn recorded_writes_and_watch_events_lose_their_managed_fields() {
         use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
-        let cache = LeaseCache {
-            stores: Stores::All(reflector::store::Writer::<BerthLease>::default().as_reader()),
-            feeds: Vec::new(),
-            changes: watch::channel(0).0,
-            written: Mutex::default(),
-        };
+        let cache = cache_over(&reflector::store::Writer::<BerthLease>::default());
         let mut lease = version("1", LeaseState::Held);
         lease.metadata.managed_fields =
             Some(vec![ManagedFieldsEntry { manager: Some("berth-apiserver".into()), ..Default::default() }]);

@@ -30,9 +30,7 @@ use crate::metrics::Metrics;
 
 /// The one field manager of this binary.
 pub const FIELD_MANAGER: &str = "berth-apiserver";
-/// Set on leases created through the REST API: the tenant that owns them.
-/// Other tenants never see or touch such a lease.
-pub const TENANT_LABEL: &str = "berth.skaphos.io/tenant";
+pub use berth_api::crd::TENANT_LABEL;
 /// Tries of one request before it answers "contended".
 const MAX_ATTEMPTS: u32 = 8;
 /// Longest random pause of a waiting acquire after its lease changed.
@@ -370,18 +368,13 @@ impl Leases {
             rules::Request::Acquire { holder, .. } => Some(holder.to_owned()),
             _ => None,
         };
-        // The CRD wants 1 <= heartbeatIntervalSeconds < ttlSeconds; the
-        // default (10) is a third of the default TTL, so keep that ratio.
-        let heartbeat = (spec.ttl_seconds / 3).clamp(1, berth_api::crd::default_heartbeat_interval_seconds());
         let mut lease = BerthLease::new(
             w.name,
             BerthLeaseSpec {
                 holder_identity: holder,
-                ttl_seconds: spec.ttl_seconds.max(heartbeat + 1),
-                heartbeat_interval_seconds: heartbeat,
                 semantics: spec.semantics.unwrap_or_default(),
                 max_holders: spec.max_holders,
-                ..BerthLeaseSpec::default()
+                ..BerthLeaseSpec::created_with_ttl(spec.ttl_seconds)
             },
         );
         lease.metadata.labels = Some(BTreeMap::from([(TENANT_LABEL.to_owned(), w.tenant.name.clone())]));

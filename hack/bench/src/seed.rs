@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 
+use berth_api::crd::TENANT_LABEL;
 use berth_api::rules::{self, Request};
 use berth_api::{BerthLease, BerthLeaseSpec};
 use chrono::Utc;
@@ -15,9 +16,6 @@ use kube::api::{Api, PostParams};
 
 use crate::stack::TENANT;
 use crate::{Error, Result};
-
-/// The label the apiserver marks a tenant's leases with.
-const TENANT_LABEL: &str = "berth.skaphos.io/tenant";
 
 /// Creates lease `name` held by `holder` for `ttl_seconds`; returns its
 /// fencing token. A lease that exists already is granted again (an acquire
@@ -27,16 +25,9 @@ const TENANT_LABEL: &str = "berth.skaphos.io/tenant";
 /// When kube-apiserver refuses a write, or a conflict repeats 8 times.
 pub async fn held_lease(api: &Api<BerthLease>, name: &str, holder: &str, ttl_seconds: i32) -> Result<i32> {
     let params = PostParams { dry_run: false, field_manager: Some("berth-bench".to_owned()) };
-    let heartbeat = (ttl_seconds / 3).clamp(1, berth_api::crd::default_heartbeat_interval_seconds());
-    let mut lease = BerthLease::new(
-        name,
-        BerthLeaseSpec {
-            holder_identity: Some(holder.to_owned()),
-            ttl_seconds,
-            heartbeat_interval_seconds: heartbeat,
-            ..BerthLeaseSpec::default()
-        },
-    );
+    let spec =
+        BerthLeaseSpec { holder_identity: Some(holder.to_owned()), ..BerthLeaseSpec::created_with_ttl(ttl_seconds) };
+    let mut lease = BerthLease::new(name, spec);
     lease.metadata.labels = Some(BTreeMap::from([(TENANT_LABEL.to_owned(), TENANT.to_owned())]));
     let mut lease = match api.create(&params, &lease).await {
         Ok(created) => created,
