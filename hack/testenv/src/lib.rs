@@ -10,6 +10,11 @@
 
 pub mod apiserver;
 pub mod operator;
+pub mod own_control_plane;
+pub mod prometheus;
+pub mod wait;
+
+pub use wait::eventually;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -89,6 +94,14 @@ pub fn built_binary(name: &str, env: &str, package: &str) -> PathBuf {
 /// A plain-HTTP GET on 127.0.0.1:`port`: the status code and body, or `None`
 /// when nothing answers within two seconds.
 pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    http_get_with_headers(port, path).map(|(code, _, body)| (code, body))
+}
+
+/// Response headers as (lower-case name, value).
+pub type Headers = Vec<(String, String)>;
+
+/// [`http_get`] with the response headers.
+pub fn http_get_with_headers(port: u16, path: &str) -> Option<(u16, Headers, String)> {
     use std::io::{Read, Write};
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
     let mut stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
@@ -98,8 +111,14 @@ pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     let mut response = String::new();
     stream.read_to_string(&mut response).ok()?;
     let code = response.split_whitespace().nth(1)?.parse().ok()?;
-    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
-    Some((code, body))
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    let headers = head
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_once(':'))
+        .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_owned()))
+        .collect();
+    Some((code, headers, body.to_owned()))
 }
 
 /// The pinned helm binary, built from the Go module proxy on first use.
@@ -159,12 +178,23 @@ pub async fn client() -> Client {
     Client::try_from(config).expect("client builds")
 }
 
-/// Applies the BerthLease CRD (server-side) and waits until it is established.
+/// Applies the BerthLease CRD (server-side) and waits until it is
+/// established, once per process on the shared control plane.
 pub async fn install_crd(client: &Client) {
     static INSTALLED: AtomicBool = AtomicBool::new(false);
     if INSTALLED.load(Ordering::Acquire) {
         return;
     }
+    apply_crd(client).await;
+    INSTALLED.store(true, Ordering::Release);
+}
+
+/// Applies the BerthLease CRD (server-side) through `client` and waits until
+/// it is established.
+///
+/// # Panics
+/// When it is not established within 30 s.
+pub async fn apply_crd(client: &Client) {
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     let crd = BerthLease::crd();
     let name = crd.metadata.name.clone().expect("CRD has a name");
@@ -178,7 +208,6 @@ pub async fn install_crd(client: &Client) {
             .iter()
             .any(|c| c.type_ == "Established" && c.status == "True");
         if established {
-            INSTALLED.store(true, Ordering::Release);
             return;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
