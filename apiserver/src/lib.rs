@@ -12,6 +12,7 @@ pub mod cache;
 pub mod error;
 pub mod http;
 pub mod leases;
+pub mod limits;
 pub mod metrics;
 pub mod openapi;
 pub mod serve;

@@ -131,21 +131,25 @@ impl Harness {
     }
 }
 
-/// An HTTPS client that trusts only the CA of one test apiserver.
-pub fn https_client(ca_file: &std::path::Path) -> reqwest::Client {
+/// A rustls client configuration that trusts only the CA of one test apiserver.
+pub fn tls_client_config(ca_file: &std::path::Path) -> rustls::ClientConfig {
     use rustls::pki_types::CertificateDer;
     use rustls::pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_file_iter(ca_file).expect("CA file reads") {
         roots.add(cert.expect("CA PEM parses")).expect("CA is a valid root");
     }
-    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+    rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
         .with_safe_default_protocol_versions()
         .expect("TLS versions")
         .with_root_certificates(roots)
-        .with_no_client_auth();
+        .with_no_client_auth()
+}
+
+/// An HTTPS client that trusts only the CA of one test apiserver.
+pub fn https_client(ca_file: &std::path::Path) -> reqwest::Client {
     reqwest::Client::builder()
-        .tls_backend_preconfigured(tls)
+        .tls_backend_preconfigured(tls_client_config(ca_file))
         .timeout(Duration::from_secs(30))
         .build()
         .expect("HTTPS client builds")
