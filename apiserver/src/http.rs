@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{FromRequestParts, MatchedPath, Request, State};
+use axum::extract::{FromRequestParts, MatchedPath, RawQuery, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
@@ -29,6 +29,7 @@ use tracing::Instrument;
 
 use crate::auth::{Authenticator, Resolver, Tenant};
 use crate::cache::LeaseCache;
+use crate::collection_watch;
 use crate::error::{ApiError, json_response};
 use crate::leases::{self, CreateSpec, Leases, Write, WriteLimit, outcome_label, visible_to};
 use crate::metrics::{Metrics, RequestLabels};
@@ -126,6 +127,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route(&format!("{LEASE}/acquire"), post(acquire))
         .route(&format!("{LEASE}/renew"), post(renew))
         .route(&format!("{LEASE}/release"), post(release))
+        .merge(crate::console::routes())
         .fallback(|| async { ApiError::RouteNotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         // Outermost last: `observe` gives every response its request id, logs
@@ -458,17 +460,29 @@ async fn get_lease(State(app): State<Arc<App>>, path: LeasePath, headers: Header
 async fn list_namespace(
     State(app): State<Arc<App>>,
     path: LeasePath,
+    RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let tenant = app.authenticate(&headers)?;
+    let watch = collection_watch::wants_watch(query.as_deref())?;
     app.authorize(&tenant, &path.namespace, None)?;
     path.check_namespace(&app)?;
+    if watch {
+        return Ok(collection_watch::respond(app, tenant, Some(path.namespace)));
+    }
     let items = app.cache.list(|l| l.metadata.namespace.as_deref() == Some(&path.namespace) && visible_to(l, &tenant));
     Ok(json_response(StatusCode::OK, &LeaseList { items: items.iter().map(|l| LeaseView::from_lease(l)).collect() }))
 }
 
-async fn list_all(State(app): State<Arc<App>>, headers: HeaderMap) -> Result<Response, ApiError> {
+async fn list_all(
+    State(app): State<Arc<App>>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     let tenant = app.authenticate(&headers)?;
+    if collection_watch::wants_watch(query.as_deref())? {
+        return Ok(collection_watch::respond(app, tenant, None));
+    }
     let items = app.cache.list(|l| {
         l.metadata.namespace.as_deref().is_some_and(|ns| app.resolver.may_use_namespace(&tenant, ns))
             && visible_to(l, &tenant)
