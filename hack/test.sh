@@ -7,6 +7,17 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 export BERTH_CONTROL_PLANE_DIR=${BERTH_TEST_CONTROL_PLANE_DIR:-$repo/.run/test-control-plane}
 export BERTH_TEST_CONTROL_PLANE_DIR=$BERTH_CONTROL_PLANE_DIR
 
+# The console's browser tests need Debian's chromium and chromedriver.
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+  if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+    echo "[test] installing chromium and chromium-driver for the browser tests"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+  else
+    echo "[test] chromium and chromedriver are missing: install Debian's chromium and chromium-driver" >&2
+  fi
+fi
+
 trap '"$repo/hack/control-plane" down >/dev/null 2>&1 || true' EXIT
 "$repo/hack/control-plane" up >/dev/null
 cd "$repo"

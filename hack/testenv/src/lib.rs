@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 pub mod apiserver;
+pub mod browser;
 pub mod operator;
 
 use std::path::{Path, PathBuf};
