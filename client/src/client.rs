@@ -518,6 +518,22 @@ mod tests {
     }
 
     #[test]
+    fn collection_watch_events_decode_by_name_and_unknown_names_are_skipped() {
+        let event = |name: &str, data: &str| SseEvent { event: name.into(), data: data.into() };
+        let view = r#"{"namespace":"ns","name":"a","semantics":"at-most-once","state":"held","holders":[],
+            "fencingToken":3,"transitions":3,"ttlSeconds":30,"heartbeatIntervalSeconds":10}"#;
+        let decoded = |name| decode_lease_event(event(name, view)).unwrap().unwrap();
+        assert!(matches!(decoded("added"), LeaseEvent::Added(v) if v.fencing_token == 3));
+        assert!(matches!(decoded("modified"), LeaseEvent::Modified(v) if v.name == "a"));
+        assert!(matches!(decoded("deleted"), LeaseEvent::Deleted(_)));
+        let end = decode_lease_event(event("bookmark", r#"{"initialEventsEnd":true}"#)).unwrap().unwrap();
+        assert_eq!(end, LeaseEvent::InitialEventsEnd);
+        assert!(decode_lease_event(event("lease", view)).is_none(), "an unknown name is skipped");
+        let err = decode_lease_event(event("added", "{")).unwrap().unwrap_err();
+        assert_eq!(err.metric_label(), "decode");
+    }
+
+    #[test]
     fn refused_answer_becomes_not_acquired() {
         let refused = AcquireResponse { acquired: false, holder: "other".into(), ..Default::default() };
         assert!(matches!(grant(refused), Err(Error::NotAcquired { current }) if current.holder == "other"));

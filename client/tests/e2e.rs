@@ -222,10 +222,6 @@ async fn collection_watches_list_the_tenants_leases_then_follow_each_change() {
     while team.list(ns).await.expect("list").is_empty() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let next = |stream: &mut berth_client::LeaseEventStream| {
-        let item = tokio::time::timeout(Duration::from_secs(10), stream.next());
-        async move { item.await.expect("an event within 10 s").expect("the watch goes on").expect("an event") }
-    };
 
     let mut all = team.watch_all().await.expect("watch_all starts");
     let mut one = team.watch_namespace(ns).await.expect("watch_namespace starts");
@@ -260,6 +256,12 @@ async fn collection_watches_list_the_tenants_leases_then_follow_each_change() {
 
     let err = other.watch_namespace(ns).await.err().expect("a namespace the tenant may not use");
     assert!(matches!(err, Error::Forbidden(_)), "{err:?}");
+}
+
+/// The next event of a collection watch, within 10 s.
+async fn next(stream: &mut berth_client::LeaseEventStream) -> berth_client::LeaseEvent {
+    let item = tokio::time::timeout(Duration::from_secs(10), stream.next()).await;
+    item.expect("an event within 10 s").expect("the watch goes on").expect("an event")
 }
 
 /// Reads views until one satisfies `wanted`.
