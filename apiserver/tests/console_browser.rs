@@ -317,6 +317,18 @@ async fn a_lost_connection_is_shown_and_the_page_reconnects_by_itself() {
         )
         .await;
     assert_eq!(browser.execute("return document.getElementById('connection').dataset.state", vec![]).await, "live");
+    // Held under a label-shaped identity, as a member cluster holds a lease in member mode.
+    browser.click(&format!("#lease-rows tr[data-key=\"{}/after-restart\"] a", ns.name)).await;
+    let cluster = browser
+        .wait_for(
+            "the holding cluster on the lease page",
+            "const h = [...document.querySelectorAll('#detail-body h3')].find((h) => h.textContent.startsWith('Holding cluster')); \
+             return h && h.nextElementSibling.textContent;",
+            vec![],
+            PAGE_TIMEOUT,
+        )
+        .await;
+    assert_eq!(cluster, "east");
     // The broken and refused watch connections while the server was down are the only errors.
     let problems = errors(&browser.console_log().await, |e| {
         e.message.contains("/v1alpha1/leases?watch=1 - Failed to load resource: net::ERR_")

@@ -152,13 +152,17 @@ impl Browser {
         self.session_call("POST", "/execute/sync", Some(json!({"script": script, "args": args}))).await
     }
 
-    /// Polls `script` until it returns something other than `null` or `false`,
-    /// and returns that; panics with `what` after `timeout`.
+    /// Polls `script` until it returns something truthy in JavaScript's sense
+    /// (not `null`, `false`, `0` or `""`), and returns that; panics with
+    /// `what` after `timeout`.
     pub async fn wait_for(&self, what: &str, script: &str, args: Vec<Value>, timeout: Duration) -> Value {
         let deadline = Instant::now() + timeout;
         loop {
             let value = self.execute(script, args.clone()).await;
-            if !value.is_null() && value != Value::Bool(false) {
+            let falsy = matches!(&value, Value::Null | Value::Bool(false))
+                || value.as_str() == Some("")
+                || value.as_f64() == Some(0.0);
+            if !falsy {
                 return value;
             }
             assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
