@@ -110,6 +110,9 @@ mod tests {
                     !word.is_empty() && rest[word.len()..].starts_with('=')
                 });
                 assert!(!handler, "inline event handler in index.html");
+                // Were the form ever submitted without the script, the key must not go into a URL.
+                let key_field = &text[text.find(r#"<input id="api-key""#).unwrap()..];
+                assert!(!key_field[..key_field.find('>').unwrap()].contains(" name="), "the key field has a name");
             }
         }
     }
