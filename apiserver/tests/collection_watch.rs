@@ -221,3 +221,46 @@ async fn the_watch_parameter_takes_kubernetes_booleans_only() {
         assert_eq!((reply.status.as_u16(), reply.error()), (400, "watch must be 1, true, 0 or false"), "{path}");
     }
 }
+
+#[tokio::test]
+async fn a_quiet_collection_watch_sends_a_comment_line_as_keep_alive() {
+    let h = Harness::new("cwatch-keepalive").await;
+    // The same app state with a short period (15 s in production).
+    let mut app = berth_apiserver::App::start(
+        h.ns.client.clone(),
+        std::slice::from_ref(&h.ns.name),
+        h.app.authenticator.clone(),
+        h.app.resolver.clone(),
+        h.app.metrics.clone(),
+        h.app.shutdown.clone(),
+        Default::default(),
+    );
+    std::sync::Arc::get_mut(&mut app).expect("sole owner").keep_alive = Duration::from_millis(200);
+    for _ in 0..300 {
+        if app.cache.is_ready() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let request = Request::get("/v1alpha1/leases?watch=1")
+        .header("authorization", format!("Bearer {KEY_EAST}"))
+        .body(Body::empty())
+        .unwrap();
+    let mut body = berth_apiserver::router(app).oneshot(request).await.unwrap().into_body().into_data_stream();
+    let mut buffer = String::new();
+    let frames = tokio::time::timeout(EVENT_TIMEOUT, async {
+        let mut frames = Vec::new();
+        while frames.len() < 2 {
+            if let Some(end) = buffer.find("\n\n") {
+                frames.push(buffer.drain(..end + 2).collect::<String>());
+                continue;
+            }
+            buffer.push_str(std::str::from_utf8(&body.next().await.unwrap().unwrap()).unwrap());
+        }
+        frames
+    })
+    .await
+    .expect("two frames within the bound");
+    assert!(frames[0].starts_with("event: bookmark\n"), "{frames:?}");
+    assert!(frames[1].starts_with(':'), "a comment line follows on a quiet stream: {frames:?}");
+}
