@@ -201,6 +201,32 @@ async fn console_follows_the_tenants_leases_live_and_never_shows_another_tenants
     assert_eq!(seen, [key("ingest-coordinator"), key("nightly-batch"), key("report-cache")]);
     assert_eq!(browser.execute("return window.pageLoad", vec![]).await, "first");
 
+    // Filters: free text, then a state no lease is in.
+    let shown = "return [...document.querySelectorAll('#lease-rows tr')].map((tr) => tr.dataset.key).join(',')";
+    browser.type_into("#filter-text", "reader-2").await;
+    browser
+        .wait_for(
+            "the text filter",
+            &format!("{shown} === arguments[0]"),
+            vec![json!(key("report-cache"))],
+            PAGE_TIMEOUT,
+        )
+        .await;
+    let by_state = "const s = document.getElementById('filter-state'); s.value = arguments[0]; \
+                    s.dispatchEvent(new Event('change')); const t = document.getElementById('filter-text'); \
+                    t.value = ''; t.dispatchEvent(new Event('input'));";
+    browser.execute(by_state, vec![json!("expired")]).await;
+    let empty = browser
+        .wait_for(
+            "the filtered-out message",
+            "return document.getElementById('lease-table').hidden && document.getElementById('empty').textContent",
+            vec![],
+            PAGE_TIMEOUT,
+        )
+        .await;
+    assert_eq!(empty, "No lease matches the filters.");
+    browser.execute(by_state, vec![json!("")]).await;
+
     // The lease page: holder bars, token, target and the operator's last action, conditions.
     browser.set_window_size(1280, 1180).await;
     browser.click(&format!("#lease-rows tr[data-key=\"{}\"] a", key("ingest-coordinator"))).await;
