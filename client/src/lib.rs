@@ -39,6 +39,7 @@
 mod client;
 mod error;
 mod keeper;
+mod key;
 pub mod sse;
 mod tls;
 
@@ -48,3 +49,4 @@ pub use client::{
 };
 pub use error::Error;
 pub use keeper::{KeeperOptions, KeeperState, LeaseKeeper, Loss, Schedule, default_margin};
+pub use key::KEY_FILE_RECHECK;
