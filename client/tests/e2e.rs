@@ -214,6 +214,59 @@ async fn watch_streams_the_current_state_then_each_change_and_ends_on_delete() {
     }
 }
 
+#[tokio::test]
+async fn collection_watches_list_the_tenants_leases_then_follow_each_change() {
+    use berth_client::LeaseEvent;
+    let env = Env::start("client-cwatch").await;
+    let (team, other) = (env.client("team"), env.client("other"));
+    let ns = env.ns.name.as_str();
+    team.acquire(ns, "present", &acquire("team/a", 30)).await.expect("acquire");
+    // Wait until the cache has it, so the starting list must contain it.
+    while team.list(ns).await.expect("list").is_empty() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let mut all = team.watch_all().await.expect("watch_all starts");
+    let mut one = team.watch_namespace(ns).await.expect("watch_namespace starts");
+    for stream in [&mut all, &mut one] {
+        assert!(matches!(next(stream).await, LeaseEvent::Added(v) if v.name == "present"));
+        assert_eq!(next(stream).await, LeaseEvent::InitialEventsEnd);
+    }
+    // Another tenant's watch starts empty and stays so.
+    let mut others = other.watch_all().await.expect("the other tenant's watch starts");
+    assert_eq!(next(&mut others).await, LeaseEvent::InitialEventsEnd);
+
+    let grant = team.acquire(ns, "fresh", &acquire("team/b", 30)).await.expect("acquire");
+    for stream in [&mut all, &mut one] {
+        let mut event = next(stream).await;
+        assert!(matches!(&event, LeaseEvent::Added(v) if v.name == "fresh"), "{event:?}");
+        // The create and the grant may arrive as one event or two.
+        while !matches!(&event, LeaseEvent::Added(v) | LeaseEvent::Modified(v) if v.fencing_token == grant.fencing_token)
+        {
+            event = next(stream).await;
+        }
+    }
+    team.release(ns, "fresh", &ReleaseRequest { holder: "team/b".into(), fencing_token: grant.fencing_token })
+        .await
+        .expect("release");
+    for stream in [&mut all, &mut one] {
+        assert!(matches!(next(stream).await, LeaseEvent::Modified(v) if v.holders.is_empty()));
+    }
+    env.leases().delete("fresh", &DeleteParams::default()).await.expect("delete");
+    for stream in [&mut all, &mut one] {
+        assert!(matches!(next(stream).await, LeaseEvent::Deleted(v) if v.name == "fresh"));
+    }
+
+    let err = other.watch_namespace(ns).await.err().expect("a namespace the tenant may not use");
+    assert!(matches!(err, Error::Forbidden(_)), "{err:?}");
+}
+
+/// The next event of a collection watch, within 10 s.
+async fn next(stream: &mut berth_client::LeaseEventStream) -> berth_client::LeaseEvent {
+    let item = tokio::time::timeout(Duration::from_secs(10), stream.next()).await;
+    item.expect("an event within 10 s").expect("the watch goes on").expect("an event")
+}
+
 /// Reads views until one satisfies `wanted`.
 async fn next_view_where(stream: &mut berth_client::LeaseStream, wanted: impl Fn(&berth_client::LeaseView) -> bool) {
     loop {
