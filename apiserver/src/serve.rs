@@ -41,12 +41,29 @@ pub struct Config {
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("TLS: {0}")]
-    Tls(String),
+    /// A PEM file of the certificate or key that cannot be read or parsed.
+    #[error("TLS file {path}: {source}")]
+    TlsFile {
+        path: PathBuf,
+        #[source]
+        source: rustls::pki_types::pem::Error,
+    },
+    /// The certificate and key do not make a TLS server configuration.
+    #[error("TLS configuration: {0}")]
+    Tls(#[source] rustls::Error),
     #[error("API keys file: {0}")]
     Keys(#[from] KeysFileError),
+    #[error("kubeconfig {path}: {source}")]
+    Kubeconfig {
+        path: PathBuf,
+        #[source]
+        source: kube::config::KubeconfigError,
+    },
+    /// Neither `KUBECONFIG` nor the in-cluster config gave a client config.
     #[error("Kubernetes client config: {0}")]
-    KubeConfig(String),
+    InferConfig(#[source] kube::config::InferConfigError),
+    #[error("Kubernetes client: {0}")]
+    KubeClient(#[source] kube::Error),
     #[error("listening on {addr}: {source}")]
     Listen {
         addr: SocketAddr,
@@ -60,9 +77,9 @@ pub enum Error {
 impl Error {
     pub fn metric_label(&self) -> &'static str {
         match self {
-            Error::Tls(_) => "tls",
+            Error::TlsFile { .. } | Error::Tls(_) => "tls",
             Error::Keys(_) => "keys",
-            Error::KubeConfig(_) => "kubeconfig",
+            Error::Kubeconfig { .. } | Error::InferConfig(_) | Error::KubeClient(_) => "kubeconfig",
             Error::Listen { .. } => "listen",
             Error::Serve(_) => "serve",
         }
@@ -84,14 +101,14 @@ pub fn parse_addr(s: &str) -> Result<SocketAddr, std::net::AddrParseError> {
 pub fn tls_config(cert: &PathBuf, key: &PathBuf) -> Result<rustls::ServerConfig, Error> {
     let certs = CertificateDer::pem_file_iter(cert)
         .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| Error::Tls(format!("{}: {e}", cert.display())))?;
-    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| Error::Tls(format!("{}: {e}", key.display())))?;
+        .map_err(|source| Error::TlsFile { path: cert.clone(), source })?;
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|source| Error::TlsFile { path: key.clone(), source })?;
     let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-        .map_err(|e| Error::Tls(e.to_string()))?
+        .map_err(Error::Tls)?
         .with_no_client_auth()
         .with_single_cert(certs, key)
-        .map_err(|e| Error::Tls(e.to_string()))?;
+        .map_err(Error::Tls)?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(config)
 }
@@ -99,14 +116,13 @@ pub fn tls_config(cert: &PathBuf, key: &PathBuf) -> Result<rustls::ServerConfig,
 async fn kube_client(kubeconfig: Option<&PathBuf>) -> Result<kube::Client, Error> {
     let config = match kubeconfig {
         Some(path) => {
-            let file = Kubeconfig::read_from(path).map_err(|e| Error::KubeConfig(e.to_string()))?;
-            kube::Config::from_custom_kubeconfig(file, &KubeConfigOptions::default())
-                .await
-                .map_err(|e| Error::KubeConfig(e.to_string()))?
+            let kubeconfig_error = |source| Error::Kubeconfig { path: path.clone(), source };
+            let file = Kubeconfig::read_from(path).map_err(kubeconfig_error)?;
+            kube::Config::from_custom_kubeconfig(file, &KubeConfigOptions::default()).await.map_err(kubeconfig_error)?
         }
-        None => kube::Config::infer().await.map_err(|e| Error::KubeConfig(e.to_string()))?,
+        None => kube::Config::infer().await.map_err(Error::InferConfig)?,
     };
-    kube::Client::try_from(config).map_err(|e| Error::KubeConfig(e.to_string()))
+    kube::Client::try_from(config).map_err(Error::KubeClient)
 }
 
 async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, Error> {

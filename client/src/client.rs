@@ -13,6 +13,7 @@ use reqwest::{Method, StatusCode, Url};
 use serde::de::DeserializeOwned;
 
 use crate::Error;
+use crate::key::{BearerKey, KeyFile};
 use crate::sse::SseParser;
 use crate::tls::{Trust, client_config, read_ca_bundle};
 
@@ -53,8 +54,10 @@ pub type LeaseStream = BoxStream<'static, Result<LeaseView, Error>>;
 #[derive(Clone)]
 pub struct Client {
     http: reqwest::Client,
+    /// What `http` was built from, to build a new pool: [`Client::with_fresh_connections`].
+    tls: Arc<rustls::ClientConfig>,
     base: Url,
-    key: Option<Arc<str>>,
+    key: Option<BearerKey>,
     timeout: Duration,
 }
 
@@ -63,7 +66,7 @@ impl std::fmt::Debug for Client {
         // Never the key.
         f.debug_struct("Client")
             .field("base", &self.base.as_str())
-            .field("api_key", &self.key.as_ref().map(|_| "<redacted>"))
+            .field("api_key", &self.key)
             .field("timeout", &self.timeout)
             .finish()
     }
@@ -100,8 +103,11 @@ impl ClientBuilder {
         self
     }
 
-    /// Reads the key from a file when [`Self::build`] runs; surrounding
-    /// whitespace (a trailing newline) is ignored.
+    /// Reads the key from a file: once when [`Self::build`] runs, then again
+    /// when it has changed (looked at, at most, once a second and right after
+    /// a 401), so a rotating projected service-account token keeps working.
+    /// Surrounding whitespace (a trailing newline) is ignored. While the file
+    /// is briefly missing or empty, the last good key is sent.
     pub fn api_key_file(mut self, path: impl AsRef<Path>) -> Self {
         self.key = Some(KeySource::File(path.as_ref().to_owned()));
         self
@@ -156,23 +162,17 @@ impl ClientBuilder {
         }
         let key = match self.key {
             None => None,
-            Some(KeySource::Plain(key)) => Some(key.trim().to_owned()),
-            Some(KeySource::File(path)) => Some(
-                std::fs::read_to_string(&path)
-                    .map_err(|e| Error::Config(format!("reading API key file {}: {e}", path.display())))?
-                    .trim()
-                    .to_owned(),
-            ),
+            Some(KeySource::Plain(key)) if key.trim().is_empty() => {
+                return Err(Error::Config("the API key is empty".to_owned()));
+            }
+            Some(KeySource::Plain(key)) => Some(BearerKey::Plain(Arc::from(key.trim()))),
+            Some(KeySource::File(path)) => {
+                Some(BearerKey::File(Arc::new(KeyFile::open(&path, std::time::Instant::now())?)))
+            }
         };
-        if key.as_deref() == Some("") {
-            return Err(Error::Config("the API key is empty".to_owned()));
-        }
-        let http = reqwest::Client::builder()
-            .tls_backend_preconfigured(client_config(&self.trust)?)
-            .connect_timeout(self.timeout)
-            .build()
-            .map_err(|e| Error::Config(format!("HTTP client: {e}")))?;
-        Ok(Client { http, base, key: key.map(Arc::from), timeout: self.timeout })
+        let tls = Arc::new(client_config(&self.trust)?);
+        let http = http_client(&tls, self.timeout)?;
+        Ok(Client { http, tls, base, key, timeout: self.timeout })
     }
 }
 
@@ -180,6 +180,17 @@ impl Client {
     /// A builder for the apiserver at `base_url`, e.g. `https://berth.example.com:8443`.
     pub fn builder(base_url: impl Into<String>) -> ClientBuilder {
         ClientBuilder { base: base_url.into(), key: None, trust: Trust::default(), timeout: DEFAULT_TIMEOUT }
+    }
+
+    /// A clone that opens new connections instead of sharing this client's
+    /// pool. A request abandoned on a connection that stopped answering
+    /// (a silently dropped route, a hung peer) leaves the pool's other
+    /// connections suspect; the lease keeper retries on a fresh pool.
+    ///
+    /// # Errors
+    /// [`Error::Config`] when the HTTP client cannot be built.
+    pub fn with_fresh_connections(&self) -> Result<Client, Error> {
+        Ok(Client { http: http_client(&self.tls, self.timeout)?, ..self.clone() })
     }
 
     /// The apiserver's base URL.
@@ -295,6 +306,12 @@ impl Client {
         let path = lease_path(namespace, name, "watch")?;
         let request = self.request(Method::GET, &path)?.header(reqwest::header::ACCEPT, "text/event-stream");
         let response = request.send().await.map_err(|e| Error::transport(&self.describe(&path), e))?;
+        if response.status() == StatusCode::UNAUTHORIZED
+            && let Some(key) = &self.key
+        {
+            // A rotated key file is read now; the keeper's watcher starts again anyway.
+            key.reread_after_refusal();
+        }
         let response = check_status(response, StatusCode::OK).await?;
         let context = self.describe(&path);
         let state = (response, SseParser::new(), std::collections::VecDeque::<LeaseView>::new(), false);
@@ -342,7 +359,7 @@ impl Client {
         let url = self.base.join(path).map_err(|e| Error::InvalidRequest(format!("URL path {path:?}: {e}")))?;
         let mut request = self.http.request(method, url);
         if let Some(key) = &self.key {
-            request = request.bearer_auth(key);
+            request = request.bearer_auth(key.current());
         }
         Ok(request)
     }
@@ -354,16 +371,35 @@ impl Client {
         body: Option<Vec<u8>>,
         timeout: Duration,
     ) -> Result<reqwest::Response, Error> {
-        let mut request = self.request(method, path)?.timeout(timeout);
-        if let Some(body) = body {
-            request = request.header(reqwest::header::CONTENT_TYPE, "application/json").body(body);
+        let mut retried = false;
+        loop {
+            let mut request = self.request(method.clone(), path)?.timeout(timeout);
+            if let Some(body) = &body {
+                request = request.header(reqwest::header::CONTENT_TYPE, "application/json").body(body.clone());
+            }
+            let response = request.send().await.map_err(|e| Error::transport(&self.describe(path), e))?;
+            // A 401 changed nothing on the server (authentication comes first), so
+            // when the key file has been rotated since the last look, the request
+            // goes once more with the new key.
+            let refused = response.status() == StatusCode::UNAUTHORIZED;
+            if !refused || retried || !self.key.as_ref().is_some_and(BearerKey::reread_after_refusal) {
+                return Ok(response);
+            }
+            retried = true;
         }
-        request.send().await.map_err(|e| Error::transport(&self.describe(path), e))
     }
 
     fn describe(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
+}
+
+fn http_client(tls: &rustls::ClientConfig, connect_timeout: Duration) -> Result<reqwest::Client, Error> {
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(tls.clone())
+        .connect_timeout(connect_timeout)
+        .build()
+        .map_err(|e| Error::Config(format!("HTTP client: {e}")))
 }
 
 fn check_namespace(namespace: &str) -> Result<(), Error> {
@@ -437,7 +473,7 @@ mod tests {
         std::fs::write(&path, "s3cret-key\n").unwrap();
         let client = Client::builder("https://127.0.0.1:8443").api_key_file(&path).build().unwrap();
         std::fs::remove_file(&path).unwrap();
-        assert_eq!(client.key.as_deref(), Some("s3cret-key"));
+        assert_eq!(client.key.as_ref().map(BearerKey::current).as_deref(), Some("s3cret-key"));
         assert!(!format!("{client:?}").contains("s3cret"));
     }
 

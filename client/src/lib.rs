@@ -39,6 +39,7 @@
 mod client;
 mod error;
 mod keeper;
+mod key;
 pub mod sse;
 mod tls;
 
@@ -46,3 +47,4 @@ pub use berth_api::wire::{AcquireRequest, AcquireResponse, LeaseView, ReleaseReq
 pub use client::{Client, ClientBuilder, DEFAULT_TIMEOUT, Grant, LeaseStream, WATCH_IDLE_TIMEOUT};
 pub use error::Error;
 pub use keeper::{KeeperOptions, KeeperState, LeaseKeeper, Loss, Schedule, default_margin};
+pub use key::KEY_FILE_RECHECK;
