@@ -21,8 +21,9 @@ use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use k8s_openapi::api::batch::v1::CronJob;
 use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::Client;
-use kube::api::{Api, DeleteParams, PostParams};
+use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::json;
 use support::{Operator, cronjob_target, eventually, lease};
@@ -252,4 +253,87 @@ async fn member_holds_resumes_fences_and_hands_over() {
     support::wait_event_on(&member, &ns, LEASE, "Acquired").await;
     drop(operator);
     berth.kill();
+}
+
+/// A key file with a key nobody knows (these tests never reach an apiserver).
+fn unused_key_file() -> PathBuf {
+    let path = std::env::temp_dir().join(format!("berth-member-key-{}", std::process::id()));
+    std::fs::write(&path, "not-a-key\n").unwrap();
+    path
+}
+
+fn member_mode_without_id(kubeconfig: &std::path::Path, extra: &[&str]) -> std::process::Output {
+    let key_file = unused_key_file();
+    Command::new(env!("CARGO_BIN_EXE_operator"))
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(["--metrics-bind-address", "0", "--health-probe-bind-address", "0"])
+        .args(["--berth-api-server", "https://127.0.0.1:1", "--berth-api-key-file"])
+        .arg(&key_file)
+        .args(extra)
+        .output()
+        .expect("the operator runs")
+}
+
+#[tokio::test]
+async fn member_mode_takes_the_cluster_id_from_the_flag_or_the_about_api_and_refuses_without_one() {
+    let (member, kubeconfig) = member_plane().await;
+
+    // Not an RFC 1123 label: refused before anything else.
+    let out = member_mode_without_id(&kubeconfig, &["--cluster-id", "East_1"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("RFC 1123 label"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Neither the flag nor the About API's ClusterProperty: a clear refusal.
+    let crds: Api<CustomResourceDefinition> = Api::all(member.clone());
+    let _ = crds.delete("clusterproperties.about.k8s.io", &DeleteParams::default()).await;
+    eventually("the About API is absent", SOON, || async {
+        crds.get_opt("clusterproperties.about.k8s.io").await.ok()?.is_none().then_some(())
+    })
+    .await;
+    let out = member_mode_without_id(&kubeconfig, &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("pass --cluster-id") && stderr.contains("cluster.clusterset.k8s.io"), "{stderr}");
+
+    // The About API names the cluster: member mode starts with that id.
+    let crd: CustomResourceDefinition = serde_json::from_value(json!({
+        // The upstream CRD carries this annotation too: about.k8s.io is a protected group.
+        "metadata": {"name": "clusterproperties.about.k8s.io",
+                     "annotations": {"api-approved.kubernetes.io": "https://github.com/kubernetes/enhancements/pull/3084"}},
+        "spec": {"group": "about.k8s.io", "scope": "Cluster",
+                 "names": {"plural": "clusterproperties", "singular": "clusterproperty", "kind": "ClusterProperty"},
+                 "versions": [{"name": "v1alpha1", "served": true, "storage": true, "schema": {"openAPIV3Schema": {
+                     "type": "object", "properties": {"spec": {"type": "object", "properties": {"value": {"type": "string"}}}}}}}]}
+    }))
+    .unwrap();
+    crds.create(&PostParams::default(), &crd).await.expect("the About API CRD creates");
+    let about = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("about.k8s.io", "v1alpha1", "ClusterProperty"),
+        "clusterproperties",
+    );
+    let properties: Api<DynamicObject> = Api::all_with(member.clone(), &about);
+    let property: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "about.k8s.io/v1alpha1", "kind": "ClusterProperty",
+        "metadata": {"name": "cluster.clusterset.k8s.io"}, "spec": {"value": "east-from-about"}
+    }))
+    .unwrap();
+    eventually("the ClusterProperty creates", SOON, || async {
+        properties.create(&PostParams::default(), &property).await.ok().map(drop)
+    })
+    .await;
+    let binary = std::path::Path::new(env!("CARGO_BIN_EXE_operator"));
+    let key_file = unused_key_file();
+    let berth = ["--berth-api-server", "https://127.0.0.1:1", "--berth-api-key-file", key_file.to_str().unwrap()];
+    let ns = format!("about-{}", std::process::id());
+    let operator = Operator::from(berth_testenv::operator::Operator::start(binary, &kubeconfig, &[&ns], &berth));
+    eventually("the operator logs the About API's cluster id", SOON, || async {
+        operator.logs().contains("east-from-about").then_some(())
+    })
+    .await;
+    crds.delete("clusterproperties.about.k8s.io", &DeleteParams::default()).await.expect("the About API CRD deletes");
 }
