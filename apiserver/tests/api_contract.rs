@@ -320,6 +320,8 @@ async fn health_and_openapi_need_no_key_and_the_document_lists_every_route() {
         ("/healthz".to_owned(), "get"),
         ("/readyz".to_owned(), "get"),
         ("/openapi.json".to_owned(), "get"),
+        ("/console/".to_owned(), "get"),
+        ("/console/{file}".to_owned(), "get"),
     ];
     let paths = doc.json["paths"].as_object().unwrap();
     assert_eq!(paths.len(), routes.len(), "{:?}", paths.keys());
@@ -331,6 +333,13 @@ async fn health_and_openapi_need_no_key_and_the_document_lists_every_route() {
         let overloaded = &doc.json["paths"][format!("{lease}/{verb}")]["post"]["responses"]["503"];
         assert!(overloaded["description"].as_str().unwrap().contains("overloaded, retry later"), "{verb}");
         assert!(overloaded["headers"].get("Retry-After").is_some(), "{verb}: {overloaded}");
+    }
+    // The list routes document their collection watch.
+    for list in ["/v1alpha1/leases", "/v1alpha1/namespaces/{namespace}/leases"] {
+        let get = &doc.json["paths"][list]["get"];
+        assert!(get["parameters"].as_array().unwrap().iter().any(|p| p["name"] == "watch"), "{list}");
+        assert!(get["responses"]["200"]["content"].get("text/event-stream").is_some(), "{list}");
+        assert!(get["description"].as_str().unwrap().contains("initialEventsEnd"), "{list}");
     }
     // Every schema reference resolves.
     let text = doc.json.to_string();
@@ -549,8 +558,8 @@ async fn unreachable_kube_apiserver_means_not_ready() {
 #[tokio::test]
 async fn writes_while_kube_apiserver_is_down_answer_503_with_retry_after() {
     // A control plane of this test's own: its kube-apiserver is stopped below.
-    let plane = berth_testenv::own_control_plane::OwnControlPlane::start("test-unreachable");
-    let client = plane.client().await;
+    let cluster = berth_testenv::clusters::Cluster::up(&format!("unreachable-{}", std::process::id())).unwrap();
+    let client = cluster.client_with_crd().await.unwrap();
     let ns: k8s_openapi::api::core::v1::Namespace =
         serde_json::from_value(json!({"metadata": {"name": "unreachable"}})).unwrap();
     kube::Api::all(client.clone()).create(&Default::default(), &ns).await.unwrap();
@@ -565,7 +574,7 @@ async fn writes_while_kube_apiserver_is_down_answer_503_with_retry_after() {
     let (status, _, body) = oneshot(&app, acquire("served")).await;
     assert_eq!(status, 200, "{body}");
 
-    plane.stop_kube_apiserver();
+    cluster.stop_kube_apiserver().unwrap();
     let (status, headers, body) = oneshot(&app, acquire("stranded")).await;
     assert_eq!(status, 503, "{body}");
     assert_eq!(headers["retry-after"], "1");
@@ -575,6 +584,7 @@ async fn writes_while_kube_apiserver_is_down_answer_503_with_retry_after() {
         serde_json::from_str::<serde_json::Value>(&body).unwrap(),
         json!({"error": "kube-apiserver is unavailable, retry later"})
     );
+    cluster.down().unwrap();
 }
 
 #[tokio::test]

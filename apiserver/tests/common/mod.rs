@@ -148,11 +148,12 @@ pub fn tls_client_config(ca_file: &std::path::Path) -> rustls::ClientConfig {
 
 /// An HTTPS client that trusts only the CA of one test apiserver.
 pub fn https_client(ca_file: &std::path::Path) -> reqwest::Client {
-    reqwest::Client::builder()
-        .tls_backend_preconfigured(tls_client_config(ca_file))
-        .timeout(Duration::from_secs(30))
-        .build()
-        .expect("HTTPS client builds")
+    https_client_builder(ca_file).build().expect("HTTPS client builds")
+}
+
+/// The builder of [`https_client`], for tests that change more settings.
+pub fn https_client_builder(ca_file: &std::path::Path) -> reqwest::ClientBuilder {
+    reqwest::Client::builder().tls_backend_preconfigured(tls_client_config(ca_file)).timeout(Duration::from_secs(30))
 }
 
 /// POSTs JSON over HTTPS and returns the status and the parsed body.

@@ -121,7 +121,7 @@ impl Recorder {
 /// their own: Events never delay a reconcile (and so the next lease's
 /// expiry). A failure to record is logged, never fatal; Events still in
 /// flight when the process stops are lost, as they would be on a crash.
-pub(super) fn publish(ctx: &Context, lease: &BerthLease, transitions: Vec<Transition>) {
+pub(crate) fn publish(ctx: &Context, lease: &BerthLease, transitions: Vec<Transition>) {
     if transitions.is_empty() {
         return;
     }

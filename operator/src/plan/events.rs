@@ -32,6 +32,14 @@ pub enum Transition {
     DeclaredHolderRefused { holder: String, refusal: Refusal, current: Option<String> },
     /// The target does not carry the action that applies (`TargetReady` turned False).
     TargetNotReady { reason: &'static str, message: String },
+    /// Member mode: this cluster holds the global lease with `fencing_token`.
+    ClusterHolds { cluster: String, fencing_token: i32 },
+    /// Member mode: a renew of the global lease failed; it is retried before the safe deadline.
+    RenewFailed,
+    /// Member mode: another holder has the global lease now.
+    Lost { holder: String },
+    /// Member mode: `releaseAction` was applied, for the reason given.
+    Fenced { why: String },
 }
 
 impl Transition {
@@ -45,13 +53,21 @@ impl Transition {
             Transition::CronJobMayNotSchedule { .. } => "CronJobMayNotSchedule",
             Transition::DeclaredHolderRefused { .. } => "DeclaredHolderRefused",
             Transition::TargetNotReady { reason, .. } => reason,
+            Transition::ClusterHolds { .. } => "Acquired",
+            Transition::RenewFailed => "RenewFailed",
+            Transition::Lost { .. } => "Lost",
+            Transition::Fenced { .. } => "Fenced",
         }
     }
 
     /// The Event's `action`: what the operator was doing.
     pub fn action(&self) -> &'static str {
         match self {
-            Transition::Acquired { .. } | Transition::DeclaredHolderRefused { .. } => "Acquire",
+            Transition::Acquired { .. }
+            | Transition::DeclaredHolderRefused { .. }
+            | Transition::ClusterHolds { .. } => "Acquire",
+            Transition::RenewFailed => "Renew",
+            Transition::Lost { .. } | Transition::Fenced { .. } => "Fence",
             Transition::Released => "Release",
             Transition::Expired { .. } | Transition::ExpiredElsewhere { .. } => "Expire",
             Transition::TargetWritten { .. }
@@ -67,6 +83,9 @@ impl Transition {
             Transition::CronJobMayNotSchedule { .. }
                 | Transition::DeclaredHolderRefused { .. }
                 | Transition::TargetNotReady { .. }
+                | Transition::RenewFailed
+                | Transition::Lost { .. }
+                | Transition::Fenced { .. }
         )
     }
 
@@ -106,6 +125,14 @@ impl Transition {
                 format!("could not acquire for declared holder {holder}: {refusal:?}{by}")
             }
             Transition::TargetNotReady { message, .. } => message.clone(),
+            Transition::ClusterHolds { cluster, fencing_token } => {
+                format!("cluster {cluster} holds the global lease (fencing token {fencing_token})")
+            }
+            Transition::RenewFailed => {
+                "a renew of the global lease failed; retrying before the safe deadline".to_owned()
+            }
+            Transition::Lost { holder } => format!("the global lease is now held by {holder}"),
+            Transition::Fenced { why } => format!("releaseAction applied: {why}"),
         }
     }
 
@@ -150,6 +177,8 @@ pub fn transitions(
                 out.push(Transition::ExpiredElsewhere { expired_at: after.expired_at })
             }
             LeaseState::Expired | LeaseState::Available | LeaseState::Held => {}
+            // Member-mode states: their Events come from member/claim.rs.
+            LeaseState::Unknown | LeaseState::Standby | LeaseState::AtRisk | LeaseState::Fenced => {}
         }
     }
     out
