@@ -27,7 +27,7 @@ pub(super) async fn watch_lease(
     path: LeasePath,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let tenant = app.authenticate(&headers)?;
+    let tenant = app.authenticate(&headers).await?;
     app.authorize(&tenant, &path.namespace, None)?;
     path.check(&app)?;
     // Subscribe before the first read, so no change falls in between.

@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 pub mod apiserver;
+pub mod identity;
 pub mod operator;
 
 use std::path::{Path, PathBuf};
