@@ -70,6 +70,7 @@ docker-build: ## Build the apiserver, operator and berth images (needs a Docker 
 clean: ## Remove build output and local control-plane state (not the binary cache).
 	hack/control-plane down || true
 	BERTH_CONTROL_PLANE_DIR=$(CURDIR)/.run/test-control-plane hack/control-plane down || true
-	for d in chaos-control-plane chaos-test-control-plane bench-control-plane $(notdir $(wildcard .run/test-cluster-*)); do BERTH_CONTROL_PLANE_DIR=$(CURDIR)/.run/$$d hack/control-plane down || true; done
+	for d in chaos-control-plane chaos-test-control-plane bench-control-plane; do BERTH_CONTROL_PLANE_DIR=$(CURDIR)/.run/$$d hack/control-plane down || true; done
+	for d in $(CURDIR)/.run/test-clusters/*/; do [[ -d $$d ]] && BERTH_CONTROL_PLANE_DIR=$$d hack/control-plane down || true; done
 	rm -rf .run
 	$(CARGO) clean

@@ -6,15 +6,16 @@ set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 export BERTH_CONTROL_PLANE_DIR=${BERTH_TEST_CONTROL_PLANE_DIR:-$repo/.run/test-control-plane}
 export BERTH_TEST_CONTROL_PLANE_DIR=$BERTH_CONTROL_PLANE_DIR
+# The named control planes of the tests across clusters (berth_testenv::clusters).
+export BERTH_TEST_CLUSTERS_DIR=${BERTH_TEST_CLUSTERS_DIR:-$repo/.run/test-clusters}
 
-# Also the member clusters that tests started (.run/test-cluster-*).
-stop_control_planes() {
+down() {
   "$repo/hack/control-plane" down >/dev/null 2>&1 || true
-  for dir in "$repo"/.run/test-cluster-*; do
+  for dir in "$BERTH_TEST_CLUSTERS_DIR"/*/; do
     [[ -d $dir ]] && BERTH_CONTROL_PLANE_DIR=$dir "$repo/hack/control-plane" down >/dev/null 2>&1 || true
   done
 }
-trap stop_control_planes EXIT
+trap down EXIT
 "$repo/hack/control-plane" up >/dev/null
 cd "$repo"
 # Run both suites even when the first fails, then report both.

@@ -275,7 +275,8 @@ async fn refused_tokens_answer_401_and_change_nothing() {
 async fn a_member_clusters_tokens_follow_its_issuer_configuration_and_key_rotation() {
     let ns = TestNamespace::new("wi-member").await;
     let coordination = ControlPlane::coordination();
-    let east = ControlPlane::member("east");
+    // A member cluster of its own: its kube-apiserver restarts below.
+    let east = ControlPlane::member("auth-east");
     let operator = format!("berth-system-{}", std::process::id());
     east.create_service_account(&operator, "berth-operator");
     let account = format!("{operator}:berth-operator");

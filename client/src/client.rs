@@ -54,6 +54,8 @@ pub type LeaseStream = BoxStream<'static, Result<LeaseView, Error>>;
 #[derive(Clone)]
 pub struct Client {
     http: reqwest::Client,
+    /// What `http` was built from, to build a new pool: [`Client::with_fresh_connections`].
+    tls: Arc<rustls::ClientConfig>,
     base: Url,
     key: Option<BearerKey>,
     timeout: Duration,
@@ -168,12 +170,9 @@ impl ClientBuilder {
                 Some(BearerKey::File(Arc::new(KeyFile::open(&path, std::time::Instant::now())?)))
             }
         };
-        let http = reqwest::Client::builder()
-            .tls_backend_preconfigured(client_config(&self.trust)?)
-            .connect_timeout(self.timeout)
-            .build()
-            .map_err(|e| Error::Config(format!("HTTP client: {e}")))?;
-        Ok(Client { http, base, key, timeout: self.timeout })
+        let tls = Arc::new(client_config(&self.trust)?);
+        let http = http_client(&tls, self.timeout)?;
+        Ok(Client { http, tls, base, key, timeout: self.timeout })
     }
 }
 
@@ -181,6 +180,17 @@ impl Client {
     /// A builder for the apiserver at `base_url`, e.g. `https://berth.example.com:8443`.
     pub fn builder(base_url: impl Into<String>) -> ClientBuilder {
         ClientBuilder { base: base_url.into(), key: None, trust: Trust::default(), timeout: DEFAULT_TIMEOUT }
+    }
+
+    /// A clone that opens new connections instead of sharing this client's
+    /// pool. A request abandoned on a connection that stopped answering
+    /// (a silently dropped route, a hung peer) leaves the pool's other
+    /// connections suspect; the lease keeper retries on a fresh pool.
+    ///
+    /// # Errors
+    /// [`Error::Config`] when the HTTP client cannot be built.
+    pub fn with_fresh_connections(&self) -> Result<Client, Error> {
+        Ok(Client { http: http_client(&self.tls, self.timeout)?, ..self.clone() })
     }
 
     /// The apiserver's base URL.
@@ -382,6 +392,14 @@ impl Client {
     fn describe(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
+}
+
+fn http_client(tls: &rustls::ClientConfig, connect_timeout: Duration) -> Result<reqwest::Client, Error> {
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(tls.clone())
+        .connect_timeout(connect_timeout)
+        .build()
+        .map_err(|e| Error::Config(format!("HTTP client: {e}")))
 }
 
 fn check_namespace(namespace: &str) -> Result<(), Error> {

@@ -5,7 +5,9 @@
 use std::time::Duration;
 
 use berth_api::BerthLease;
-use berth_client::{AcquireRequest, Client, Error, KeeperOptions, LeaseKeeper, Loss, ReleaseRequest, RenewRequest};
+use berth_client::{
+    AcquireRequest, Client, Error, KeeperOptions, KeeperState, LeaseKeeper, Loss, ReleaseRequest, RenewRequest,
+};
 use berth_testenv::TestNamespace;
 use berth_testenv::apiserver::{ApiServer, Tenant};
 use chrono::Utc;
@@ -368,4 +370,105 @@ async fn take_over(env: &Env, name: &str, usurper: &str) {
         expires_at: now + chrono::TimeDelta::seconds(60),
     }];
     api.replace_status(name, &PostParams::default(), &lease).await.expect("status replaced");
+}
+
+/// A loopback TCP relay to the apiserver that can black-hole: while it
+/// does, every open connection and every new one stops carrying bytes
+/// either way (and stays open); once it passes again, only connections
+/// opened after that carry bytes. A keeper that waits on a pooled
+/// connection never hears back.
+struct Relay {
+    url: String,
+    passing: tokio::sync::watch::Sender<bool>,
+}
+
+impl Relay {
+    async fn start(target_url: &str) -> Self {
+        let target = reqwest::Url::parse(target_url).expect("server URL");
+        let target = format!("{}:{}", target.host_str().expect("host"), target.port().expect("port"));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("relay binds");
+        let url = format!("https://127.0.0.1:{}", listener.local_addr().expect("relay address").port());
+        let (passing, _) = tokio::sync::watch::channel(true);
+        let switch = passing.clone();
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let mut passing = switch.subscribe();
+                let target = target.clone();
+                tokio::spawn(async move {
+                    let open = *passing.borrow_and_update();
+                    if !open {
+                        return std::future::pending::<()>().await; // held open, silent
+                    }
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await else { return };
+                    let cut = tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => false,
+                        _ = passing.wait_for(|passing| !passing) => true,
+                    };
+                    if cut {
+                        std::future::pending::<()>().await; // held open, silent
+                    }
+                });
+            }
+        });
+        Self { url, passing }
+    }
+
+    fn pass(&self, passing: bool) {
+        self.passing.send_replace(passing);
+    }
+}
+
+#[tokio::test]
+async fn keeper_abandons_a_hung_renew_and_keeps_the_lease_over_a_fresh_connection() {
+    let env = Env::start("keeper-hung").await;
+    let ns = env.ns.name.clone();
+    let relay = Relay::start(&env.server.url).await;
+    // A client that would wait a minute for an answer: only the keeper's
+    // own bound can end a hung renew in time.
+    let client = Client::builder(&relay.url)
+        .api_key(env.server.key("team"))
+        .ca_file(&env.server.ca_file)
+        .expect("CA file reads")
+        .timeout(Duration::from_secs(60))
+        .build()
+        .expect("client builds");
+    let options = KeeperOptions::new(&ns, "hung", "team/k", Duration::from_secs(8))
+        .margin(Duration::from_secs(1))
+        .heartbeat(Duration::from_secs(1))
+        .watch(false);
+    let keeper = LeaseKeeper::acquire(client, options).await.expect("acquire");
+    let mut state = keeper.subscribe();
+    let held = |state: &KeeperState| match state {
+        KeeperState::Held { deadline, at_risk, .. } => Some((*deadline, *at_risk)),
+        other => panic!("the keeper lost the lease: {other:?}"),
+    };
+    let first = keeper.deadline().expect("held");
+    // One renew over the relay, so that its connection is pooled.
+    wait_for_state(&mut state, |s| held(s).is_some_and(|(deadline, _)| deadline > first)).await;
+
+    relay.pass(false);
+    let cut = keeper.deadline().expect("held");
+    // No answer ever comes back: only abandoning the renew flags the risk.
+    wait_for_state(&mut state, |s| held(s).is_some_and(|(_, at_risk)| at_risk)).await;
+    assert!(keeper.is_held(), "at risk, but held until the deadline");
+
+    relay.pass(true);
+    wait_for_state(&mut state, |s| held(s).is_some_and(|(deadline, at_risk)| !at_risk && deadline > cut)).await;
+    assert!(keeper.is_held());
+    let holders = env.leases().get("hung").await.expect("lease reads").status.expect("status").holders;
+    assert_eq!(holders.len(), 1);
+    assert_eq!((holders[0].identity.as_str(), holders[0].fencing_token), ("team/k", keeper.fencing_token()));
+    keeper.release().await.expect("release over a fresh connection");
+}
+
+/// Waits until the keeper publishes a state that satisfies `done`; 30 s is
+/// only a failure bound.
+async fn wait_for_state(
+    state: &mut tokio::sync::watch::Receiver<KeeperState>,
+    mut done: impl FnMut(&KeeperState) -> bool,
+) {
+    tokio::time::timeout(Duration::from_secs(30), state.wait_for(|s| done(s)))
+        .await
+        .expect("the state came within 30 s")
+        .expect("the keeper is running");
 }

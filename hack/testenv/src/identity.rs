@@ -5,7 +5,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
 
 use crate::{control_plane_dir, ensure_control_plane, repo_root};
 
@@ -22,31 +21,14 @@ impl ControlPlane {
         Self { dir: control_plane_dir() }
     }
 
-    /// Another control plane with state in `<repo>/.run/test-cluster-<name>`,
-    /// started once per process (or reused when healthy). Stop it with
-    /// `BERTH_CONTROL_PLANE_DIR=… hack/control-plane down`.
+    /// Member cluster `name`: a control plane of its own, started (or reused)
+    /// by [`crate::clusters::Cluster::up`].
     ///
     /// # Panics
     /// When it cannot be started; the message carries the script's output.
     pub fn member(name: &str) -> Self {
-        static STARTED: OnceLock<std::sync::Mutex<Vec<String>>> = OnceLock::new();
-        let dir = repo_root().join(format!(".run/test-cluster-{name}"));
-        let started = STARTED.get_or_init(Default::default);
-        let mut started = started.lock().expect("member clusters lock");
-        if !started.iter().any(|n| n == name) {
-            let output = Command::new(repo_root().join("hack/control-plane"))
-                .arg("up")
-                .env("BERTH_CONTROL_PLANE_DIR", &dir)
-                .output()
-                .expect("hack/control-plane runs");
-            assert!(
-                output.status.success(),
-                "hack/control-plane up ({name}): {}",
-                String::from_utf8_lossy(&output.stderr)
-            );
-            started.push(name.to_owned());
-        }
-        Self { dir }
+        let cluster = crate::clusters::Cluster::up(name).unwrap_or_else(|e| panic!("member cluster {name}: {e}"));
+        Self { dir: cluster.dir }
     }
 
     /// `https://127.0.0.1:<port>`: the kube-apiserver, and its service-account issuer.

@@ -9,8 +9,10 @@
 #![forbid(unsafe_code)]
 
 pub mod apiserver;
+pub mod clusters;
 pub mod identity;
 pub mod operator;
+pub mod proxy;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -24,6 +26,43 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config, CustomResourceExt};
+
+/// What can go wrong in the harness's fallible parts (clusters and proxy).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{what} failed:\n{output}")]
+    Script { what: String, output: String },
+    #[error("running {what}")]
+    Spawn {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("reading {}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0:?} is not a cluster name: lowercase letters, digits and '-'")]
+    ClusterName(String),
+    #[error("the kubeconfig does not load")]
+    Kubeconfig(#[source] kube::config::KubeconfigError),
+    #[error("talking to Kubernetes")]
+    Kube(#[source] kube::Error),
+    #[error("CRD {0} was not established within 30 s")]
+    CrdNotEstablished(String),
+    #[error("{0:?} is not a proxy mode: pass, blackhole, reset, or delay <n>ms|<n>s")]
+    ProxyMode(String),
+    #[error("the proxy cannot listen on {listen}")]
+    ProxyListen {
+        listen: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("starting the proxy's thread")]
+    Runtime(#[source] std::io::Error),
+}
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {
@@ -160,18 +199,26 @@ pub async fn client() -> Client {
     Client::try_from(config).expect("client builds")
 }
 
-/// Applies the BerthLease CRD (server-side) and waits until it is established.
+/// Applies the BerthLease CRD (server-side) and waits until it is
+/// established, once per process on the test control plane.
 pub async fn install_crd(client: &Client) {
     static INSTALLED: AtomicBool = AtomicBool::new(false);
     if INSTALLED.load(Ordering::Acquire) {
         return;
     }
+    apply_crd(client).await.unwrap_or_else(|e| panic!("{e}: {e:?}"));
+    INSTALLED.store(true, Ordering::Release);
+}
+
+/// Applies the BerthLease CRD (server-side) on the cluster of `client` and
+/// waits until it is established.
+pub async fn apply_crd(client: &Client) -> Result<(), Error> {
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     let crd = BerthLease::crd();
     let name = crd.metadata.name.clone().expect("CRD has a name");
-    crds.patch(&name, &PatchParams::apply("berth-testenv").force(), &Patch::Apply(&crd)).await.expect("CRD applies");
+    crds.patch(&name, &PatchParams::apply("berth-testenv").force(), &Patch::Apply(&crd)).await.map_err(Error::Kube)?;
     for _ in 0..300 {
-        let current = crds.get(&name).await.expect("CRD reads back");
+        let current = crds.get(&name).await.map_err(Error::Kube)?;
         let established = current
             .status
             .and_then(|s| s.conditions)
@@ -179,12 +226,11 @@ pub async fn install_crd(client: &Client) {
             .iter()
             .any(|c| c.type_ == "Established" && c.status == "True");
         if established {
-            INSTALLED.store(true, Ordering::Release);
-            return;
+            return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    panic!("CRD {name} was not established within 30 s");
+    Err(Error::CrdNotEstablished(name))
 }
 
 /// A fresh namespace for one test, on a control plane with the CRD installed.
@@ -194,19 +240,33 @@ pub async fn install_crd(client: &Client) {
 pub struct TestNamespace {
     pub client: Client,
     pub name: String,
+    kubectl: PathBuf,
+    kubeconfig: PathBuf,
 }
 
 impl TestNamespace {
+    /// A fresh namespace on the test control plane.
     pub async fn new(prefix: &str) -> Self {
-        static COUNTER: AtomicU32 = AtomicU32::new(0);
         let client = client().await;
         install_crd(&client).await;
+        let kubectl = bin_dir().join("kubectl");
+        Self::create(client, kubectl, kubeconfig_path(), prefix).await.unwrap_or_else(|e| panic!("{e}: {e:?}"))
+    }
+
+    /// Creates a namespace named after `prefix`, the process and a counter.
+    pub(crate) async fn create(
+        client: Client,
+        kubectl: PathBuf,
+        kubeconfig: PathBuf,
+        prefix: &str,
+    ) -> Result<Self, Error> {
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
         let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
         let name =
             format!("{prefix}-{}-{}-{:x}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed), nanos & 0xffff);
         let ns: Namespace = serde_json::from_value(serde_json::json!({"metadata": {"name": name}})).unwrap();
-        Api::<Namespace>::all(client.clone()).create(&PostParams::default(), &ns).await.expect("namespace creates");
-        Self { client, name }
+        Api::<Namespace>::all(client.clone()).create(&PostParams::default(), &ns).await.map_err(Error::Kube)?;
+        Ok(Self { client, name, kubectl, kubeconfig })
     }
 
     /// Runs `kubectl ARGS -n <namespace>` and returns its stdout.
@@ -214,7 +274,12 @@ impl TestNamespace {
     /// # Panics
     /// When kubectl fails; the message carries its stderr.
     pub fn kubectl_output(&self, args: &[&str]) -> String {
-        let output = kubectl().args(args).args(["-n", &self.name]).output().expect("kubectl runs");
+        let output = Command::new(&self.kubectl)
+            .env("KUBECONFIG", &self.kubeconfig)
+            .args(args)
+            .args(["-n", &self.name])
+            .output()
+            .expect("kubectl runs");
         assert!(output.status.success(), "kubectl {args:?} failed: {}", String::from_utf8_lossy(&output.stderr));
         String::from_utf8(output.stdout).expect("kubectl prints UTF-8")
     }
