@@ -98,17 +98,11 @@ pub struct ClaimValidationRule {
     pub required_value: String,
 }
 
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ClaimMappings {
     #[serde(default)]
     pub username: PrefixedClaim,
-}
-
-impl Default for ClaimMappings {
-    fn default() -> Self {
-        Self { username: PrefixedClaim::default() }
-    }
 }
 
 /// The user name is `prefix + claims[claim]`; by default the bare `sub`,
