@@ -36,6 +36,9 @@ pub enum ApiError {
     NamespaceNotServed,
     #[error(transparent)]
     Name(#[from] NameError),
+    /// A query parameter with a value the route does not accept.
+    #[error("{0}")]
+    InvalidQuery(&'static str),
     #[error("lease not found")]
     LeaseNotFound,
     #[error("namespace not found")]
@@ -61,9 +64,11 @@ impl ApiError {
         match self {
             ApiError::MissingAuth | ApiError::UnknownKey => StatusCode::UNAUTHORIZED,
             ApiError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::NotOneObject | ApiError::InvalidJson(_) | ApiError::Field(_) | ApiError::Name(_) => {
-                StatusCode::BAD_REQUEST
-            }
+            ApiError::NotOneObject
+            | ApiError::InvalidJson(_)
+            | ApiError::Field(_)
+            | ApiError::Name(_)
+            | ApiError::InvalidQuery(_) => StatusCode::BAD_REQUEST,
             ApiError::NamespaceForbidden
             | ApiError::HolderForbidden
             | ApiError::ForeignLease
@@ -93,6 +98,7 @@ impl ApiError {
             ApiError::ForeignLease => "foreign_lease",
             ApiError::NamespaceNotServed => "namespace_not_served",
             ApiError::Name(_) => "invalid_name",
+            ApiError::InvalidQuery(_) => "invalid_query",
             ApiError::LeaseNotFound => "lease_not_found",
             ApiError::NamespaceNotFound => "namespace_not_found",
             ApiError::ReleaseConflict => "release_conflict",

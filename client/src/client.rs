@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use berth_api::wire::{
     AcquireRequest, AcquireResponse, LeaseList, LeaseView, MAX_WAIT_SECONDS, ReleaseRequest, RenewRequest,
+    WatchEventKind,
 };
 use chrono::{DateTime, Utc};
 use futures::stream::BoxStream;
@@ -13,8 +14,12 @@ use reqwest::{Method, StatusCode, Url};
 use serde::de::DeserializeOwned;
 
 use crate::Error;
+<<<<<<< HEAD
+use crate::sse::{SseEvent, SseParser};
+=======
 use crate::key::{BearerKey, KeyFile};
 use crate::sse::SseParser;
+>>>>>>> main
 use crate::tls::{Trust, client_config, read_ca_bundle};
 
 /// How long a call may take when the builder is not told otherwise.
@@ -48,6 +53,34 @@ impl From<Grant> for AcquireResponse {
 
 /// An async stream of lease views, one per change, starting with the current state.
 pub type LeaseStream = BoxStream<'static, Result<LeaseView, Error>>;
+
+/// The stream of a collection watch ([`Client::watch_all`], [`Client::watch_namespace`]).
+pub type LeaseEventStream = BoxStream<'static, Result<LeaseEvent, Error>>;
+
+/// One event of a collection watch.
+#[derive(Clone, Debug, PartialEq)]
+pub enum LeaseEvent {
+    /// A lease the stream had not shown: first one per current lease, then each new one.
+    Added(LeaseView),
+    /// A new state of a lease already shown.
+    Modified(LeaseView),
+    /// The lease is gone, or no longer readable with this key: its last state shown.
+    Deleted(LeaseView),
+    /// Every current lease has been sent as [`LeaseEvent::Added`]; changes follow.
+    InitialEventsEnd,
+}
+
+fn decode_lease_event(event: SseEvent) -> Option<Result<LeaseEvent, Error>> {
+    let kind = WatchEventKind::from_name(&event.event)?;
+    let view =
+        || serde_json::from_str::<LeaseView>(&event.data).map_err(|e| Error::Decode(format!("watch event: {e}")));
+    Some(match kind {
+        WatchEventKind::Added => view().map(LeaseEvent::Added),
+        WatchEventKind::Modified => view().map(LeaseEvent::Modified),
+        WatchEventKind::Deleted => view().map(LeaseEvent::Deleted),
+        WatchEventKind::Bookmark => Ok(LeaseEvent::InitialEventsEnd),
+    })
+}
 
 /// A client of one Berth apiserver. Cheap to clone: clones share the
 /// connection pool.
@@ -304,6 +337,46 @@ impl Client {
     /// to go on.
     pub async fn watch(&self, namespace: &str, name: &str) -> Result<LeaseStream, Error> {
         let path = lease_path(namespace, name, "watch")?;
+<<<<<<< HEAD
+        let stream = self.event_stream(&path, |event| {
+            (event.event == "lease").then(|| {
+                serde_json::from_str::<LeaseView>(&event.data).map_err(|e| Error::Decode(format!("watch event: {e}")))
+            })
+        });
+        Ok(Box::pin(stream.await?))
+    }
+
+    /// Watches the leases of every namespace this key's tenant may use
+    /// (`GET /v1alpha1/leases?watch=1`): one [`LeaseEvent::Added`] per current
+    /// lease, then [`LeaseEvent::InitialEventsEnd`], then every change.
+    ///
+    /// # Errors
+    /// As [`Self::watch`]: the call fails when the watch cannot start (for
+    /// example [`Error::Unauthorized`]); the stream ends after an
+    /// [`Error::Transport`] when the connection breaks or stays silent for
+    /// [`WATCH_IDLE_TIMEOUT`], and ends without error when the server shuts
+    /// down. Start a new watch to go on: it restates the current list.
+    pub async fn watch_all(&self) -> Result<LeaseEventStream, Error> {
+        Ok(Box::pin(self.event_stream("v1alpha1/leases?watch=1", decode_lease_event).await?))
+    }
+
+    /// [`Self::watch_all`] for the leases of one namespace.
+    pub async fn watch_namespace(&self, namespace: &str) -> Result<LeaseEventStream, Error> {
+        check_namespace(namespace)?;
+        let path = format!("v1alpha1/namespaces/{namespace}/leases?watch=1");
+        Ok(Box::pin(self.event_stream(&path, decode_lease_event).await?))
+    }
+
+    /// Opens the event stream at `path`; `decode` turns each SSE event into an
+    /// item, or `None` to skip it. The stream ends after the first error.
+    async fn event_stream<T: Send + 'static>(
+        &self,
+        path: &str,
+        decode: fn(SseEvent) -> Option<Result<T, Error>>,
+    ) -> Result<impl futures::Stream<Item = Result<T, Error>> + Send + 'static, Error> {
+        let request = self.request(Method::GET, path)?.header(reqwest::header::ACCEPT, "text/event-stream");
+        let response = request.send().await.map_err(|e| Error::transport(&self.describe(path), e))?;
+=======
         let request = self.request(Method::GET, &path)?.header(reqwest::header::ACCEPT, "text/event-stream");
         let response = request.send().await.map_err(|e| Error::transport(&self.describe(&path), e))?;
         if response.status() == StatusCode::UNAUTHORIZED
@@ -312,15 +385,16 @@ impl Client {
             // A rotated key file is read now; the keeper's watcher starts again anyway.
             key.reread_after_refusal();
         }
+>>>>>>> main
         let response = check_status(response, StatusCode::OK).await?;
-        let context = self.describe(&path);
-        let state = (response, SseParser::new(), std::collections::VecDeque::<LeaseView>::new(), false);
-        let stream = futures::stream::unfold(state, move |(mut response, mut parser, mut ready, done)| {
+        let context = self.describe(path);
+        let state = (response, SseParser::new(), std::collections::VecDeque::<T>::new(), false);
+        Ok(futures::stream::unfold(state, move |(mut response, mut parser, mut ready, done)| {
             let context = context.clone();
             async move {
                 loop {
-                    if let Some(view) = ready.pop_front() {
-                        return Some((Ok(view), (response, parser, ready, done)));
+                    if let Some(item) = ready.pop_front() {
+                        return Some((Ok(item), (response, parser, ready, done)));
                     }
                     if done {
                         return None;
@@ -331,28 +405,24 @@ impl Client {
                             source: None,
                         }),
                         Ok(Err(e)) => Err(Error::transport(&context, e)),
-                        // The server ends the watch when the lease is deleted or it shuts down.
+                        // The server ends a watch when the lease is deleted or it shuts down.
                         Ok(Ok(None)) => return None,
                         Ok(Ok(Some(chunk))) => Ok(chunk),
                     };
                     match chunk {
                         Err(e) => return Some((Err(e), (response, parser, ready, true))),
                         Ok(chunk) => {
-                            for event in parser.push(&chunk).into_iter().filter(|e| e.event == "lease") {
-                                match serde_json::from_str::<LeaseView>(&event.data) {
-                                    Ok(view) => ready.push_back(view),
-                                    Err(e) => {
-                                        let err = Error::Decode(format!("watch event: {e}"));
-                                        return Some((Err(err), (response, parser, ready, true)));
-                                    }
+                            for item in parser.push(&chunk).into_iter().filter_map(decode) {
+                                match item {
+                                    Ok(item) => ready.push_back(item),
+                                    Err(e) => return Some((Err(e), (response, parser, ready, true))),
                                 }
                             }
                         }
                     }
                 }
             }
-        });
-        Ok(Box::pin(stream))
+        }))
     }
 
     fn request(&self, method: Method, path: &str) -> Result<reqwest::RequestBuilder, Error> {
@@ -490,6 +560,22 @@ mod tests {
             let err = lease_path(ns, name, "").unwrap_err();
             assert_eq!(err.metric_label(), "invalid_request", "{ns} {name}");
         }
+    }
+
+    #[test]
+    fn collection_watch_events_decode_by_name_and_unknown_names_are_skipped() {
+        let event = |name: &str, data: &str| SseEvent { event: name.into(), data: data.into() };
+        let view = r#"{"namespace":"ns","name":"a","semantics":"at-most-once","state":"held","holders":[],
+            "fencingToken":3,"transitions":3,"ttlSeconds":30,"heartbeatIntervalSeconds":10}"#;
+        let decoded = |name| decode_lease_event(event(name, view)).unwrap().unwrap();
+        assert!(matches!(decoded("added"), LeaseEvent::Added(v) if v.fencing_token == 3));
+        assert!(matches!(decoded("modified"), LeaseEvent::Modified(v) if v.name == "a"));
+        assert!(matches!(decoded("deleted"), LeaseEvent::Deleted(_)));
+        let end = decode_lease_event(event("bookmark", r#"{"initialEventsEnd":true}"#)).unwrap().unwrap();
+        assert_eq!(end, LeaseEvent::InitialEventsEnd);
+        assert!(decode_lease_event(event("lease", view)).is_none(), "an unknown name is skipped");
+        let err = decode_lease_event(event("added", "{")).unwrap().unwrap_err();
+        assert_eq!(err.metric_label(), "decode");
     }
 
     #[test]

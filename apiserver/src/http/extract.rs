@@ -155,6 +155,24 @@ pub fn parse_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     }
 }
 
+/// Whether a list request asks for a watch: its `watch` query parameter is
+/// `1` or `true` (`0`, `false` or no parameter: a plain list).
+///
+/// # Errors
+/// [`ApiError::InvalidQuery`] for any other value.
+pub(super) fn wants_watch(query: Option<&str>) -> Result<bool, ApiError> {
+    let value = query.into_iter().flat_map(|q| q.split('&')).find_map(|pair| match pair.split_once('=') {
+        Some(("watch", value)) => Some(value),
+        _ if pair == "watch" => Some(""),
+        _ => None,
+    });
+    match value {
+        None | Some("0" | "false") => Ok(false),
+        Some("1" | "true") => Ok(true),
+        Some(_) => Err(ApiError::InvalidQuery("watch must be 1, true, 0 or false")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -179,5 +197,19 @@ mod tests {
         }
         let ok: RenewRequest = parse_body(b" {\"holder\":\"a\"} \n").unwrap();
         assert_eq!(ok.holder, "a");
+    }
+
+    #[test]
+    fn the_watch_parameter_is_a_kubernetes_boolean() {
+        for (query, watch) in [(None, false), (Some("watch=1"), true), (Some("x=y&watch=true"), true)] {
+            assert_eq!(wants_watch(query).unwrap(), watch, "{query:?}");
+        }
+        for query in ["watch=0", "watch=false", "other=1", ""] {
+            assert!(!wants_watch(Some(query)).unwrap(), "{query}");
+        }
+        for query in ["watch=yes", "watch", "watch=2"] {
+            let err = wants_watch(Some(query)).unwrap_err();
+            assert_eq!(err.to_string(), "watch must be 1, true, 0 or false", "{query}");
+        }
     }
 }

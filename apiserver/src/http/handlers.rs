@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use berth_api::rules::{self, Outcome};
@@ -18,7 +18,8 @@ use crate::error::{ApiError, json_response};
 use crate::leases::{self, CreateSpec, Write, outcome_label, visible_to};
 
 use super::App;
-use super::extract::{LeasePath, NamespacePath, read_json};
+use super::extract::{LeasePath, NamespacePath, read_json, wants_watch};
+use super::sse;
 
 pub(super) async fn healthz() -> &'static str {
     "ok\n"
@@ -168,20 +169,34 @@ pub(super) async fn get_lease(
     Ok(json_response(StatusCode::OK, &LeaseView::from_lease(&lease)))
 }
 
+/// The leases of one namespace, or with `watch=1` a collection watch of them.
 pub(super) async fn list_namespace(
     State(app): State<Arc<App>>,
     path: NamespacePath,
+    RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let tenant = app.authenticate(&headers).await?;
+    let watch = wants_watch(query.as_deref())?;
     app.authorize(&tenant, &path.namespace, None)?;
     path.check(&app)?;
+    if watch {
+        return Ok(sse::watch_collection(app, tenant, Some(path.namespace)));
+    }
     let items = app.cache.list(|l| l.metadata.namespace.as_deref() == Some(&path.namespace) && visible_to(l, &tenant));
     Ok(json_response(StatusCode::OK, &LeaseList { items: items.iter().map(|l| LeaseView::from_lease(l)).collect() }))
 }
 
-pub(super) async fn list_all(State(app): State<Arc<App>>, headers: HeaderMap) -> Result<Response, ApiError> {
+/// The leases of every namespace the tenant may use, or with `watch=1` a collection watch of them.
+pub(super) async fn list_all(
+    State(app): State<Arc<App>>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     let tenant = app.authenticate(&headers).await?;
+    if wants_watch(query.as_deref())? {
+        return Ok(sse::watch_collection(app, tenant, None));
+    }
     let items = app.cache.list(|l| {
         l.metadata.namespace.as_deref().is_some_and(|ns| tenant.may_use_namespace(ns)) && visible_to(l, &tenant)
     });

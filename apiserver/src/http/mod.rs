@@ -41,6 +41,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route(&format!("{}/acquire", extract::LEASE_ROUTE), post(handlers::acquire))
         .route(&format!("{}/renew", extract::LEASE_ROUTE), post(handlers::renew))
         .route(&format!("{}/release", extract::LEASE_ROUTE), post(handlers::release))
+        .merge(crate::console::routes())
         .fallback(|| async { ApiError::RouteNotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         // Outermost last: `observe` gives every response its request id, logs

@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 pub mod apiserver;
+pub mod browser;
 pub mod clusters;
 pub mod identity;
 pub mod operator;

@@ -33,6 +33,10 @@ fn value_sets(chart: &str, namespace: &str) -> Vec<Vec<String>> {
         "berth-operator" => custom.extend([
             "--set=crd.install=true".into(),
             "--set=leaderElection.enabled=false".into(),
+            // Member mode signing in with a projected service-account token instead of a key Secret.
+            "--set=member.enabled=true".into(),
+            "--set=member.apiServer=https://berth.example.com:8443".into(),
+            "--set=member.clusterId=east".into(),
             "--set=berthApiToken.projected=true".into(),
         ]),
         _ => custom.extend([
