@@ -323,6 +323,27 @@ async fn a_member_clusters_tokens_follow_its_issuer_configuration_and_key_rotati
     until(&server, "east's token refused", || async { caller.acquire(&rotated, &ns.name, "job").await.0 == 401 }).await;
 }
 
+/// Reads Server-Sent Events into `seen` (their JSON data) until one matches `done`; 30 s at most.
+async fn read_events(response: &mut reqwest::Response, seen: &mut Vec<Value>, done: impl Fn(&Value) -> bool) {
+    let mut pending = String::new();
+    let limit = Instant::now() + Duration::from_secs(30);
+    loop {
+        let chunk = tokio::time::timeout_at(limit, response.chunk()).await.expect("an event within 30 s");
+        pending.push_str(&String::from_utf8_lossy(&chunk.expect("the stream reads").expect("the stream goes on")));
+        while let Some(end) = pending.find("\n\n") {
+            let event: String = pending.drain(..end + 2).collect();
+            for data in event.lines().filter_map(|line| line.strip_prefix("data:")) {
+                let value: Value = serde_json::from_str(data.trim()).expect("event data is JSON");
+                let finished = done(&value);
+                seen.push(value);
+                if finished {
+                    return;
+                }
+            }
+        }
+    }
+}
+
 #[tokio::test]
 async fn a_service_account_limited_to_one_namespace_is_refused_on_every_route_elsewhere() {
     let allowed = TestNamespace::new("wi-allowed").await;
@@ -356,10 +377,30 @@ async fn a_service_account_limited_to_one_namespace_is_refused_on_every_route_el
         format!("/v1alpha1/namespaces/{ns}/leases/elsewhere"),
         format!("/v1alpha1/namespaces/{ns}/leases"),
         format!("/v1alpha1/namespaces/{ns}/leases/elsewhere/watch"),
+        format!("/v1alpha1/namespaces/{ns}/leases?watch=1"),
     ] {
         let (status, answer) = caller.get(&token, &path).await;
         assert_eq!((status, &answer["error"]), (403, &forbidden), "GET {path}: {answer}");
     }
+    // The collection watch of every lease shows the allowed namespace only,
+    // even when a lease elsewhere changes first.
+    let mut watch =
+        caller.http.get(format!("{}/v1alpha1/leases?watch=1", caller.url)).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(watch.status(), 200);
+    let mut seen = Vec::new();
+    let lease_in = |ns: &str| {
+        let ns = ns.to_owned();
+        move |event: &Value| event["namespace"] == json!(ns) && event["name"] == json!("elsewhere")
+    };
+    read_events(&mut watch, &mut seen, lease_in(&allowed.name)).await;
+    for ns in [&other.name, &allowed.name] {
+        assert_eq!(caller.acquire(&key, ns, "elsewhere").await.0, 200, "renewing acquire in {ns}");
+    }
+    let renewed = seen.len();
+    read_events(&mut watch, &mut seen, lease_in(&allowed.name)).await;
+    assert!(seen.len() > renewed);
+    assert!(seen.iter().all(|e| e["namespace"] == json!(allowed.name)), "the watch showed another namespace: {seen:?}");
+    drop(watch);
     // Every lease the tenant may see lists only the allowed namespace.
     until(&server, "the allowed lease listed", || async {
         caller.get(&token, "/v1alpha1/leases").await.1["items"].as_array().is_some_and(|items| !items.is_empty())

@@ -14,12 +14,8 @@ use reqwest::{Method, StatusCode, Url};
 use serde::de::DeserializeOwned;
 
 use crate::Error;
-<<<<<<< HEAD
-use crate::sse::{SseEvent, SseParser};
-=======
 use crate::key::{BearerKey, KeyFile};
-use crate::sse::SseParser;
->>>>>>> main
+use crate::sse::{SseEvent, SseParser};
 use crate::tls::{Trust, client_config, read_ca_bundle};
 
 /// How long a call may take when the builder is not told otherwise.
@@ -337,7 +333,6 @@ impl Client {
     /// to go on.
     pub async fn watch(&self, namespace: &str, name: &str) -> Result<LeaseStream, Error> {
         let path = lease_path(namespace, name, "watch")?;
-<<<<<<< HEAD
         let stream = self.event_stream(&path, |event| {
             (event.event == "lease").then(|| {
                 serde_json::from_str::<LeaseView>(&event.data).map_err(|e| Error::Decode(format!("watch event: {e}")))
@@ -376,16 +371,12 @@ impl Client {
     ) -> Result<impl futures::Stream<Item = Result<T, Error>> + Send + 'static, Error> {
         let request = self.request(Method::GET, path)?.header(reqwest::header::ACCEPT, "text/event-stream");
         let response = request.send().await.map_err(|e| Error::transport(&self.describe(path), e))?;
-=======
-        let request = self.request(Method::GET, &path)?.header(reqwest::header::ACCEPT, "text/event-stream");
-        let response = request.send().await.map_err(|e| Error::transport(&self.describe(&path), e))?;
         if response.status() == StatusCode::UNAUTHORIZED
             && let Some(key) = &self.key
         {
-            // A rotated key file is read now; the keeper's watcher starts again anyway.
+            // A rotated key file is read now; a watch started again sends the new key.
             key.reread_after_refusal();
         }
->>>>>>> main
         let response = check_status(response, StatusCode::OK).await?;
         let context = self.describe(path);
         let state = (response, SseParser::new(), std::collections::VecDeque::<T>::new(), false);
