@@ -11,6 +11,7 @@
 pub mod apiserver;
 pub mod browser;
 pub mod clusters;
+pub mod identity;
 pub mod operator;
 pub mod proxy;
 
