@@ -198,7 +198,7 @@ fn expired_written(ctx: &Context, lease: &BerthLease, facts: &plan::Facts) {
 /// Step 4 for one phase: reads the target and writes it only when it
 /// differs. The Events of a write are pushed to `notes`, for the caller to
 /// record after its status write.
-async fn act_on_target(
+pub(crate) async fn act_on_target(
     lease: &BerthLease,
     namespace: &str,
     target: &TargetRef,
@@ -284,7 +284,7 @@ async fn release_on_delete(lease: &BerthLease, namespace: &str, ctx: &Context) -
 }
 
 /// Adds or removes our finalizer with a merge patch guarded by `resourceVersion`.
-async fn set_finalizer(api: &Api<BerthLease>, lease: &BerthLease, present: bool) -> Result<BerthLease> {
+pub(crate) async fn set_finalizer(api: &Api<BerthLease>, lease: &BerthLease, present: bool) -> Result<BerthLease> {
     let mut finalizers: Vec<String> = lease.finalizers().iter().filter(|f| *f != FINALIZER).cloned().collect();
     if present {
         finalizers.push(FINALIZER.to_owned());
@@ -326,7 +326,7 @@ async fn write_status(
 /// Events never delay a reconcile (and so the next lease's expiry). A failure
 /// to record is logged, never fatal; Events still in flight when the process
 /// stops are lost, as they would be on a crash.
-fn publish(ctx: &Context, lease: &BerthLease, notes: Vec<Note>) {
+pub(crate) fn publish(ctx: &Context, lease: &BerthLease, notes: Vec<Note>) {
     if notes.is_empty() {
         return;
     }
@@ -339,6 +339,9 @@ fn publish(ctx: &Context, lease: &BerthLease, notes: Vec<Note>) {
                 "Acquired" | "DeclaredHolderRefused" => "Acquire",
                 "Released" => "Release",
                 "Expired" => "Expire",
+                // Member mode (member/claim.rs).
+                "Lost" | "Fenced" => "Fence",
+                "RenewFailed" => "Renew",
                 _ => "ApplyTarget",
             };
             let event = Event {
