@@ -98,6 +98,15 @@ pids+=($!)
 echo $! >"$api_dir/apiserver.pid"
 wait_ready "http://127.0.0.1:$api_probe" "${pids[-1]}" "$api_dir/apiserver.log"
 
+# The global lease: no target and no tenant label, so every member's tenant
+# sees it (docs/multicluster.md); the members' claims give it its holder.
+k coordination apply -f - >/dev/null <<'YAML'
+apiVersion: berth.skaphos.io/v1alpha1
+kind: BerthLease
+metadata: {name: ingest-coordinator, namespace: pipeline}
+spec: {leaseName: ingest-coordinator, ttlSeconds: 30, heartbeatIntervalSeconds: 10, semantics: at-most-once}
+YAML
+
 for name in "${members[@]}"; do
   log "member $name: berth-proxy on 127.0.0.1:${proxy_port[$name]}, the member-mode operator, the example"
   echo pass >"$dir/$name/proxy-mode"

@@ -155,6 +155,8 @@ impl Stack {
         let coordination = Cluster::up_in(&config.clusters_dir, "coordination").expect("coordination plane starts");
         let coordination_ns = coordination.namespace(prefix).await.expect("coordination namespace");
         let namespace = coordination_ns.name.clone();
+        // The global lease: no target, no tenant label, so every member's tenant sees it.
+        apply_global_lease(&coordination_ns.client, &namespace, &config).await;
 
         let tenants: Vec<Tenant> = config.members.iter().map(|id| Tenant::new(id, &[])).collect();
         let apiserver = ApiServer::start_as(&coordination.kubeconfig, tenants, &[&namespace], &[]);
@@ -368,6 +370,21 @@ async fn apply_target(client: &Client, namespace: &str, target: Target) {
         Target::Deployment => ApiResource::erase::<Deployment>(&()),
     };
     apply(client, namespace, &resource, &target_manifest(namespace, target)).await;
+}
+
+async fn apply_global_lease(client: &Client, namespace: &str, config: &Config) {
+    let manifest = json!({
+        "apiVersion": "berth.skaphos.io/v1alpha1",
+        "kind": "BerthLease",
+        "metadata": {"name": LEASE, "namespace": namespace},
+        "spec": {
+            "leaseName": LEASE,
+            "ttlSeconds": config.ttl_seconds,
+            "heartbeatIntervalSeconds": config.heartbeat_seconds,
+            "semantics": "at-most-once",
+        }
+    });
+    apply(client, namespace, &ApiResource::erase::<BerthLease>(&()), &manifest).await;
 }
 
 async fn apply_lease(client: &Client, namespace: &str, config: &Config) {
