@@ -57,7 +57,7 @@ wait_ready() {
 log "starting the operator (log: $BERTH_CONTROL_PLANE_DIR/operator.log)"
 "$bin/operator" --kubeconfig "$KUBECONFIG" \
   --metrics-bind-address "127.0.0.1:$operator_metrics_port" \
-  --health-probe-bind-address "127.0.0.1:$operator_probe_port" \
+  --health-probe-bind-address "127.0.0.1:$operator_probe_port" --log-format text \
   >"$BERTH_CONTROL_PLANE_DIR/operator.log" 2>&1 &
 pids+=($!)
 wait_ready "http://127.0.0.1:$operator_probe_port" "${pids[-1]}" "$BERTH_CONTROL_PLANE_DIR/operator.log"

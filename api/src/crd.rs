@@ -206,6 +206,10 @@ pub struct BerthLeaseStatus {
     /// The spec generation that the operator has acted on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+    /// The last fencing token whose grant the operator has recorded as an
+    /// `Acquired` Event: a grant with a higher token is new to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_fencing_token: Option<i32>,
     /// What the operator last did to the target.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<TargetStatus>,

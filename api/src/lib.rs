@@ -6,6 +6,7 @@
 pub mod crd;
 pub mod duration;
 pub mod rules;
+pub mod serving;
 pub mod time;
 pub mod wire;
 

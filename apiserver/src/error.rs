@@ -55,6 +55,9 @@ pub enum ApiError {
     /// No write slot to kube-apiserver came in time (an extension of API.md).
     #[error("overloaded, retry later")]
     Overloaded,
+    /// kube-apiserver is unreachable or failing: nothing was written (an extension of API.md).
+    #[error("kube-apiserver is unavailable, retry later")]
+    Unavailable(#[source] crate::leases::Error),
     #[error("internal error")]
     Internal(#[source] crate::leases::Error),
 }
@@ -76,7 +79,7 @@ impl ApiError {
             ApiError::LeaseNotFound | ApiError::NamespaceNotFound | ApiError::RouteNotFound => StatusCode::NOT_FOUND,
             ApiError::ReleaseConflict => StatusCode::CONFLICT,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::Contended | ApiError::Overloaded | ApiError::AuthUnavailable(_) => {
+            ApiError::Contended | ApiError::Overloaded | ApiError::Unavailable(_) | ApiError::AuthUnavailable(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -106,6 +109,7 @@ impl ApiError {
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::Contended => "contended",
             ApiError::Overloaded => "overloaded",
+            ApiError::Unavailable(_) => "unavailable",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -120,6 +124,9 @@ impl IntoResponse for ApiError {
         } else if let ApiError::AuthUnavailable(source) = &self {
             tracing::warn!(error = %source, "authentication unavailable");
             tracing::Span::current().record("error", self.metric_label());
+        } else if let ApiError::Unavailable(source) = &self {
+            tracing::Span::current().record("error", self.metric_label());
+            tracing::warn!(error = %source, "kube-apiserver unavailable: answered 503");
         } else {
             tracing::Span::current().record("error", self.metric_label());
         }
@@ -128,7 +135,7 @@ impl IntoResponse for ApiError {
             ApiError::MissingAuth | ApiError::UnknownKey => {
                 response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
-            ApiError::Overloaded | ApiError::AuthUnavailable(_) => {
+            ApiError::Overloaded | ApiError::Unavailable(_) | ApiError::AuthUnavailable(_) => {
                 response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECONDS));
             }
             _ => {}
@@ -137,8 +144,9 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// The `Retry-After` of an overloaded answer: a second lets the backlog of
-/// writes drain, and is well inside a renewing holder's safe window.
+/// The `Retry-After` of an overloaded or unavailable answer: a second lets
+/// the backlog of writes drain (or kube-apiserver come back), and is well
+/// inside a renewing holder's safe window.
 pub const RETRY_AFTER_SECONDS: &str = "1";
 
 /// `{"error": message}` with `Content-Type: application/json`.
@@ -159,6 +167,7 @@ impl From<crate::leases::Error> for ApiError {
             crate::leases::Error::Contended => ApiError::Contended,
             crate::leases::Error::Overloaded => ApiError::Overloaded,
             crate::leases::Error::NamespaceNotFound => ApiError::NamespaceNotFound,
+            other if other.is_unavailable() => ApiError::Unavailable(other),
             other => ApiError::Internal(other),
         }
     }

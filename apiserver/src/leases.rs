@@ -87,6 +87,20 @@ pub enum Error {
 }
 
 impl Error {
+    /// Whether kube-apiserver could not be reached or could not answer (no
+    /// connection, a timeout, a 5xx or 429): nothing was decided, so the
+    /// caller may retry.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            Error::Kube { source, .. } => match source {
+                kube::Error::HyperError(_) | kube::Error::Service(_) => true,
+                kube::Error::Api(status) => status.code == 429 || status.code >= 500,
+                _ => false,
+            },
+            _ => false,
+        }
+    }
+
     pub fn metric_label(&self) -> &'static str {
         match self {
             Error::ForeignLease => "foreign_lease",

@@ -14,6 +14,7 @@ pub mod console;
 pub mod error;
 pub mod http;
 pub mod leases;
+pub mod limits;
 pub mod metrics;
 pub mod openapi;
 pub mod serve;

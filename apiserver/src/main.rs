@@ -7,7 +7,9 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use berth_api::duration::parse as parse_duration;
+use berth_api::serving::BindAddress;
 use berth_apiserver::leases::WriteLimit;
+use berth_apiserver::limits::ConnectionLimits;
 use berth_apiserver::serve::{self, parse_addr};
 use clap::{Parser, ValueEnum};
 
@@ -28,12 +30,14 @@ struct Args {
     /// Kubeconfig to reach kube-apiserver; omit it in a cluster (then KUBECONFIG or the in-cluster config is used).
     #[arg(long)]
     kubeconfig: Option<PathBuf>,
-    /// Plain-HTTP address serving Prometheus metrics at /metrics.
-    #[arg(long, default_value = ":8080", value_parser = parse_addr)]
-    metrics_bind_address: SocketAddr,
-    /// Plain-HTTP address serving /healthz and /readyz.
-    #[arg(long, default_value = ":8081", value_parser = parse_addr)]
-    health_probe_bind_address: SocketAddr,
+    /// Plain-HTTP address serving Prometheus metrics (OpenMetrics text) at
+    /// /metrics: HOST:PORT, :PORT (every IPv4 interface), or 0 to disable.
+    #[arg(long, default_value = ":8080")]
+    metrics_bind_address: BindAddress,
+    /// Plain-HTTP address serving /healthz and /readyz: HOST:PORT, :PORT
+    /// (every IPv4 interface), or 0 to disable.
+    #[arg(long, default_value = ":8081")]
+    health_probe_bind_address: BindAddress,
     /// File of `<tenant>:<sha256-hex-of-key>[:<ns>,<ns>…]` lines; reloaded when it changes.
     #[arg(long, required_unless_present = "authentication_config")]
     api_keys_file: Option<PathBuf>,
@@ -57,7 +61,21 @@ struct Args {
     /// request timeout, so that they retry instead of timing out.
     #[arg(long, default_value = "2s", value_parser = parse_duration)]
     write_queue_timeout: std::time::Duration,
-    /// Log line format.
+    /// Longest a client may take to finish the TLS handshake on
+    /// --listen-addr before its connection is closed (e.g. 10s).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    tls_handshake_timeout: std::time::Duration,
+    /// Longest a client may take to send a request's headers (also the
+    /// longest an idle keep-alive connection stays open) before its
+    /// connection is closed: a slow client cannot hold a connection forever.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    header_read_timeout: std::time::Duration,
+    /// Most connections open at once on --listen-addr; past it, new
+    /// connections are closed at once, so that slow or greedy clients cannot
+    /// use up the process's file descriptors.
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections: u32,
+    /// Log lines as JSON objects (the default, as the operator's) or as text.
     #[arg(long, value_enum, default_value_t = LogFormat::Json)]
     log_format: LogFormat,
     /// Log filter: a level (`info`, `debug`…) or tracing directives (`berth_apiserver=debug,kube=warn`).
@@ -88,14 +106,19 @@ async fn main() -> anyhow::Result<()> {
         tls_cert_file: args.tls_cert_file,
         tls_key_file: args.tls_key_file,
         kubeconfig: args.kubeconfig,
-        metrics_addr: args.metrics_bind_address,
-        health_addr: args.health_probe_bind_address,
+        metrics_addr: args.metrics_bind_address.0,
+        health_addr: args.health_probe_bind_address.0,
         api_keys_file: args.api_keys_file,
         authentication_config: args.authentication_config,
         namespaces: args.namespaces,
         write_limit: WriteLimit {
             max_concurrent: args.max_concurrent_writes as usize,
             queue_timeout: args.write_queue_timeout,
+        },
+        connection_limits: ConnectionLimits {
+            tls_handshake_timeout: args.tls_handshake_timeout,
+            header_read_timeout: args.header_read_timeout,
+            max_connections: args.max_connections as usize,
         },
     })
     .await

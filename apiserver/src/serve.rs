@@ -7,7 +7,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum_server::accept::NoDelayAcceptor;
 use axum_server::tls_rustls::RustlsConfig;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use rustls::pki_types::pem::PemObject;
@@ -19,6 +18,7 @@ use crate::auth::configured::AuthConfigFile;
 use crate::auth::{Authenticator, Chain, KeysFile, KeysFileError, reload};
 use crate::http::{App, metrics_router, probe_router, router};
 use crate::leases::WriteLimit;
+use crate::limits::{CappedAcceptor, ConnectionLimits};
 use crate::metrics::Metrics;
 
 /// How long requests in flight may take to finish after SIGTERM.
@@ -35,8 +35,10 @@ pub struct Config {
     pub tls_key_file: PathBuf,
     /// `None`: in-cluster config (or `KUBECONFIG`).
     pub kubeconfig: Option<PathBuf>,
-    pub metrics_addr: SocketAddr,
-    pub health_addr: SocketAddr,
+    /// `None`: no metrics listener (`--metrics-bind-address=0`).
+    pub metrics_addr: Option<SocketAddr>,
+    /// `None`: no health-probe listener (`--health-probe-bind-address=0`).
+    pub health_addr: Option<SocketAddr>,
     /// Static API keys; at least one of this and `authentication_config` is set.
     pub api_keys_file: Option<PathBuf>,
     /// JWT issuers and TokenReview, and their mapping to tenants (docs/auth.md).
@@ -44,6 +46,7 @@ pub struct Config {
     /// Empty: all namespaces.
     pub namespaces: Vec<String>,
     pub write_limit: WriteLimit,
+    pub connection_limits: ConnectionLimits,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -198,8 +201,14 @@ pub async fn run(config: Config) -> Result<(), Error> {
     let client = kube_client(config.kubeconfig.as_ref()).await?;
     let (shutdown_tx, shutdown) = watch::channel(false);
     let authenticator = authenticators(&config, &client, &shutdown)?;
-    let metrics_listener = bind(config.metrics_addr).await?;
-    let health_listener = bind(config.health_addr).await?;
+    let metrics_listener = match config.metrics_addr {
+        Some(addr) => Some(bind(addr).await?),
+        None => None,
+    };
+    let health_listener = match config.health_addr {
+        Some(addr) => Some(bind(addr).await?),
+        None => None,
+    };
     let api_listener = std::net::TcpListener::bind(config.listen_addr)
         .and_then(|l| l.set_nonblocking(true).map(|()| l))
         .map_err(|source| Error::Listen { addr: config.listen_addr, source })?;
@@ -219,8 +228,13 @@ pub async fn run(config: Config) -> Result<(), Error> {
             axum::serve(listener, router).with_graceful_shutdown(done).await
         })
     };
-    let metrics_server = plain(metrics_listener, metrics_router(metrics));
-    let health_server = plain(health_listener, probe_router(app.clone()));
+    let mut plain_servers = Vec::new();
+    if let Some(listener) = metrics_listener {
+        plain_servers.push(plain(listener, metrics_router(metrics)));
+    }
+    if let Some(listener) = health_listener {
+        plain_servers.push(plain(listener, probe_router(app.clone())));
+    }
 
     let handle = axum_server::Handle::new();
     let signalled = signal()?;
@@ -234,20 +248,20 @@ pub async fn run(config: Config) -> Result<(), Error> {
         }
     });
     tracing::info!(
-        listen = %config.listen_addr, metrics = %config.metrics_addr, health = %config.health_addr,
+        listen = %config.listen_addr, metrics = ?config.metrics_addr, health = ?config.health_addr,
         namespaces = ?config.namespaces, "serving the lease API over TLS"
     );
-    let served = axum_server::from_tcp_rustls(api_listener, RustlsConfig::from_config(Arc::new(tls)))
+    let limits = config.connection_limits;
+    let mut server = axum_server::from_tcp_rustls(api_listener, RustlsConfig::from_config(Arc::new(tls)))
         .map_err(Error::Serve)?
-        // TCP_NODELAY under TLS: an answer goes out in more than one small
-        // segment (a 204's headers and the TLS record), and with Nagle the
-        // second one waited for the client's delayed ACK, about 40 ms.
-        .map(|tls| tls.acceptor(NoDelayAcceptor::new()))
-        .handle(handle)
-        .serve(router(app).into_make_service())
-        .await;
+        .map(|tls| {
+            tls.handshake_timeout(limits.tls_handshake_timeout).acceptor(CappedAcceptor::new(limits.max_connections))
+        })
+        .handle(handle);
+    server.http_builder().http1().header_read_timeout(limits.header_read_timeout);
+    let served = server.serve(router(app).into_make_service()).await;
     let _ = stopped_tx.send(true);
-    for server in [metrics_server, health_server] {
+    for server in plain_servers {
         let _ = tokio::time::timeout(Duration::from_secs(1), server).await;
     }
     tracing::info!("stopped");

@@ -542,28 +542,46 @@ async fn oneshot(
 }
 
 #[tokio::test]
-async fn unreachable_kube_apiserver_means_not_ready_and_writes_answer_500_with_the_request_id() {
-    // Nothing listens on port 1: the reflector never syncs, every kube call fails.
+async fn unreachable_kube_apiserver_means_not_ready() {
+    // Nothing listens on port 1: the reflector never syncs.
     let config = kube::Config::new("https://127.0.0.1:1".parse().unwrap());
     let (app, _shutdown) = app_on(kube::Client::try_from(config).unwrap(), &[]);
     let readyz = oneshot(&app, Request::get("/readyz").body(Body::empty()).unwrap()).await;
     assert_eq!((readyz.0, readyz.2.as_str()), (503, "not ready\n"));
     let healthz = oneshot(&app, Request::get("/healthz").body(Body::empty()).unwrap()).await;
     assert_eq!((healthz.0, healthz.2.as_str()), (200, "ok\n"));
+}
 
-    let request = Request::post("/v1alpha1/namespaces/somewhere/leases/l/acquire")
-        .header("authorization", format!("Bearer {KEY_ANY}"))
-        .header("x-request-id", "req-500")
-        .body(Body::from(r#"{"holder":"any","ttlSeconds":5}"#))
-        .unwrap();
-    let (status, headers, body) = oneshot(&app, request).await;
-    assert_eq!(status, 500);
-    assert_eq!(headers["x-request-id"], "req-500");
+#[tokio::test]
+async fn writes_while_kube_apiserver_is_down_answer_503_with_retry_after() {
+    // A control plane of this test's own: its kube-apiserver is stopped below.
+    let cluster = berth_testenv::clusters::Cluster::up(&format!("unreachable-{}", std::process::id())).unwrap();
+    let client = cluster.client_with_crd().await.unwrap();
+    let ns: k8s_openapi::api::core::v1::Namespace =
+        serde_json::from_value(json!({"metadata": {"name": "unreachable"}})).unwrap();
+    kube::Api::all(client.clone()).create(&Default::default(), &ns).await.unwrap();
+    let (app, _shutdown) = app_on(client, &[]);
+    let acquire = |name: &str| {
+        Request::post(format!("/v1alpha1/namespaces/unreachable/leases/{name}/acquire"))
+            .header("authorization", format!("Bearer {KEY_ANY}"))
+            .header("x-request-id", "req-503")
+            .body(Body::from(r#"{"holder":"any","ttlSeconds":30}"#))
+            .unwrap()
+    };
+    let (status, _, body) = oneshot(&app, acquire("served")).await;
+    assert_eq!(status, 200, "{body}");
+
+    cluster.stop_kube_apiserver().unwrap();
+    let (status, headers, body) = oneshot(&app, acquire("stranded")).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(headers["retry-after"], "1");
+    assert_eq!(headers["x-request-id"], "req-503");
     assert_eq!(headers["content-type"], "application/json");
     assert_eq!(
         serde_json::from_str::<serde_json::Value>(&body).unwrap(),
-        json!({"error": "internal error", "requestId": "req-500"})
+        json!({"error": "kube-apiserver is unavailable, retry later"})
     );
+    cluster.down().unwrap();
 }
 
 #[tokio::test]

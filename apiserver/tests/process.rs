@@ -12,7 +12,7 @@ use std::time::Duration;
 use berth_api::BerthLease;
 use berth_testenv::TestNamespace;
 use berth_testenv::apiserver::{ApiServer, Tenant};
-use common::{https_client, post_json};
+use common::{https_client, post_json, tls_client_config};
 use k8s_openapi::api::core::v1::ServiceAccount;
 use k8s_openapi::api::rbac::v1::{ClusterRole, Role, RoleBinding};
 use kube::api::PostParams;
@@ -60,7 +60,11 @@ async fn whole_lifecycle_over_https_with_takeover_after_expiry() {
     assert_eq!((second["acquired"].as_bool(), second["fencingToken"].as_i64()), (Some(true), Some(2)), "{second}");
 
     // east/b lets its 1 s TTL run out; east/c takes over with the next token.
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let expires_at: chrono::DateTime<chrono::Utc> = second["expiresAt"].as_str().unwrap().parse().unwrap();
+    berth_testenv::eventually("east/b's expiresAt passes", Duration::from_secs(10), || async {
+        (chrono::Utc::now() > expires_at).then_some(())
+    })
+    .await;
     let (_, taken) = post_json(&client, &at("acquire"), &key, &json!({"holder": "east/c", "ttlSeconds": 30})).await;
     assert_eq!((taken["acquired"].as_bool(), taken["fencingToken"].as_i64()), (Some(true), Some(3)), "{taken}");
     let (_, late) =
@@ -369,10 +373,7 @@ fn count_conflicts(metrics_url: &str) -> usize {
     write!(stream, "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
     let mut text = String::new();
     stream.read_to_string(&mut text).unwrap();
-    text.lines()
-        .filter(|l| l.starts_with("berth_apiserver_kube_writes_total") && l.contains(r#"result="conflict""#))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<usize>().ok())
-        .sum()
+    berth_testenv::prometheus::sum(&text, "berth_apiserver_kube_writes_total", &[r#"result="conflict""#]) as usize
 }
 
 /// The ClusterRole that the apiserver's chart grants (config/rbac/apiserver.yaml).
@@ -419,4 +420,78 @@ async fn the_rbac_of_the_chart_is_enough_for_every_route() {
     let view = client.get(format!("{}/v1alpha1/namespaces/{}/leases/rbac", server.url, ns.name)).bearer_auth(&key);
     let view: serde_json::Value = serde_json::from_str(&view.send().await.unwrap().text().await.unwrap()).unwrap();
     assert_eq!(view["state"], "released", "{view}");
+}
+
+/// One read from `stream`: whether the server has closed it (end of stream,
+/// or an error other than the 200 ms read timeout).
+fn closed(stream: &mut impl Read) -> bool {
+    let mut buf = [0u8; 512];
+    match stream.read(&mut buf) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => !matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut),
+    }
+}
+
+/// Reads until the server closes `stream`; 60 s is only a failure bound.
+fn wait_closed(stream: &mut impl Read, what: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !closed(stream) {
+        assert!(std::time::Instant::now() < deadline, "{what}: still open after 60 s");
+    }
+}
+
+fn connect(server: &ApiServer) -> std::net::TcpStream {
+    let addr = server.url.strip_prefix("https://").unwrap();
+    let stream = std::net::TcpStream::connect(addr).expect("the TLS port accepts");
+    stream.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    stream
+}
+
+#[tokio::test]
+async fn slow_clients_are_cut_off_while_a_holder_is_served() {
+    let ns = TestNamespace::new("proc-slow").await;
+    let limits = ["--tls-handshake-timeout=1s", "--header-read-timeout=1s"];
+    let server = ApiServer::start(vec![Tenant::new("east", &[&ns.name])], &[&ns.name], &limits);
+
+    // A client that opens TCP and never starts the TLS handshake.
+    let mut silent = connect(&server);
+    let silent = std::thread::spawn(move || wait_closed(&mut silent, "a client that never handshakes"));
+    // A client that finishes the handshake, then sends a header line every 200 ms.
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let tls = rustls::ClientConnection::new(Arc::new(tls_client_config(&server.ca_file)), name).unwrap();
+    let mut slow = rustls::StreamOwned::new(tls, connect(&server));
+    write!(slow, "POST /v1alpha1/namespaces/{}/leases/slow/acquire HTTP/1.1\r\nHost: localhost\r\n", ns.name).unwrap();
+    slow.flush().unwrap();
+    let slow = std::thread::spawn(move || {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        let mut line = 0;
+        while !closed(&mut slow) {
+            assert!(std::time::Instant::now() < deadline, "the slow client is still served after 60 s");
+            line += 1;
+            let _ = write!(slow, "X-Slow-{line}: 1\r\n").and_then(|()| slow.flush());
+        }
+    });
+
+    // Meanwhile a holder is served.
+    let client = https_client(&server.ca_file);
+    let at = url(&server, &ns.name, "held", "acquire");
+    let (status, body) =
+        post_json(&client, &at, server.key("east"), &json!({"holder": "east/a", "ttlSeconds": 30})).await;
+    assert_eq!((status, &body["acquired"]), (200, &json!(true)), "{body}");
+
+    slow.join().expect("the slow client is cut off");
+    silent.join().expect("the silent client is cut off");
+}
+
+#[tokio::test]
+async fn connections_past_the_cap_are_closed_at_once() {
+    // The handshake timeout (300 s) is far past the 60 s failure bound: a
+    // close within the bound comes from the cap.
+    let limits = ["--max-connections=1", "--tls-handshake-timeout=300s"];
+    let server = ApiServer::start(vec![Tenant::new("east", &[])], &[], &limits);
+    let mut first = connect(&server);
+    let mut second = connect(&server);
+    wait_closed(&mut second, "a connection past --max-connections=1");
+    assert!(!closed(&mut first), "the first connection keeps its slot");
 }

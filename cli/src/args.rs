@@ -63,6 +63,16 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+    /// Internal to `lease hold`: asks for SIGKILL when process PARENT dies,
+    /// then runs COMMAND in this process.
+    #[command(name = "__exec-child", hide = true)]
+    ExecChild {
+        /// The process id of the `lease hold` that started this one
+        parent: i32,
+        /// The command and its arguments, after `--`
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

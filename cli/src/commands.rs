@@ -296,21 +296,19 @@ pub async fn watch(global: &Global, name: &str) -> Result<(), CliError> {
     let client = client(global)?;
     let context = format!("lease watch {name}");
     let mut stream = client.watch(&global.namespace, name).await.map_err(CliError::client(context.clone()))?;
-    let mut header = true;
+    // kubectl -w style: the header once, then a row per change of the view.
+    let mut table = output::WatchTable::default();
+    let mut last = None;
     while let Some(item) = stream.next().await {
         let view = item.map_err(CliError::client(context.clone()))?;
         let text = match global.output {
-            Format::Table => {
-                let row = output::lease_row(&view, false, Utc::now());
-                let table = output::table(&output::lease_header(false), &[row]);
-                // kubectl -w style: the header once, then a row per change.
-                let lines: Vec<_> = table.lines().skip(usize::from(!header)).map(|l| format!("{l}\n")).collect();
-                header = false;
-                lines.concat()
-            }
-            format => output::streamed(format, &view),
+            Format::Table => table.update(&view, Utc::now()),
+            format => (last.as_ref() != Some(&view)).then(|| output::streamed(format, &view)),
         };
-        print(&text)?;
+        if let Some(text) = text {
+            print(&text)?;
+        }
+        last = Some(view);
     }
     eprintln!("berth: the server ended the watch: the lease was deleted, or the server is shutting down");
     Ok(())

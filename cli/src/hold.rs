@@ -35,8 +35,15 @@ pub async fn hold(global: &Global, args: HoldArgs<'_>) -> Result<u8, CliError> {
         global.namespace, args.name, args.holder.holder, args.command[0]
     );
 
-    let mut child = Command::new(&args.command[0])
-        .args(&args.command[1..])
+    // The command runs through `berth __exec-child`, which asks the kernel to
+    // SIGKILL it when this process dies (even by SIGKILL), then execs it: a
+    // command never outlives the hold that guards it.
+    let this = std::env::current_exe().map_err(|e| CliError::Other(format!("finding the berth binary: {e}")))?;
+    let mut child = Command::new(this)
+        .arg("__exec-child")
+        .arg(std::process::id().to_string())
+        .arg("--")
+        .args(args.command)
         .env("BERTH_LEASE", args.name)
         .env("BERTH_NAMESPACE", &global.namespace)
         .env("BERTH_HOLDER", &args.holder.holder)
@@ -94,6 +101,41 @@ fn exit_code(status: ExitStatus) -> u8 {
         (None, Some(signal)) => u8::try_from((128 + signal) & 0xff).unwrap_or(1),
         (None, None) => 1,
     }
+}
+
+/// The body of `berth __exec-child PARENT -- COMMAND…`: sets the parent-death
+/// signal to SIGKILL, makes sure PARENT is still the parent (it may have died
+/// before the signal was set), then replaces this process with COMMAND.
+/// Returns only on failure: 127 when COMMAND cannot be run, as shells do.
+///
+/// # Caveats
+/// The kernel sends the signal when the parent's spawning thread ends: `berth`
+/// spawns from its main thread, which lives as long as the process.
+pub fn exec_child(parent: i32, command: &[String]) -> u8 {
+    use std::ffi::CString;
+
+    use nix::sys::prctl;
+    use nix::unistd::{execvp, getppid};
+
+    if let Err(e) = prctl::set_pdeathsig(Signal::SIGKILL) {
+        eprintln!("berth: setting the parent-death signal: {e}");
+        return 127;
+    }
+    if getppid() != Pid::from_raw(parent) {
+        eprintln!("berth: lease hold ended before {} started", command[0]);
+        return 127;
+    }
+    let args: Result<Vec<CString>, _> = command.iter().map(|a| CString::new(a.as_bytes())).collect();
+    let Ok(args) = args else {
+        eprintln!("berth: starting {}: an argument contains a NUL byte", command[0]);
+        return 127;
+    };
+    let error = match execvp(&args[0], &args) {
+        Err(error) => error,
+        Ok(never) => match never {},
+    };
+    eprintln!("berth: starting {}: {error}", command[0]);
+    127
 }
 
 #[cfg(test)]

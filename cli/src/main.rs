@@ -31,6 +31,9 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("off,berth_client=warn")),
         )
         .init();
+    if let Command::ExecChild { parent, command } = &cli.command {
+        return ExitCode::from(hold::exec_child(*parent, command));
+    }
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => {
@@ -52,6 +55,7 @@ async fn run(cli: Cli) -> Result<u8, CliError> {
     match &cli.command {
         Command::Ping => commands::ping(global).await?,
         Command::Version => commands::version(global)?,
+        Command::ExecChild { parent, command } => return Ok(hold::exec_child(*parent, command)),
         Command::Completion { shell } => {
             clap_complete::generate(*shell, &mut Cli::command(), "berth", &mut std::io::stdout());
         }

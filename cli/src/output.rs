@@ -101,6 +101,54 @@ pub fn lease_table(views: &[LeaseView], with_namespace: bool, now: DateTime<Utc>
     table(&lease_header(with_namespace), &rows)
 }
 
+/// The table of `berth lease watch`: the header once, then one row per
+/// change of the lease view, in columns that stay aligned across rows.
+///
+/// Each column is as wide as the widest value it may take (a state, a
+/// token, a relative time, a semantics), or as the widest it has shown;
+/// only a value wider than all before it moves the columns after it.
+#[derive(Debug, Default)]
+pub struct WatchTable {
+    widths: Vec<usize>,
+    last: Option<LeaseView>,
+}
+
+impl WatchTable {
+    /// The lines to print for `view` at `now`, or `None` when the view is the
+    /// one printed last (a write that changed nothing a holder can see).
+    pub fn update(&mut self, view: &LeaseView, now: DateTime<Utc>) -> Option<String> {
+        if self.last.as_ref() == Some(view) {
+            return None;
+        }
+        let header = lease_header(false);
+        let row = lease_row(view, false, now);
+        let mut out = String::new();
+        if self.widths.is_empty() {
+            // NAME, STATE, HOLDER, TOKEN, EXPIRES, SEMANTICS, AGE at their widest usual values.
+            let usual = ["", "available", "", "<none>", "in 59m59s", "at-least-once", "59m59s"];
+            self.widths = header.iter().zip(usual).map(|(h, u)| h.len().max(u.len())).collect();
+            self.grow(&row);
+            out.push_str(&self.line(&header.iter().map(|h| h.to_string()).collect::<Vec<_>>()));
+        } else {
+            self.grow(&row);
+        }
+        out.push_str(&self.line(&row));
+        self.last = Some(view.clone());
+        Some(out)
+    }
+
+    fn grow(&mut self, row: &[String]) {
+        for (width, cell) in self.widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+
+    fn line(&self, row: &[String]) -> String {
+        let cells: Vec<String> = row.iter().zip(&self.widths).map(|(cell, width)| format!("{cell:<width$}")).collect();
+        format!("{}\n", cells.join("   ").trim_end())
+    }
+}
+
 /// A short human duration, as kubectl shows ages: `45s`, `3m20s`, `25m`, `5h`, `3d`.
 pub fn relative(delta: TimeDelta) -> String {
     let secs = delta.num_seconds().max(0);
@@ -149,6 +197,31 @@ mod tests {
             updated_at: Some(now() - TimeDelta::seconds(200)),
             target_status: None,
             conditions: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn watch_rows_stay_aligned_and_repeat_only_on_change() {
+        let mut table = WatchTable::default();
+        let held = view("ingest", &[("east/worker-1", 30)]);
+        let mut released = view("ingest", &[]);
+        released.state = LeaseState::Released;
+        let mut lines = String::new();
+        for v in [&held, &held, &released, &released, &held] {
+            lines.extend(table.update(v, now()));
+        }
+        let lines: Vec<&str> = lines.lines().collect();
+        assert_eq!(lines.len(), 4, "the header, then one row per change: {lines:#?}");
+        let word_start = |line: &str, i: usize| {
+            let bytes = line.as_bytes();
+            i < bytes.len() && bytes[i] != b' ' && (i == 0 || bytes[i - 1] == b' ')
+        };
+        let columns: Vec<usize> = (0..lines[0].len()).filter(|i| word_start(lines[0], *i)).collect();
+        assert_eq!(columns.len(), 7, "{}", lines[0]);
+        for line in &lines[1..] {
+            for column in &columns {
+                assert!(word_start(line, *column), "a cell of {line:?} is not at {column}: {lines:#?}");
+            }
         }
     }
 

@@ -509,3 +509,30 @@ async fn hold_waits_for_the_lease_and_passes_signals_on_to_the_command() {
     assert_eq!(status.code(), Some(5), "berth exits with the command's code");
     env.settle("queue", is_released);
 }
+
+/// Whether process `pid` runs (a zombie waiting to be reaped does not).
+fn running(pid: &str) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .is_ok_and(|stat| stat.rsplit_once(") ").is_some_and(|(_, rest)| !rest.starts_with('Z')))
+}
+
+#[tokio::test]
+async fn hold_killed_with_sigkill_takes_its_command_with_it() {
+    let env = Env::start("cli-hold-sigkill").await;
+    let pid_file = env.scratch.join("pid");
+    let script = format!("echo $$ > {}; exec sleep 600", pid_file.display());
+    let mut hold = env
+        .command(&["lease", "hold", "orphan", "--holder", "team/h", "--ttl", "30s", "--", "sh", "-c", &script])
+        .spawn()
+        .expect("hold starts");
+    let pid = wait_for_file(&pid_file, Duration::from_secs(20)).trim().to_owned();
+    assert!(running(&pid), "the command runs while held");
+
+    hold.kill().expect("SIGKILL reaches berth");
+    hold.wait().expect("berth is reaped");
+    let until = Instant::now() + Duration::from_secs(30);
+    while running(&pid) {
+        assert!(Instant::now() < until, "the command {pid} still runs 30 s after berth was killed");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

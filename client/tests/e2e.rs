@@ -95,19 +95,14 @@ async fn every_call_round_trips_against_the_real_apiserver() {
 
 /// The apiserver reads from its informer cache, which can lag a write by a
 /// moment: repeats `read` until `check` accepts its answer (10 s at most).
-async fn eventually<T: std::fmt::Debug, F: std::future::Future<Output = Result<T, Error>>>(
+async fn eventually<T, F: std::future::Future<Output = Result<T, Error>>>(
     read: impl Fn() -> F,
     check: impl Fn(&T) -> bool,
 ) -> T {
-    let until = Instant::now() + Duration::from_secs(10);
-    loop {
-        let answer = read().await;
-        match answer {
-            Ok(value) if check(&value) => return value,
-            other if Instant::now() >= until => panic!("still {other:?} after 10 s"),
-            _ => tokio::time::sleep(Duration::from_millis(50)).await,
-        }
-    }
+    berth_testenv::eventually("the apiserver's cache shows the write", Duration::from_secs(10), || async {
+        read().await.ok().filter(|value| check(value))
+    })
+    .await
 }
 
 #[tokio::test]

@@ -10,6 +10,8 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 
+use berth_api::serving::{BindAddress, METRICS_CONTENT_TYPE};
+
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 
@@ -41,7 +43,7 @@ pub fn probe_router(health: Arc<Health>) -> Router {
 }
 
 async fn serve_metrics(State(metrics): State<Arc<Metrics>>) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], metrics.encode())
+    ([(header::CONTENT_TYPE, METRICS_CONTENT_TYPE)], metrics.encode())
 }
 
 async fn ready(State(health): State<Arc<Health>>) -> impl IntoResponse {
@@ -54,11 +56,7 @@ async fn ready(State(health): State<Arc<Health>>) -> impl IntoResponse {
 /// # Errors
 /// [`Error::BindAddress`] for anything else.
 pub fn parse_bind_address(addr: &str) -> Result<Option<SocketAddr>> {
-    if addr == "0" {
-        return Ok(None);
-    }
-    let full = if addr.starts_with(':') { format!("0.0.0.0{addr}") } else { addr.to_owned() };
-    full.parse().map(Some).map_err(|_| Error::BindAddress { addr: addr.to_owned() })
+    addr.parse::<BindAddress>().map(|b| b.0).map_err(|_| Error::BindAddress { addr: addr.to_owned() })
 }
 
 /// Binds `addr` and serves `router` until `shutdown` completes.

@@ -27,12 +27,12 @@ use std::time::Duration;
 
 use kube::Client;
 use kube::api::Api;
-use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::events::Reporter;
 use tokio::sync::watch;
 
 pub use error::{Error, Result};
 
-use crate::controller::Context;
+use crate::controller::{Context, Recorder};
 use crate::http::Health;
 use crate::leader::{LeaderElection, Timing};
 use crate::metrics::Metrics;
@@ -125,7 +125,7 @@ pub async fn run(
         let reporter = Reporter { controller: FIELD_MANAGER.to_owned(), instance: Some(settings.instance.clone()) };
         let ctx = Arc::new(Context {
             client: client.clone(),
-            recorder: Recorder::new(client, reporter),
+            recorder: Arc::new(Recorder::new(client, reporter)),
             metrics: metrics.clone(),
         });
         let controllers = async {

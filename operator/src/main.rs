@@ -28,11 +28,13 @@ struct Args {
     #[arg(long = "namespace", value_name = "NAMESPACE")]
     namespaces: Vec<String>,
 
-    /// Where to serve Prometheus metrics at /metrics: HOST:PORT, :PORT, or 0 to disable.
+    /// Where to serve Prometheus metrics (OpenMetrics text) at /metrics:
+    /// HOST:PORT, :PORT (every IPv4 interface), or 0 to disable.
     #[arg(long, value_name = "ADDR", default_value = ":8080")]
     metrics_bind_address: String,
 
-    /// Where to serve /healthz and /readyz: HOST:PORT, :PORT, or 0 to disable.
+    /// Where to serve /healthz and /readyz: HOST:PORT, :PORT (every IPv4
+    /// interface), or 0 to disable.
     #[arg(long, value_name = "ADDR", default_value = ":8081")]
     health_probe_bind_address: String,
 
@@ -87,8 +89,8 @@ struct Args {
     #[arg(long, value_name = "ID", requires = "berth_api_server")]
     cluster_id: Option<String>,
 
-    /// Log lines as JSON objects or as text.
-    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    /// Log lines as JSON objects (the default, as the apiserver's) or as text.
+    #[arg(long, value_enum, default_value_t = LogFormat::Json)]
     log_format: LogFormat,
 
     /// Log filter: a level (error, warn, info, debug, trace) or a tracing

@@ -15,6 +15,7 @@ use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::CronJob;
 use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::events::v1::Event;
 use kube::ResourceExt;
 use kube::api::{DeleteParams, Patch, PatchParams, WatchEvent, WatchParams};
 use serde_json::json;
@@ -165,6 +166,65 @@ async fn grant_and_expiry_with_a_cronjob_target_cost_one_status_write_each() {
         assert!(after.contains(manager), "{manager:?} kept: {after:?}");
     }
     assert!(after.contains(&("berth-operator".to_owned(), "status".to_owned())), "{after:?}");
+}
+
+/// The events.k8s.io Events on lease `name` with `reason`, oldest first.
+async fn events_with_reason(ns: &TestNamespace, name: &str, reason: &str) -> Vec<Event> {
+    let list = ns.api::<Event>().list(&Default::default()).await.expect("events list");
+    let mut events: Vec<Event> = list
+        .items
+        .into_iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+        .filter(|e| e.reason.as_deref() == Some(reason))
+        .collect();
+    events.sort_by_key(|e| e.event_time.as_ref().map(|t| t.0));
+    events
+}
+
+/// Waits until lease `name` has `count` Events with `reason`, and returns them.
+async fn wait_events(ns: &TestNamespace, name: &str, reason: &str, count: usize) -> Vec<Event> {
+    eventually(&format!("{count} {reason} Events on {name}"), SOON, || async {
+        Some(events_with_reason(ns, name, reason).await).filter(|events| events.len() >= count)
+    })
+    .await
+}
+
+#[tokio::test]
+async fn each_grant_and_target_action_is_its_own_event_with_its_holder_and_token() {
+    let ns = TestNamespace::new("op-events").await;
+    let _operator = Operator::start(&ns.name, &[]);
+    create_cronjob(&ns, "ingest", true).await;
+    create_lease(&ns, "ingest", cronjob_target("ingest")).await;
+
+    let first = acquire(&ns, "ingest", "east/worker-1", 60).await;
+    wait_events(&ns, "ingest", "TargetResumed", 1).await;
+    release(&ns, "ingest", &first).await;
+    wait_events(&ns, "ingest", "TargetSuspended", 1).await;
+    let second = acquire(&ns, "ingest", "demo/worker-1", 60).await;
+    assert_eq!(second.fencing_token, first.fencing_token + 1);
+
+    let notes = |events: Vec<Event>| -> Vec<(String, Option<i32>)> {
+        events.into_iter().map(|e| (e.note.unwrap_or_default(), e.series.map(|s| s.count))).collect()
+    };
+    let acquired = notes(wait_events(&ns, "ingest", "Acquired", 2).await);
+    assert_eq!(
+        acquired,
+        [
+            (format!("granted to east/worker-1 with fencing token {}", first.fencing_token), None),
+            (format!("granted to demo/worker-1 with fencing token {}", second.fencing_token), None),
+        ],
+        "two grants are two Events, each with its own holder and token"
+    );
+    let resumed = notes(wait_events(&ns, "ingest", "TargetResumed", 2).await);
+    assert_eq!(
+        resumed,
+        [
+            (format!("CronJob/ingest: suspend=false (acquireAction for fencing token {})", first.fencing_token), None),
+            (format!("CronJob/ingest: suspend=false (acquireAction for fencing token {})", second.fencing_token), None),
+        ]
+    );
+    let released = notes(wait_events(&ns, "ingest", "Released", 1).await);
+    assert_eq!(released, [("released by its holder".to_owned(), None)]);
 }
 
 #[tokio::test]

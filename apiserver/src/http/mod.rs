@@ -18,6 +18,7 @@ use axum::extract::State;
 use axum::http::header;
 use axum::middleware::from_fn_with_state;
 use axum::routing::{get, post};
+use berth_api::serving::METRICS_CONTENT_TYPE;
 use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::error::ApiError;
@@ -30,7 +31,7 @@ pub use state::App;
 
 /// The API router. Tests drive it with `oneshot`; [`crate::serve`] serves it over TLS.
 pub fn router(app: Arc<App>) -> Router {
-    Router::new()
+    let routes = Router::new()
         .route("/healthz", get(handlers::healthz))
         .route("/readyz", get(handlers::readyz))
         .route("/openapi.json", get(handlers::openapi))
@@ -43,7 +44,13 @@ pub fn router(app: Arc<App>) -> Router {
         .route(&format!("{}/release", extract::LEASE_ROUTE), post(handlers::release))
         .merge(crate::console::routes())
         .fallback(|| async { ApiError::RouteNotFound })
-        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed });
+    layered(routes, app)
+}
+
+/// The layers every API response passes through.
+fn layered(routes: Router<Arc<App>>, app: Arc<App>) -> Router {
+    routes
         // Outermost last: `observe` gives every response its request id, logs
         // and measures it, and turns any 500 into API.md's JSON body; inside
         // it, a panicking handler becomes a plain 500 for `observe` to dress.
@@ -67,10 +74,40 @@ pub fn metrics_router(metrics: Arc<Metrics>) -> Router {
         .route(
             "/metrics",
             get(|State(metrics): State<Arc<Metrics>>| async move {
-                let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
-                ([(header::CONTENT_TYPE, content_type)], metrics.encode())
+                ([(header::CONTENT_TYPE, METRICS_CONTENT_TYPE)], metrics.encode())
             }),
         )
         .fallback(|| async { ApiError::RouteNotFound })
         .with_state(metrics)
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::auth::KeySet;
+
+    #[tokio::test]
+    async fn a_panicking_handler_answers_500_with_the_request_id_and_no_detail() {
+        // Nothing listens on port 1: the app is never used past the layers.
+        let client = kube::Client::try_from(kube::Config::new("https://127.0.0.1:1".parse().unwrap())).unwrap();
+        let keys = Arc::new(KeySet::parse("").unwrap());
+        let (_stop, shutdown) = tokio::sync::watch::channel(false);
+        let app = App::start(client, &[], keys, Arc::default(), shutdown, Default::default());
+        async fn boom() -> &'static str {
+            panic!("secret detail")
+        }
+        let routes = Router::new().route("/boom", get(boom));
+        let request = Request::get("/boom").header(REQUEST_ID, "req-500").body(Body::empty()).unwrap();
+        let response = layered(routes, app).oneshot(request).await.unwrap();
+        assert_eq!(response.status(), 500);
+        assert_eq!(response.headers()[REQUEST_ID], "req-500");
+        assert_eq!(response.headers()["content-type"], "application/json");
+        let body = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body, serde_json::json!({"error": "internal error", "requestId": "req-500"}));
+    }
 }

@@ -130,6 +130,21 @@ impl Harness {
     }
 }
 
+/// A rustls client configuration that trusts only the CA of one test apiserver.
+pub fn tls_client_config(ca_file: &std::path::Path) -> rustls::ClientConfig {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca_file).expect("CA file reads") {
+        roots.add(cert.expect("CA PEM parses")).expect("CA is a valid root");
+    }
+    rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth()
+}
+
 /// An HTTPS client that trusts only the CA of one test apiserver.
 pub fn https_client(ca_file: &std::path::Path) -> reqwest::Client {
     https_client_builder(ca_file).build().expect("HTTPS client builds")
@@ -137,18 +152,7 @@ pub fn https_client(ca_file: &std::path::Path) -> reqwest::Client {
 
 /// The builder of [`https_client`], for tests that change more settings.
 pub fn https_client_builder(ca_file: &std::path::Path) -> reqwest::ClientBuilder {
-    use rustls::pki_types::CertificateDer;
-    use rustls::pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(ca_file).expect("CA file reads") {
-        roots.add(cert.expect("CA PEM parses")).expect("CA is a valid root");
-    }
-    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .expect("TLS versions")
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    reqwest::Client::builder().tls_backend_preconfigured(tls).timeout(Duration::from_secs(30))
+    reqwest::Client::builder().tls_backend_preconfigured(tls_client_config(ca_file)).timeout(Duration::from_secs(30))
 }
 
 /// POSTs JSON over HTTPS and returns the status and the parsed body.

@@ -16,7 +16,9 @@ use kube::api::{Api, PostParams};
 use serde::{Deserialize, Serialize};
 
 use crate::profile::Profile;
-use crate::stack::{Stack, metric_sum};
+use berth_testenv::prometheus::sum as metric_sum;
+
+use crate::stack::Stack;
 use crate::stats::{Latency, median, ms};
 use crate::{Error, Result};
 

@@ -125,34 +125,8 @@ async fn metrics(port: u16) -> String {
         .unwrap_or_default()
 }
 
-/// The sum of the samples of `metric` whose labels contain every one of `labels`.
-pub fn metric_sum(text: &str, metric: &str, labels: &[&str]) -> f64 {
-    text.lines()
-        .filter_map(|line| {
-            let rest = line.strip_prefix(metric)?;
-            let (labels_part, value) = rest.rsplit_once(' ')?;
-            let matches = (labels_part.is_empty() || labels_part.starts_with('{'))
-                && labels.iter().all(|l| labels_part.contains(l));
-            matches.then(|| value.trim().parse::<f64>().ok()).flatten()
-        })
-        .sum()
-}
-
 /// The pid of a control-plane process (`kube-apiserver`, `etcd`), from its state directory.
 pub fn control_plane_pid(name: &str) -> Option<u32> {
     let path: PathBuf = berth_testenv::control_plane_dir().join(format!("{name}.pid"));
     std::fs::read_to_string(path).ok()?.trim().parse().ok()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::metric_sum;
-
-    #[test]
-    fn metric_sum_adds_the_matching_samples() {
-        let text = "m_sum{route=\"/a/renew\",status=\"200\"} 1.5\nm_sum{route=\"/a/renew\",status=\"500\"} 2\n\
-                    m_sum{route=\"/a/acquire\",status=\"200\"} 4\nm_sum_other 8\nm_sum 16\n";
-        assert_eq!(metric_sum(text, "m_sum", &["/renew\"", "status=\"200\""]), 1.5);
-        assert_eq!(metric_sum(text, "m_sum", &[]), 23.5);
-    }
 }

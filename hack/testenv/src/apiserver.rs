@@ -94,11 +94,14 @@ impl ApiServer {
             format!("--tls-cert-file={}", path(&dir.join("tls.crt"))),
             format!("--tls-key-file={}", path(&dir.join("tls.key"))),
             format!("--kubeconfig={}", path(kubeconfig)),
-            format!("--metrics-bind-address=127.0.0.1:{metrics}"),
             format!("--health-probe-bind-address=127.0.0.1:{health}"),
             format!("--api-keys-file={}", path(&keys_file)),
             "--log-format=text".to_owned(),
         ];
+        // The metrics listener unless the caller binds it itself (`0` disables it).
+        if !extra_args.iter().any(|a| a.starts_with("--metrics-bind-address")) {
+            args.push(format!("--metrics-bind-address=127.0.0.1:{metrics}"));
+        }
         args.extend(namespaces.iter().map(|ns| format!("--namespace={ns}")));
         args.extend(extra_args.iter().map(|a| a.to_string()));
 

@@ -110,6 +110,31 @@ impl Cluster {
         self.signal("CONT")
     }
 
+    /// Kills its kube-apiserver (etcd keeps running) and waits until its port
+    /// refuses connections: clients see an error at once, not a hang.
+    pub fn stop_kube_apiserver(&self) -> Result<(), Error> {
+        let failed = |what: String| Error::Script { what, output: String::new() };
+        let pid = self.read("kube-apiserver.pid")?;
+        let port = self.read("apiserver.port")?;
+        let port: u16 = port.trim().parse().map_err(|_| failed(format!("apiserver.port of {}", self.name)))?;
+        let status = Command::new("kill")
+            .args(["-KILL", pid.trim()])
+            .status()
+            .map_err(|source| Error::Spawn { what: "kill".to_owned(), source })?;
+        if !status.success() {
+            return Err(failed(format!("kill -KILL kube-apiserver of {}", self.name)));
+        }
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(1)).is_ok() {
+            if std::time::Instant::now() > deadline {
+                return Err(failed(format!("kube-apiserver of {} still accepts on {addr}", self.name)));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        Ok(())
+    }
+
     fn kubectl_bin(&self) -> Result<PathBuf, Error> {
         Ok(PathBuf::from(self.read("bin-dir")?.trim()).join("kubectl"))
     }

@@ -13,7 +13,11 @@ pub mod browser;
 pub mod clusters;
 pub mod identity;
 pub mod operator;
+pub mod prometheus;
 pub mod proxy;
+pub mod wait;
+
+pub use wait::eventually;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -130,6 +134,14 @@ pub fn built_binary(name: &str, env: &str, package: &str) -> PathBuf {
 /// A plain-HTTP GET on 127.0.0.1:`port`: the status code and body, or `None`
 /// when nothing answers within two seconds.
 pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    http_get_with_headers(port, path).map(|(code, _, body)| (code, body))
+}
+
+/// Response headers as (lower-case name, value).
+pub type Headers = Vec<(String, String)>;
+
+/// [`http_get`] with the response headers.
+pub fn http_get_with_headers(port: u16, path: &str) -> Option<(u16, Headers, String)> {
     use std::io::{Read, Write};
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
     let mut stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
@@ -139,8 +151,14 @@ pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     let mut response = String::new();
     stream.read_to_string(&mut response).ok()?;
     let code = response.split_whitespace().nth(1)?.parse().ok()?;
-    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
-    Some((code, body))
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    let headers = head
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_once(':'))
+        .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_owned()))
+        .collect();
+    Some((code, headers, body.to_owned()))
 }
 
 /// The pinned helm binary, built from the Go module proxy on first use.

@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
 
 use crate::apiserver::free_port;
 
@@ -40,7 +41,27 @@ impl Operator {
             .stderr(std::fs::File::create(&log).expect("log file creates"))
             .spawn()
             .unwrap_or_else(|e| panic!("starting {}: {e}", binary.display()));
-        Self { child, log, metrics_port, probe_port }
+        let mut operator = Self { child, log, metrics_port, probe_port };
+        operator.wait_ready();
+        operator
+    }
+
+    /// Waits until `/readyz` answers 200, as `ApiServer::start` does.
+    ///
+    /// # Panics
+    /// When the process exits first, or 60 s pass; the message carries its log.
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("operator status reads") {
+                panic!("operator exited with {status} before it was ready:\n{}", self.logs());
+            }
+            if crate::http_get(self.probe_port, "/readyz").is_some_and(|(code, _)| code == 200) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "operator was not ready within 60 s:\n{}", self.logs());
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     pub fn pid(&self) -> u32 {
@@ -74,13 +95,9 @@ impl Operator {
         crate::http_get(self.metrics_port, "/metrics").map(|(_, body)| body).unwrap_or_default()
     }
 
-    /// The value of one sample line of the metrics, 0 when absent.
-    pub fn metric(&self, sample: &str) -> f64 {
-        self.metrics()
-            .lines()
-            .find_map(|l| l.strip_prefix(sample).and_then(|rest| rest.strip_prefix(' ')))
-            .map(|v| v.trim().parse().expect("a number"))
-            .unwrap_or(0.0)
+    /// The value of the sample `series` (`name{labels}` as printed), 0 when absent.
+    pub fn metric(&self, series: &str) -> f64 {
+        crate::prometheus::value(&self.metrics(), series).unwrap_or(0.0)
     }
 }
 

@@ -127,12 +127,12 @@ fn ok(output: Output, what: &str) -> String {
     String::from_utf8(output.stdout).unwrap()
 }
 
+/// [`berth_testenv::eventually`] for a blocking check, on a runtime of its own.
 fn eventually(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !check() {
-        assert!(Instant::now() < deadline, "not within 20 s: {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build().expect("a runtime");
+    runtime.block_on(berth_testenv::eventually(what, Duration::from_secs(20), || {
+        std::future::ready(check().then_some(()))
+    }));
 }
 
 #[test]

@@ -6,7 +6,7 @@ use berth_api::crd::{AppliedAction, TargetRef};
 use chrono::Utc;
 
 use crate::error::{Error, Result};
-use crate::plan::{self, Note, Setting, TargetOutcome, TargetPlan};
+use crate::plan::{self, Setting, TargetOutcome, TargetPlan, Transition};
 use crate::target::{self, Failure};
 
 use super::{Context, key, publish};
@@ -19,8 +19,9 @@ pub(crate) async fn act_on_target(
     namespace: &str,
     target: &TargetRef,
     applied: AppliedAction,
+    fencing_token: i32,
     ctx: &Context,
-    notes: &mut Vec<Note>,
+    notes: &mut Vec<Transition>,
 ) -> Result<TargetOutcome> {
     let (kind, setting) = match plan::plan_target(target, &lease.spec, applied) {
         TargetPlan::Apply { kind, setting, .. } => (kind, setting),
@@ -58,10 +59,9 @@ pub(crate) async fn act_on_target(
     }
     ctx.metrics.target_action(kind.as_str(), applied_label(applied));
     tracing::info!(lease = %key(lease), target = %shown, setting = %setting.describe(), "target written");
-    let message = format!("{shown}: {} ({})", setting.describe(), plan::action_field(applied));
-    notes.push(Note::normal(setting.event_reason(), message));
+    notes.push(Transition::TargetWritten { target: shown.clone(), applied, setting, fencing_token });
     if let Some(warning) = resume_warning {
-        notes.push(Note::warning("CronJobMayNotSchedule", format!("{shown} {warning}")));
+        notes.push(Transition::CronJobMayNotSchedule { target: shown, warning });
     }
     Ok(done(true))
 }
@@ -80,10 +80,12 @@ fn applied_label(applied: AppliedAction) -> &'static str {
 pub(super) async fn release_on_delete(lease: &BerthLease, namespace: &str, ctx: &Context) -> Result<()> {
     let Some(target) = lease.spec.target.clone() else { return Ok(()) };
     let mut notes = Vec::new();
-    let outcome = act_on_target(lease, namespace, &target, AppliedAction::Release, ctx, &mut notes).await;
+    let fencing_token = lease.status.as_ref().map_or(0, |s| s.fencing_token);
+    let outcome =
+        act_on_target(lease, namespace, &target, AppliedAction::Release, fencing_token, ctx, &mut notes).await;
     let result = match outcome {
         Ok(TargetOutcome::Forbidden { message }) => {
-            notes.push(Note::warning("TargetForbidden", message.clone()));
+            notes.extend(Transition::target_not_ready(&TargetOutcome::Forbidden { message: message.clone() }));
             Err(Error::CleanupBlocked { lease: key(lease), message })
         }
         Ok(

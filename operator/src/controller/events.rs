@@ -1,44 +1,137 @@
-//! Recording a reconcile's Events on the lease.
+//! Recording a reconcile's Events on the lease (events.k8s.io/v1).
+//!
+//! kube-runtime's `Recorder` folds every Event with the same reason on an
+//! object into one series, whatever its note: a second grant to another
+//! holder then showed up as `Acquired (x2)` with the first grant's note.
+//! Here an Event joins a series only when it states the same fact: the same
+//! type, reason, action, note and lease.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
 
 use berth_api::BerthLease;
-use kube::Resource;
-use kube::runtime::events::{Event, EventType};
+use k8s_openapi::api::core::v1::ObjectReference;
+use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::runtime::events::Reporter;
+use kube::{Client, Resource};
+use serde_json::json;
 
-use crate::plan::Note;
+use crate::plan::Transition;
 
 use super::{Context, key};
 
-/// Records `notes` as Events on the lease, in order, in a task of their own:
-/// Events never delay a reconcile (and so the next lease's expiry). A failure
-/// to record is logged, never fatal; Events still in flight when the process
-/// stops are lost, as they would be on a crash.
-pub(crate) fn publish(ctx: &Context, lease: &BerthLease, notes: Vec<Note>) {
-    if notes.is_empty() {
+/// How long a fact may go unrepeated and still join its series (as client-go).
+const SERIES_WINDOW: SignedDuration = SignedDuration::from_mins(6);
+/// The longest note events.k8s.io accepts.
+const MAX_NOTE: usize = 1024;
+
+/// What makes two Events the same fact.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct Fact {
+    regarding: (Option<String>, Option<String>, Option<String>),
+    warning: bool,
+    reason: &'static str,
+    action: &'static str,
+    note: String,
+}
+
+#[derive(Clone, Debug)]
+struct Series {
+    event: String,
+    count: i32,
+    last: Timestamp,
+}
+
+/// Publishes Events as this controller and instance.
+pub struct Recorder {
+    client: Client,
+    reporter: Reporter,
+    series: Mutex<HashMap<Fact, Series>>,
+}
+
+impl Recorder {
+    pub fn new(client: Client, reporter: Reporter) -> Self {
+        Self { client, reporter, series: Mutex::new(HashMap::new()) }
+    }
+
+    /// Records `transition` on `regarding`: a new Event, or the next count of
+    /// the series of the same fact seen within [`SERIES_WINDOW`].
+    ///
+    /// # Errors
+    /// When kube-apiserver refuses the create or the patch.
+    pub async fn publish(&self, transition: &Transition, regarding: &ObjectReference) -> Result<(), kube::Error> {
+        let namespace = regarding.namespace.clone().unwrap_or_else(|| "default".to_owned());
+        let events: Api<Event> = Api::namespaced(self.client.clone(), &namespace);
+        let fact = Fact {
+            regarding: (regarding.uid.clone(), regarding.namespace.clone(), regarding.name.clone()),
+            warning: transition.is_warning(),
+            reason: transition.reason(),
+            action: transition.action(),
+            note: transition.note().chars().take(MAX_NOTE).collect(),
+        };
+        let now = Timestamp::now();
+        let repeated = {
+            let mut series = self.series.lock().expect("the series lock is never poisoned");
+            series.retain(|_, s| s.last + SERIES_WINDOW > now);
+            series.get(&fact).cloned()
+        };
+        if let Some(series) = repeated {
+            let count = series.count + 1;
+            let patch = json!({"series": {"count": count, "lastObservedTime": MicroTime(now)}});
+            match events.patch(&series.event, &PatchParams::default(), &Patch::Merge(&patch)).await {
+                Ok(_) => {
+                    self.remember(fact, Series { event: series.event, count, last: now });
+                    return Ok(());
+                }
+                // Events are short-lived: one gone meanwhile starts a new series.
+                Err(kube::Error::Api(status)) if status.code == 404 => {}
+                Err(error) => return Err(error),
+            }
+        }
+        let name =
+            format!("{}.{:x}", regarding.name.as_deref().unwrap_or(&self.reporter.controller), now.as_nanosecond());
+        let event = Event {
+            metadata: ObjectMeta { name: Some(name.clone()), namespace: Some(namespace), ..Default::default() },
+            event_time: Some(MicroTime(now)),
+            type_: Some(if fact.warning { "Warning" } else { "Normal" }.to_owned()),
+            reason: Some(fact.reason.to_owned()),
+            action: Some(fact.action.to_owned()),
+            note: Some(fact.note.clone()),
+            regarding: Some(regarding.clone()),
+            reporting_controller: Some(self.reporter.controller.clone()),
+            reporting_instance: Some(
+                self.reporter.instance.clone().unwrap_or_else(|| self.reporter.controller.clone()),
+            ),
+            ..Default::default()
+        };
+        events.create(&PostParams::default(), &event).await?;
+        self.remember(fact, Series { event: name, count: 1, last: now });
+        Ok(())
+    }
+
+    fn remember(&self, fact: Fact, series: Series) {
+        self.series.lock().expect("the series lock is never poisoned").insert(fact, series);
+    }
+}
+
+/// Records `transitions` as Events on the lease, in order, in a task of
+/// their own: Events never delay a reconcile (and so the next lease's
+/// expiry). A failure to record is logged, never fatal; Events still in
+/// flight when the process stops are lost, as they would be on a crash.
+pub(crate) fn publish(ctx: &Context, lease: &BerthLease, transitions: Vec<Transition>) {
+    if transitions.is_empty() {
         return;
     }
     let recorder = ctx.recorder.clone();
     let reference = lease.object_ref(&());
     let lease = key(lease);
     tokio::spawn(async move {
-        for note in notes {
-            let action = match note.reason.as_str() {
-                "Acquired" | "DeclaredHolderRefused" => "Acquire",
-                "Released" => "Release",
-                "Expired" => "Expire",
-                // Member mode (member/claim.rs).
-                "Lost" | "Fenced" => "Fence",
-                "RenewFailed" => "Renew",
-                _ => "ApplyTarget",
-            };
-            let event = Event {
-                type_: if note.warning { EventType::Warning } else { EventType::Normal },
-                reason: note.reason.clone(),
-                note: Some(note.message.chars().take(1024).collect()),
-                action: action.to_owned(),
-                secondary: None,
-            };
-            if let Err(error) = recorder.publish(&event, &reference).await {
-                tracing::warn!(%lease, reason = %note.reason, %error, "recording an Event failed");
+        for transition in transitions {
+            if let Err(error) = recorder.publish(&transition, &reference).await {
+                tracing::warn!(%lease, reason = transition.reason(), %error, "recording an Event failed");
             }
         }
     });

@@ -16,18 +16,19 @@ use berth_api::rules::{Outcome, is_held};
 use chrono::Utc;
 use kube::api::Api;
 use kube::runtime::controller::Action;
-use kube::runtime::events::Recorder;
 use kube::{Client, ResourceExt};
 
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
-use crate::plan::{self, FINALIZER, FinalizerStep, Note, WriteOrder};
+use crate::plan::{self, FINALIZER, FinalizerStep, Transition, WriteOrder};
 
 pub(crate) use act::act_on_target;
 use act::release_on_delete;
 pub(crate) use events::publish;
 pub(crate) use writes::set_finalizer;
 use writes::write_status;
+
+pub use events::Recorder;
 
 pub use watch::{cached_leases, run};
 
@@ -38,7 +39,7 @@ const TARGET_DEADLINE: Duration = Duration::from_secs(2);
 /// What every reconcile shares.
 pub struct Context {
     pub client: Client,
-    pub recorder: Recorder,
+    pub recorder: Arc<Recorder>,
     pub metrics: Arc<Metrics>,
 }
 
@@ -118,31 +119,35 @@ async fn reconcile_lease(mut lease: BerthLease, ctx: &Context) -> Result<Action>
     let facts = plan::lease_facts(&lease.spec, &before, lease.metadata.generation, now);
     let mut notes = Vec::new();
     if let Some(Outcome::NotAcquired { refusal, current }) = &facts.declared {
-        let holder = lease.spec.holder_identity.clone().unwrap_or_default();
-        let by = current.as_ref().map(|h| format!(", held by {}", h.identity)).unwrap_or_default();
-        let note = format!("could not acquire for declared holder {holder}: {refusal:?}{by}");
-        notes.push(Note::warning("DeclaredHolderRefused", note));
+        notes.push(Transition::DeclaredHolderRefused {
+            holder: lease.spec.holder_identity.clone().unwrap_or_default(),
+            refusal: *refusal,
+            current: current.as_ref().map(|h| h.identity.clone()),
+        });
     }
-    notes.extend(plan::partial_expiry_note(&facts));
+    notes.extend(plan::expiry_transitions(&facts.expired, &facts.status, now));
     let mut stored = before.clone();
     let mut next = facts.status.clone();
     if next != stored && plan::write_order(&before, &next, now) == WriteOrder::GrantFirst {
         lease = write_status(&api, &lease, next.clone(), ctx).await?;
         expired_written(ctx, &lease, &facts);
-        notes.extend(plan::transition_notes(&before, &next));
+        notes.extend(plan::transitions(&before, &next, &facts.expired, now));
         publish(ctx, &lease, std::mem::take(&mut notes));
         stored = next.clone();
     }
 
     // 4. The target: acquireAction while a holder is live, releaseAction otherwise.
     let mut target_notes = Vec::new();
+    let mut ready_notes = Vec::new();
     let target_failed = match lease.spec.target.clone() {
         Some(target) => {
             let applied = plan::phase(is_held(&next, now));
-            let step = act_on_target(&lease, &namespace, &target, applied, ctx, &mut target_notes);
+            let step = act_on_target(&lease, &namespace, &target, applied, next.fencing_token, ctx, &mut target_notes);
             match tokio::time::timeout(TARGET_DEADLINE, step).await {
                 Ok(Ok(outcome)) => {
-                    plan::record_target(&mut next, Some(&outcome), lease.metadata.generation, Utc::now());
+                    if plan::record_target(&mut next, Some(&outcome), lease.metadata.generation, Utc::now()) {
+                        ready_notes.extend(Transition::target_not_ready(&outcome));
+                    }
                     None
                 }
                 Ok(Err(error)) => Some(error),
@@ -172,7 +177,8 @@ async fn reconcile_lease(mut lease: BerthLease, ctx: &Context) -> Result<Action>
                     expired_written(ctx, &lease, &facts);
                 }
             }
-            notes.extend(plan::transition_notes(&stored, &next));
+            notes.extend(plan::transitions(&stored, &next, &facts.expired, now));
+            notes.extend(ready_notes);
             notes.extend(target_notes);
             publish(ctx, &lease, notes);
         }

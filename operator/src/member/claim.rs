@@ -25,7 +25,7 @@ use crate::FIELD_MANAGER;
 use crate::controller::{Context, act_on_target, publish, set_finalizer};
 use crate::member::state::{self, Decision, Knowledge};
 use crate::member::status::{Facts, Mirror, member_status};
-use crate::plan::{self, FINALIZER, Note, TargetOutcome};
+use crate::plan::{self, FINALIZER, TargetOutcome, Transition};
 
 /// How long a standby's waiting acquire asks the server to hold it.
 const STANDBY_WAIT: Duration = Duration::from_secs(60);
@@ -339,7 +339,7 @@ fn transition_notes(
     known: &Learned,
     renew_failed_at: &mut Option<Instant>,
     now: Instant,
-) -> Vec<Note> {
+) -> Vec<Transition> {
     let id = &shared.cluster_id;
     let was_running = previous.is_some_and(state::runs);
     let mut notes = Vec::new();
@@ -348,27 +348,21 @@ fn transition_notes(
     }
     match (&known.knowledge, decision.state) {
         (Knowledge::Granted { fencing_token, .. }, LeaseState::Held | LeaseState::AtRisk) if !was_running => {
-            notes.push(Note::normal(
-                "Acquired",
-                format!("cluster {id} holds the global lease (fencing token {fencing_token})"),
-            ));
+            notes.push(Transition::ClusterHolds { cluster: id.clone(), fencing_token: *fencing_token });
         }
         _ => {}
     }
     match decision.state {
         LeaseState::AtRisk if renew_failed_at.is_none_or(|at| now >= at + RENEW_FAILED_EVERY) => {
             *renew_failed_at = Some(now);
-            notes.push(Note::warning(
-                "RenewFailed",
-                "a renew of the global lease failed; retrying before the safe deadline",
-            ));
+            notes.push(Transition::RenewFailed);
         }
         LeaseState::Standby if was_running => {
             let holder = match &known.knowledge {
                 Knowledge::Refused { holder } if !holder.is_empty() => holder.clone(),
                 _ => "another holder".to_owned(),
             };
-            notes.push(Note::warning("Lost", format!("the global lease is now held by {holder}")));
+            notes.push(Transition::Lost { holder });
         }
         LeaseState::Fenced => {
             let why = match &known.knowledge {
@@ -376,7 +370,7 @@ fn transition_notes(
                 Knowledge::Nothing { .. } => "no answer from the Berth apiserver since the operator started".to_owned(),
                 _ => "the safe deadline passed without a confirmed renew".to_owned(),
             };
-            notes.push(Note::warning("Fenced", format!("releaseAction applied: {why}")));
+            notes.push(Transition::Fenced { why });
         }
         _ => {}
     }
@@ -390,7 +384,7 @@ async fn apply_target(
     ctx: &Context,
     lease: &BerthLease,
     decision: &Decision,
-    notes: &mut Vec<Note>,
+    notes: &mut Vec<Transition>,
 ) -> (Option<TargetOutcome>, bool) {
     let (Some(action), Some(target)) = (decision.action, lease.spec.target.as_ref()) else {
         return (None, true);
@@ -402,7 +396,9 @@ async fn apply_target(
         }
         _ => TARGET_BOUND,
     };
-    match tokio::time::timeout(bound, act_on_target(lease, &namespace, target, action, ctx, notes)).await {
+    let fencing_token = lease.status.as_ref().map_or(0, |s| s.fencing_token);
+    match tokio::time::timeout(bound, act_on_target(lease, &namespace, target, action, fencing_token, ctx, notes)).await
+    {
         Ok(Ok(outcome)) => (Some(outcome), true),
         Ok(Err(error)) => {
             tracing::warn!(lease = %key(lease), %error, "acting on the target failed");
@@ -434,8 +430,12 @@ async fn write_status(
     let now = Utc::now();
     let mut next = member_status(&previous, &facts, now);
     match (outcome, &lease.spec.target) {
-        (Some(outcome), _) => plan::record_target(&mut next, Some(outcome), lease.metadata.generation, now),
-        (None, None) => plan::record_target(&mut next, None, lease.metadata.generation, now),
+        (Some(outcome), _) => {
+            plan::record_target(&mut next, Some(outcome), lease.metadata.generation, now);
+        }
+        (None, None) => {
+            plan::record_target(&mut next, None, lease.metadata.generation, now);
+        }
         (None, Some(_)) => {}
     }
     if next == previous {

@@ -67,6 +67,11 @@ pub fn set_condition(
     }
 }
 
-pub(super) fn token_mention(token: i32) -> String {
+fn token_mention(token: i32) -> String {
     format!("(fencing token {token})")
+}
+
+/// Condition `type_` of `status`, if set.
+pub(super) fn condition<'a>(status: &'a BerthLeaseStatus, type_: &str) -> Option<&'a Condition> {
+    status.conditions.iter().find(|c| c.type_ == type_)
 }

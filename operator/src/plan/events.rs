@@ -1,93 +1,199 @@
-//! The Events a reconcile records on the lease.
+//! What a reconcile records as Events on the lease: typed transitions, one
+//! fact each. They are computed from typed status (holders, fencing tokens,
+//! states), never from the text of a condition, so rewording a message
+//! cannot change which Events fire.
 
-use berth_api::crd::{Condition, ConditionStatus};
-use berth_api::{BerthLeaseStatus, LeaseState};
+use berth_api::crd::{AppliedAction, ConditionStatus};
+use berth_api::rules::{Refusal, is_held};
+use berth_api::{BerthLeaseStatus, Holder, LeaseState};
+use chrono::{DateTime, Utc};
 
-use super::Facts;
-use super::conditions::{HELD, TARGET_READY, token_mention};
+use super::conditions::{HELD, condition};
+use super::target::{Setting, TargetOutcome, action_field};
 
-/// A Kubernetes Event to record on the lease.
+/// One fact the operator records as an Event on the lease.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Note {
-    pub warning: bool,
-    pub reason: String,
-    pub message: String,
+pub enum Transition {
+    /// A grant not recorded before: its token is above `status.observedFencingToken`.
+    Acquired { holder: String, fencing_token: i32 },
+    /// The operator dropped this holder at its `expiresAt`.
+    Expired { holder: String, fencing_token: i32, expires_at: DateTime<Utc>, still_held: bool },
+    /// The lease stopped being held because its holder released it.
+    Released,
+    /// The lease stopped being held by an expiry the operator did not write
+    /// (the apiserver drops expired holders in its own writes).
+    ExpiredElsewhere { expired_at: Option<DateTime<Utc>> },
+    /// The operator wrote `setting` on the target, in the phase of the lease
+    /// whose last grant is `fencing_token`.
+    TargetWritten { target: String, applied: AppliedAction, setting: Setting, fencing_token: i32 },
+    /// A CronJob resumed after a long suspension may not be scheduled again (kubernetes#42649).
+    CronJobMayNotSchedule { target: String, warning: String },
+    /// The declared holder was not granted the lease.
+    DeclaredHolderRefused { holder: String, refusal: Refusal, current: Option<String> },
+    /// The target does not carry the action that applies (`TargetReady` turned False).
+    TargetNotReady { reason: &'static str, message: String },
+    /// Member mode: this cluster holds the global lease with `fencing_token`.
+    ClusterHolds { cluster: String, fencing_token: i32 },
+    /// Member mode: a renew of the global lease failed; it is retried before the safe deadline.
+    RenewFailed,
+    /// Member mode: another holder has the global lease now.
+    Lost { holder: String },
+    /// Member mode: `releaseAction` was applied, for the reason given.
+    Fenced { why: String },
 }
 
-impl Note {
-    pub fn normal(reason: &str, message: impl Into<String>) -> Self {
-        Self { warning: false, reason: reason.to_owned(), message: message.into() }
-    }
-
-    pub fn warning(reason: &str, message: impl Into<String>) -> Self {
-        Self { warning: true, reason: reason.to_owned(), message: message.into() }
-    }
-}
-
-fn condition<'a>(status: &'a BerthLeaseStatus, type_: &str) -> Option<&'a Condition> {
-    status.conditions.iter().find(|c| c.type_ == type_)
-}
-
-fn changed(before: Option<&Condition>, after: &Condition) -> bool {
-    before.is_none_or(|b| (b.status, &b.reason, &b.message) != (after.status, &after.reason, &after.message))
-}
-
-/// The Events that the move from `before` to `after` calls for:
-/// - `Acquired` when the lease becomes held, and while it stays held when a
-///   grant happened since the last `Held` condition (the last fencing token
-///   issued is new to it: a takeover, or another at-least-once holder);
-/// - `Released` or `Expired` when it stops being held;
-/// - a warning named by its reason when `TargetReady` turns False.
-///
-/// # Caveats
-/// A holder leaving a lease that others still hold records no `Released`;
-/// the operator's own expiry of one is recorded by [`partial_expiry_note`].
-pub fn transition_notes(before: &BerthLeaseStatus, after: &BerthLeaseStatus) -> Vec<Note> {
-    let mut notes = Vec::new();
-    let old = condition(before, HELD);
-    if let Some(held) = condition(after, HELD)
-        && changed(old, held)
-    {
-        let was_held = old.filter(|c| c.status == ConditionStatus::True);
-        match held.status {
-            ConditionStatus::True => {
-                if was_held.is_none_or(|c| !c.message.contains(&token_mention(after.fencing_token))) {
-                    notes.push(Note::normal("Acquired", held.message.clone()));
-                }
-            }
-            ConditionStatus::False | ConditionStatus::Unknown => {
-                if held.reason != "NotHeld" {
-                    notes.push(Note::normal(&held.reason, held.message.clone()));
-                }
-            }
+impl Transition {
+    /// The Event's `reason`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Transition::Acquired { .. } => "Acquired",
+            Transition::Expired { .. } | Transition::ExpiredElsewhere { .. } => "Expired",
+            Transition::Released => "Released",
+            Transition::TargetWritten { setting, .. } => setting.event_reason(),
+            Transition::CronJobMayNotSchedule { .. } => "CronJobMayNotSchedule",
+            Transition::DeclaredHolderRefused { .. } => "DeclaredHolderRefused",
+            Transition::TargetNotReady { reason, .. } => reason,
+            Transition::ClusterHolds { .. } => "Acquired",
+            Transition::RenewFailed => "RenewFailed",
+            Transition::Lost { .. } => "Lost",
+            Transition::Fenced { .. } => "Fenced",
         }
     }
-    if let Some(ready) = condition(after, TARGET_READY)
-        && ready.status == ConditionStatus::False
-        && changed(condition(before, TARGET_READY), ready)
-    {
-        notes.push(Note::warning(&ready.reason, ready.message.clone()));
+
+    /// The Event's `action`: what the operator was doing.
+    pub fn action(&self) -> &'static str {
+        match self {
+            Transition::Acquired { .. }
+            | Transition::DeclaredHolderRefused { .. }
+            | Transition::ClusterHolds { .. } => "Acquire",
+            Transition::RenewFailed => "Renew",
+            Transition::Lost { .. } | Transition::Fenced { .. } => "Fence",
+            Transition::Released => "Release",
+            Transition::Expired { .. } | Transition::ExpiredElsewhere { .. } => "Expire",
+            Transition::TargetWritten { .. }
+            | Transition::CronJobMayNotSchedule { .. }
+            | Transition::TargetNotReady { .. } => "ApplyTarget",
+        }
     }
-    notes
+
+    /// Whether the Event is a `Warning` (else `Normal`).
+    pub fn is_warning(&self) -> bool {
+        matches!(
+            self,
+            Transition::CronJobMayNotSchedule { .. }
+                | Transition::DeclaredHolderRefused { .. }
+                | Transition::TargetNotReady { .. }
+                | Transition::RenewFailed
+                | Transition::Lost { .. }
+                | Transition::Fenced { .. }
+        )
+    }
+
+    /// The Event's `note`: it names the holder and token of the fact, so two
+    /// facts never read the same.
+    pub fn note(&self) -> String {
+        match self {
+            Transition::Acquired { holder, fencing_token } => {
+                format!("granted to {holder} with fencing token {fencing_token}")
+            }
+            Transition::Expired { holder, fencing_token, expires_at, still_held } => {
+                let rest = if *still_held { "; others still hold the lease" } else { "" };
+                format!(
+                    "{holder} (fencing token {fencing_token}) expired at {} without renewing{rest}",
+                    berth_api::time::format(expires_at)
+                )
+            }
+            Transition::Released => "released by its holder".to_owned(),
+            Transition::ExpiredElsewhere { expired_at } => {
+                let when = expired_at.map(|t| berth_api::time::format(&t)).unwrap_or_else(|| "an unknown time".into());
+                format!("the last holder expired at {when} without renewing")
+            }
+            Transition::TargetWritten { target, applied, setting, fencing_token } => {
+                let tenure = match applied {
+                    AppliedAction::Acquire => "for",
+                    AppliedAction::Release => "after",
+                };
+                format!(
+                    "{target}: {} ({} {tenure} fencing token {fencing_token})",
+                    setting.describe(),
+                    action_field(*applied)
+                )
+            }
+            Transition::CronJobMayNotSchedule { target, warning } => format!("{target} {warning}"),
+            Transition::DeclaredHolderRefused { holder, refusal, current } => {
+                let by = current.as_ref().map(|h| format!(", held by {h}")).unwrap_or_default();
+                format!("could not acquire for declared holder {holder}: {refusal:?}{by}")
+            }
+            Transition::TargetNotReady { message, .. } => message.clone(),
+            Transition::ClusterHolds { cluster, fencing_token } => {
+                format!("cluster {cluster} holds the global lease (fencing token {fencing_token})")
+            }
+            Transition::RenewFailed => {
+                "a renew of the global lease failed; retrying before the safe deadline".to_owned()
+            }
+            Transition::Lost { holder } => format!("the global lease is now held by {holder}"),
+            Transition::Fenced { why } => format!("releaseAction applied: {why}"),
+        }
+    }
+
+    /// The warning for a target outcome that leaves `TargetReady` False.
+    pub fn target_not_ready(outcome: &TargetOutcome) -> Option<Self> {
+        let (status, reason, message) = outcome.condition();
+        (status == ConditionStatus::False).then_some(Transition::TargetNotReady { reason, message })
+    }
 }
 
-/// An `Expired` Event for holders the operator dropped from a lease that
-/// others still hold (when none remain, [`transition_notes`] records it).
-pub fn partial_expiry_note(facts: &Facts) -> Option<Note> {
-    if facts.expired.is_empty() || facts.status.state != LeaseState::Held {
-        return None;
-    }
-    let dropped: Vec<String> = facts
-        .expired
-        .iter()
-        .map(|h| {
-            format!(
-                "{} {} expired at {}",
-                h.identity,
-                token_mention(h.fencing_token),
-                berth_api::time::format(&h.expires_at)
-            )
-        })
+/// The Events of the move from `before` (as stored) to `after` (as about to
+/// be written), given the holders the operator `expired` in this reconcile:
+/// - `Acquired` for every grant whose token is above what `before` recorded in
+///   `observedFencingToken`, with its own holder and token, in token order
+///   (including a grant that expired before the operator saw it);
+/// - `Released` when the lease stops being held by a release, and `Expired`
+///   when it stops by an expiry that is not the operator's own (those are
+///   [`expiry_transitions`]).
+///
+/// # Caveats
+/// A grant that came and went between two reconciles is not seen, and a
+/// holder leaving a lease that others still hold records no `Released`.
+pub fn transitions(
+    before: &BerthLeaseStatus,
+    after: &BerthLeaseStatus,
+    expired: &[Holder],
+    now: DateTime<Utc>,
+) -> Vec<Transition> {
+    let recorded = before.observed_fencing_token.unwrap_or(0);
+    let mut grants: Vec<&Holder> =
+        after.holders.iter().filter(|h| h.is_live(now)).chain(expired).filter(|h| h.fencing_token > recorded).collect();
+    grants.sort_by_key(|h| h.fencing_token);
+    let mut out: Vec<Transition> = grants
+        .into_iter()
+        .map(|h| Transition::Acquired { holder: h.identity.clone(), fencing_token: h.fencing_token })
         .collect();
-    Some(Note::normal("Expired", format!("{}; still held", dropped.join(", "))))
+    let was_held = condition(before, HELD).is_some_and(|c| c.status == ConditionStatus::True);
+    if was_held && !is_held(after, now) {
+        match after.state {
+            LeaseState::Released => out.push(Transition::Released),
+            LeaseState::Expired if expired.is_empty() => {
+                out.push(Transition::ExpiredElsewhere { expired_at: after.expired_at })
+            }
+            LeaseState::Expired | LeaseState::Available | LeaseState::Held => {}
+            // Member-mode states: their Events come from member/claim.rs.
+            LeaseState::Unknown | LeaseState::Standby | LeaseState::AtRisk | LeaseState::Fenced => {}
+        }
+    }
+    out
+}
+
+/// One `Expired` Event per holder the operator dropped, with its own token.
+pub fn expiry_transitions(expired: &[Holder], after: &BerthLeaseStatus, now: DateTime<Utc>) -> Vec<Transition> {
+    let still_held = is_held(after, now);
+    expired
+        .iter()
+        .map(|h| Transition::Expired {
+            holder: h.identity.clone(),
+            fencing_token: h.fencing_token,
+            expires_at: h.expires_at,
+            still_held,
+        })
+        .collect()
 }

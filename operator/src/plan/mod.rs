@@ -20,7 +20,7 @@ use chrono::{DateTime, Utc};
 
 pub use conditions::{HELD, TARGET_READY, held_condition, set_condition};
 pub use cronjob::{MAX_MISSED_SCHEDULES, long_suspension_warning};
-pub use events::{Note, partial_expiry_note, transition_notes};
+pub use events::{Transition, expiry_transitions, transitions};
 pub use finalizer::{FINALIZER, FinalizerStep};
 pub use target::{Setting, TargetKind, TargetOutcome, TargetPlan, action_field, phase, plan_target, record_target};
 
@@ -70,6 +70,10 @@ pub fn lease_facts(
     }
     if generation.is_some() {
         next.observed_generation = generation;
+    }
+    // The grants up to this token get their Events with this status write.
+    if next.fencing_token > next.observed_fencing_token.unwrap_or(0) {
+        next.observed_fencing_token = Some(next.fencing_token);
     }
     let (held, reason, message) = held_condition(&next, now);
     set_condition(&mut next.conditions, HELD, held, reason, &message, generation, now);

@@ -207,6 +207,8 @@ impl TargetOutcome {
 /// Step 5: records the target outcome in `status.target` and `TargetReady`
 /// (or removes both when the lease has no target any more).
 ///
+/// Returns whether `TargetReady` changed.
+///
 /// # Guarantees
 /// `status.target.observedAt` moves only when the operator wrote the target or
 /// what it reports changed, so a reconcile that changes nothing writes nothing.
@@ -215,21 +217,23 @@ pub fn record_target(
     outcome: Option<&TargetOutcome>,
     generation: Option<i64>,
     now: DateTime<Utc>,
-) {
+) -> bool {
     let Some(outcome) = outcome else {
+        let had = status.conditions.iter().any(|c| c.type_ == TARGET_READY);
         status.target = None;
         status.conditions.retain(|c| c.type_ != TARGET_READY);
-        return;
+        return had;
     };
     let (ready, reason, message) = outcome.condition();
-    set_condition(&mut status.conditions, TARGET_READY, ready, reason, &message, generation, now);
+    let changed = set_condition(&mut status.conditions, TARGET_READY, ready, reason, &message, generation, now);
     let (applied, written) = match outcome {
         TargetOutcome::Applied { applied, written, .. } => (*applied, *written),
         TargetOutcome::NoAction { applied } => (*applied, false),
-        _ => return,
+        _ => return changed,
     };
     let same = status.target.as_ref().is_some_and(|t| t.applied == applied && t.message == message);
     if written || !same {
         status.target = Some(TargetStatus { applied, observed_at: now, message });
     }
+    changed
 }

@@ -157,39 +157,56 @@ fn condition_transition_time_moves_only_when_the_status_changes() {
 }
 
 #[test]
-fn held_transitions_become_events_and_renewals_do_not() {
-    let mut before = held_status(t(10));
-    set_condition(
-        &mut before.conditions,
-        HELD,
-        ConditionStatus::True,
-        "Acquired",
-        "held by a (fencing token 1)",
-        None,
-        t(0),
+fn grants_become_events_once_and_renewals_do_not() {
+    let raw = held_status(t(10));
+    let before = lease_facts(&cronjob_lease(), &raw, None, t(1)).status;
+    assert_eq!(before.observed_fencing_token, Some(1));
+    assert_eq!(
+        transitions(&raw, &before, &[], t(1)),
+        vec![Transition::Acquired { holder: "a".into(), fencing_token: 1 }],
+        "a grant the operator has not recorded"
     );
     let renewed = lease_facts(&cronjob_lease(), &before, None, t(5)).status;
-    assert!(transition_notes(&before, &renewed).is_empty());
-    let expired = lease_facts(&cronjob_lease(), &before, None, t(10)).status;
+    assert!(transitions(&before, &renewed, &[], t(5)).is_empty());
+    let expiry = lease_facts(&cronjob_lease(), &before, None, t(10));
     assert_eq!(
-        transition_notes(&before, &expired),
-        vec![Note::normal("Expired", "the last holder expired at 2027-01-15T08:00:10.000000000Z without renewing")]
+        expiry_transitions(&expiry.expired, &expiry.status, t(10)),
+        vec![Transition::Expired { holder: "a".into(), fencing_token: 1, expires_at: t(10), still_held: false }]
     );
+    assert!(transitions(&before, &expiry.status, &expiry.expired, t(10)).is_empty(), "the operator's own expiry once");
     let fresh = lease_facts(&cronjob_lease(), &BerthLeaseStatus::default(), None, t(0)).status;
-    assert!(transition_notes(&BerthLeaseStatus::default(), &fresh).is_empty(), "never held is no event");
+    assert!(transitions(&BerthLeaseStatus::default(), &fresh, &[], t(0)).is_empty(), "never held is no event");
+}
+
+#[test]
+fn a_release_or_an_expiry_written_by_the_apiserver_ends_the_hold() {
+    let before = lease_facts(&cronjob_lease(), &held_status(t(10)), None, t(1)).status;
+    let released = BerthLeaseStatus { state: LeaseState::Released, holders: vec![], ..before.clone() };
+    let released = lease_facts(&cronjob_lease(), &released, None, t(2)).status;
+    assert_eq!(transitions(&before, &released, &[], t(2)), vec![Transition::Released]);
+    let expired =
+        BerthLeaseStatus { state: LeaseState::Expired, holders: vec![], expired_at: Some(t(10)), ..before.clone() };
+    let expired = lease_facts(&cronjob_lease(), &expired, None, t(11)).status;
+    let ended = transitions(&before, &expired, &[], t(11));
+    assert_eq!(ended, vec![Transition::ExpiredElsewhere { expired_at: Some(t(10)) }]);
+    assert_eq!(ended[0].note(), "the last holder expired at 2027-01-15T08:00:10.000000000Z without renewing");
 }
 
 #[test]
 fn target_ready_false_is_a_warning_once() {
-    let before = BerthLeaseStatus::default();
-    let mut after = before.clone();
+    let mut after = BerthLeaseStatus::default();
     let missing = TargetOutcome::NotFound { message: "CronJob/x does not exist".into() };
-    record_target(&mut after, Some(&missing), Some(1), t(0));
-    assert_eq!(transition_notes(&before, &after), vec![Note::warning("TargetNotFound", "CronJob/x does not exist")]);
+    assert!(record_target(&mut after, Some(&missing), Some(1), t(0)));
+    let warning = Transition::target_not_ready(&missing).unwrap();
+    assert_eq!(
+        (warning.reason(), warning.note(), warning.is_warning()),
+        ("TargetNotFound", "CronJob/x does not exist".to_owned(), true)
+    );
     let mut again = after.clone();
-    record_target(&mut again, Some(&missing), Some(1), t(5));
+    assert!(!record_target(&mut again, Some(&missing), Some(1), t(5)), "no change, so no second warning");
     assert_eq!(again, after);
-    assert!(transition_notes(&after, &again).is_empty());
+    let applied = TargetOutcome::NoAction { applied: AppliedAction::Acquire };
+    assert!(Transition::target_not_ready(&applied).is_none());
 }
 
 #[test]
@@ -265,30 +282,70 @@ fn semantics_do_not_change_target_choice() {
 }
 
 #[test]
-fn takeover_while_held_is_acquired_but_a_leaving_holder_is_not() {
+fn each_grant_is_its_own_transition_with_its_holder_and_token() {
     let shared = BerthLeaseSpec { semantics: Semantics::AtLeastOnce, ..cronjob_lease() };
     let one = lease_facts(&shared, &held_status(t(10)), None, t(1)).status;
-    // b joins (token 2): a grant since the last Held condition.
-    let mut two = one.clone();
-    two.holders.push(holder("b", 2, t(20)));
-    two.fencing_token = 2;
-    let two = lease_facts(&shared, &two, None, t(2)).status;
+    // b and c join (tokens 2 and 3) between two reconciles: two Events.
+    let mut more = one.clone();
+    more.holders.extend([holder("b", 2, t(20)), holder("c", 3, t(20))]);
+    more.fencing_token = 3;
+    let more = lease_facts(&shared, &more, None, t(2)).status;
+    let joined = transitions(&one, &more, &[], t(2));
     assert_eq!(
-        transition_notes(&one, &two),
-        vec![Note::normal("Acquired", "held by a (fencing token 1), b (fencing token 2)")]
+        joined,
+        vec![
+            Transition::Acquired { holder: "b".into(), fencing_token: 2 },
+            Transition::Acquired { holder: "c".into(), fencing_token: 3 },
+        ]
     );
-    // a expires, b stays: the operator's own note, and no Held event.
-    let facts = lease_facts(&shared, &two, None, t(10));
-    assert!(transition_notes(&two, &facts.status).is_empty());
-    let note = partial_expiry_note(&facts).unwrap();
-    assert_eq!(note.reason, "Expired");
-    assert!(note.message.starts_with("a (fencing token 1) expired at"), "{}", note.message);
-    // Token 12 is not token 1.
+    assert_eq!(joined[0].note(), "granted to b with fencing token 2");
+    assert_ne!(joined[0].note(), joined[1].note(), "two grants never read the same");
+    // The Held message does not decide: rewording it changes nothing.
+    let mut reworded = one.clone();
+    reworded.conditions.iter_mut().for_each(|c| c.message = "(fencing token 3)".into());
+    assert_eq!(transitions(&reworded, &more, &[], t(2)), joined);
+    // a expires, b and c stay: one Expired for a, and no Acquired again.
+    let facts = lease_facts(&shared, &more, None, t(10));
+    assert!(transitions(&more, &facts.status, &facts.expired, t(10)).is_empty());
+    let expired = expiry_transitions(&facts.expired, &facts.status, t(10));
+    assert_eq!(expired.len(), 1);
+    assert_eq!(expired[0].reason(), "Expired");
+    assert!(expired[0].note().starts_with("a (fencing token 1) expired at"), "{}", expired[0].note());
+    assert!(expired[0].note().ends_with("others still hold the lease"), "{}", expired[0].note());
+    // A takeover by d (token 12), and a grant (token 11) that expired before
+    // the operator saw it: both are grants it has not recorded.
     let mut twelve = held_status(t(50));
-    twelve.holders[0].fencing_token = 12;
+    twelve.holders[0] = holder("d", 12, t(50));
     twelve.fencing_token = 12;
-    let twelve = lease_facts(&shared, &twelve, None, t(11)).status;
-    assert_eq!(transition_notes(&one, &twelve).len(), 1);
+    let facts = lease_facts(&shared, &twelve, None, t(11));
+    let unseen = [holder("e", 11, t(5))];
+    assert_eq!(
+        transitions(&one, &facts.status, &unseen, t(11)),
+        vec![
+            Transition::Acquired { holder: "e".into(), fencing_token: 11 },
+            Transition::Acquired { holder: "d".into(), fencing_token: 12 },
+        ]
+    );
+}
+
+#[test]
+fn target_writes_name_the_tenure_they_follow() {
+    let resumed = |token| Transition::TargetWritten {
+        target: "CronJob/ingest".into(),
+        applied: AppliedAction::Acquire,
+        setting: Setting::Suspend(false),
+        fencing_token: token,
+    };
+    assert_eq!(resumed(1).reason(), "TargetResumed");
+    assert_eq!(resumed(1).note(), "CronJob/ingest: suspend=false (acquireAction for fencing token 1)");
+    assert_ne!(resumed(1).note(), resumed(2).note(), "a resume for another grant is another fact");
+    let suspended = Transition::TargetWritten {
+        target: "CronJob/ingest".into(),
+        applied: AppliedAction::Release,
+        setting: Setting::Suspend(true),
+        fencing_token: 2,
+    };
+    assert_eq!(suspended.note(), "CronJob/ingest: suspend=true (releaseAction after fencing token 2)");
 }
 
 #[test]
@@ -323,6 +380,7 @@ fn expired_status_and_target_status_merge_into_one_status() {
         let mut s = held_status(t(10));
         let live = lease_facts(&spec, &s, Some(1), t(1)).status;
         s.conditions = live.conditions;
+        s.observed_fencing_token = live.observed_fencing_token;
         let applied = TargetOutcome::Applied {
             kind: TargetKind::CronJob,
             name: "ingest".into(),
@@ -350,6 +408,8 @@ fn expired_status_and_target_status_merge_into_one_status() {
     assert_eq!(ready.last_transition_time, t(1), "TargetReady stayed True");
     let held = next.conditions.iter().find(|c| c.type_ == HELD).unwrap();
     assert_eq!((held.status, held.last_transition_time), (ConditionStatus::False, t(10)));
-    let reasons: Vec<String> = transition_notes(&before, &next).into_iter().map(|n| n.reason).collect();
+    let mut events = expiry_transitions(&facts.expired, &next, t(10));
+    events.extend(transitions(&before, &next, &facts.expired, t(10)));
+    let reasons: Vec<&str> = events.iter().map(Transition::reason).collect();
     assert_eq!(reasons, ["Expired"]);
 }

@@ -3,10 +3,9 @@
 //! conditional status write computed by `berth_api::rules::decide`), and
 //! small readers for targets, conditions and Events.
 
-use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use berth_api::crd::{Condition, ConditionStatus};
 use berth_api::rules::{Outcome, Request, decide};
@@ -65,21 +64,7 @@ pub async fn http_get(port: u16, path: &str) -> (u16, String) {
     berth_testenv::http_get(port, path).expect("the port answers")
 }
 
-/// Polls `check` every 100 ms until it returns `Some`, or panics after `within`.
-pub async fn eventually<T, F, Fut>(what: &str, within: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "not within {within:?}: {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
+pub use berth_testenv::eventually;
 
 /// A lease manifest.
 pub fn lease(name: &str, spec: Value) -> BerthLease {
