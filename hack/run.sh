@@ -94,6 +94,9 @@ Berth runs locally:
 
 API key of tenant "demo" (holders demo and demo/...): $api_key
 
+Web console: $api/console/  (sign in with the key above; the certificate is
+signed by $api_dir/ca.crt: import it into the browser or accept the warning)
+
 In another terminal:
 
   export KUBECONFIG=$KUBECONFIG

@@ -9,6 +9,17 @@ export BERTH_TEST_CONTROL_PLANE_DIR=$BERTH_CONTROL_PLANE_DIR
 # The named control planes of the tests across clusters (berth_testenv::clusters).
 export BERTH_TEST_CLUSTERS_DIR=${BERTH_TEST_CLUSTERS_DIR:-$repo/.run/test-clusters}
 
+# The console's browser tests need Debian's chromium and chromedriver.
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+  if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+    echo "[test] installing chromium and chromium-driver for the browser tests"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+  else
+    echo "[test] chromium and chromedriver are missing: install Debian's chromium and chromium-driver" >&2
+  fi
+fi
+
 down() {
   "$repo/hack/control-plane" down >/dev/null 2>&1 || true
   for dir in "$BERTH_TEST_CLUSTERS_DIR"/*/; do

@@ -4,7 +4,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::crd::{
-    BerthLease, BerthLeaseStatus, Holder, LeaseState, MAX_NAME_LEN, MAX_TTL_SECONDS, Semantics, TargetRef,
+    BerthLease, BerthLeaseStatus, Condition, Holder, LeaseState, MAX_NAME_LEN, MAX_TTL_SECONDS, Semantics, TargetRef,
+    TargetStatus,
 };
 
 /// Largest request body the apiserver reads.
@@ -118,12 +119,27 @@ pub struct LeaseView {
     /// When the status last changed, else when the object was created.
     #[serde(default, skip_serializing_if = "Option::is_none", serialize_with = "crate::time::serialize_opt")]
     pub updated_at: Option<DateTime<Utc>>,
+    /// What the operator last did to the target (an addition to API.md's view, for the console).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_status: Option<TargetStatus>,
+    /// The status conditions (`Held`, `TargetReady`…); left out when there are none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
 }
 
 impl LeaseView {
     pub fn from_lease(lease: &BerthLease) -> Self {
         let status = lease.status.clone().unwrap_or_default();
-        let BerthLeaseStatus { state, holders, fencing_token, transitions, last_transition_time, .. } = status;
+        let BerthLeaseStatus {
+            state,
+            holders,
+            fencing_token,
+            transitions,
+            last_transition_time,
+            target: target_status,
+            conditions,
+            ..
+        } = status;
         let created = lease.metadata.creation_timestamp.as_ref().and_then(|t| {
             DateTime::<Utc>::from_timestamp(t.0.as_second(), t.0.subsec_nanosecond().try_into().unwrap_or(0))
         });
@@ -140,6 +156,8 @@ impl LeaseView {
             max_holders: lease.spec.max_holders,
             target: lease.spec.target.clone(),
             updated_at: last_transition_time.or(created),
+            target_status,
+            conditions,
         }
     }
 }
@@ -251,6 +269,43 @@ pub fn check_names(namespace: &str, name: &str) -> Result<(), NameError> {
         Err(NameError::Name)
     } else {
         Ok(())
+    }
+}
+
+/// The SSE event names of the collection watch (`GET …/leases?watch=1`), in
+/// the Kubernetes style. Each `data:` is a [`LeaseView`], except after
+/// [`WatchEventKind::Bookmark`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WatchEventKind {
+    /// A lease the watcher had not been told of: first one per current lease, then each new one.
+    Added,
+    /// A new state of a lease already told.
+    Modified,
+    /// The lease is gone, or no longer readable by the tenant; `data` is the last state told.
+    Deleted,
+    /// Sent once, right after the initial `added` events: `data` is
+    /// [`INITIAL_EVENTS_END`], as Kubernetes' bookmark with the
+    /// `k8s.io/initial-events-end` annotation. A watcher now knows the whole
+    /// current list, also when it is empty.
+    Bookmark,
+}
+
+/// The `data` of the one [`WatchEventKind::Bookmark`] event.
+pub const INITIAL_EVENTS_END: &str = r#"{"initialEventsEnd":true}"#;
+
+impl WatchEventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WatchEventKind::Added => "added",
+            WatchEventKind::Modified => "modified",
+            WatchEventKind::Deleted => "deleted",
+            WatchEventKind::Bookmark => "bookmark",
+        }
+    }
+
+    /// The kind named by an SSE `event:` field; `None` for names this version does not know.
+    pub fn from_name(name: &str) -> Option<Self> {
+        [Self::Added, Self::Modified, Self::Deleted, Self::Bookmark].into_iter().find(|k| k.as_str() == name)
     }
 }
 

@@ -9,6 +9,8 @@
 
 pub mod auth;
 pub mod cache;
+pub mod collection_watch;
+pub mod console;
 pub mod error;
 pub mod http;
 pub mod leases;

@@ -49,9 +49,41 @@ fn write_op(summary: &str, request: &str, responses: Value) -> Value {
     json!({"summary": summary, "parameters": params(true), "requestBody": json_body(request), "responses": all})
 }
 
+const COLLECTION_WATCH: &str = "With `watch=1` (or `true`): Server-Sent Events in the Kubernetes style. \
+`event: added` with the Lease view once per lease the tenant may read, then one `event: bookmark` with \
+`data: {\"initialEventsEnd\":true}` (the whole current list has been sent, also when it is empty), then \
+`event: added` / `modified` / `deleted` per change (`deleted` carries the last state sent; a lease whose \
+namespace the tenant may no longer use is deleted for it). A `:` comment line every 15 s keeps the stream alive. \
+Only leases the tenant may read are ever sent.";
+
+/// The `watch` query parameter of the list routes, after `params`.
+fn with_watch(params: Value) -> Value {
+    let mut list = params.as_array().cloned().unwrap_or_default();
+    list.push(json!({"name": "watch", "in": "query", "required": false,
+        "description": "`1` or `true`: a collection watch (Server-Sent Events) instead of a list",
+        "schema": {"type": "string", "enum": ["1", "true", "0", "false"]}}));
+    Value::Array(list)
+}
+
+/// A list as JSON, or with `watch=1` an event stream.
+fn list_or_watch() -> Value {
+    json!({"description": "The leases; with `watch=1`, an event stream of them",
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/LeaseList"}},
+                    "text/event-stream": {"schema": {"type": "string"}}}})
+}
+
 /// The whole document.
 pub fn document() -> Value {
     let time = json!({"type": "string", "format": "date-time", "description": "RFC 3339, UTC, nine fraction digits"});
+    let target_status = json!({"type": "object", "description": "What the operator last did to the target",
+        "required": ["applied", "observedAt"], "properties": {
+        "applied": {"type": "string", "enum": ["acquire", "release"]},
+        "observedAt": time.clone(), "message": {"type": "string"}}});
+    let conditions = json!({"type": "array", "description": "Status conditions; left out when there are none",
+        "items": {"type": "object", "required": ["type", "status", "reason", "lastTransitionTime"], "properties": {
+        "type": {"type": "string"}, "status": {"type": "string", "enum": ["True", "False", "Unknown"]},
+        "reason": {"type": "string"}, "message": {"type": "string"},
+        "lastTransitionTime": time.clone(), "observedGeneration": {"type": "integer", "format": "int64"}}}});
     json!({
         "openapi": "3.0.3",
         "info": {"title": "Berth lease API", "version": "v1alpha1",
@@ -83,17 +115,29 @@ pub fn document() -> Value {
                               "404": error_response("`lease not found`"),
                               "401": error_response("Unauthenticated"), "403": error_response("Not authorized")}}},
             "/v1alpha1/namespaces/{namespace}/leases": {"get": {
-                "summary": "Leases in one namespace, sorted by name", "parameters": params(false),
-                "responses": {"200": json_ok("LeaseList", "The leases"),
+                "summary": "Leases in one namespace, sorted by name; with `watch=1`, a collection watch of them",
+                "description": COLLECTION_WATCH,
+                "parameters": with_watch(params(false)),
+                "responses": {"200": list_or_watch(),
+                              "400": error_response("`watch must be 1, true, 0 or false`, or a bad namespace"),
                               "401": error_response("Unauthenticated"), "403": error_response("Not authorized")}}},
             "/v1alpha1/leases": {"get": {
-                "summary": "Leases in every namespace the tenant may use",
-                "responses": {"200": json_ok("LeaseList", "The leases"), "401": error_response("Unauthenticated")}}},
+                "summary": "Leases in every namespace the tenant may use; with `watch=1`, a collection watch of them",
+                "description": COLLECTION_WATCH,
+                "parameters": with_watch(json!([])),
+                "responses": {"200": list_or_watch(),
+                              "400": error_response("`watch must be 1, true, 0 or false`"),
+                              "401": error_response("Unauthenticated")}}},
             "/healthz": {"get": {"summary": "Liveness", "security": [],
                 "responses": {"200": {"description": "`ok\\n`", "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
             "/readyz": {"get": {"summary": "Readiness: the informer cache has synced and kube-apiserver is reachable", "security": [],
                 "responses": {"200": {"description": "`ok\\n`", "content": {"text/plain": {"schema": {"type": "string"}}}},
                               "503": {"description": "`not ready\\n`", "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
+            "/console/": {"get": {"summary": "The web console (docs/console.md); `/console` redirects here", "security": [],
+                "responses": {"200": {"description": "The page", "content": {"text/html": {"schema": {"type": "string"}}}}}}},
+            "/console/{file}": {"get": {"summary": "A file of the web console, embedded in the binary", "security": [],
+                "parameters": [{"name": "file", "in": "path", "required": true, "schema": {"type": "string"}}],
+                "responses": {"200": {"description": "The file"}, "404": error_response("`not found`")}}},
             "/openapi.json": {"get": {"summary": "This document", "security": [],
                 "responses": {"200": {"description": "OpenAPI 3", "content": {"application/json": {"schema": {"type": "object"}}}}}}},
         },
@@ -138,7 +182,8 @@ pub fn document() -> Value {
                     "maxHolders": {"type": "integer", "format": "int32"},
                     "target": {"type": "object", "properties": {
                         "apiVersion": {"type": "string"}, "kind": {"type": "string"}, "name": {"type": "string"}}},
-                    "updatedAt": time}},
+                    "updatedAt": time,
+                    "targetStatus": target_status, "conditions": conditions}},
                 "LeaseList": {"type": "object", "required": ["items"], "properties": {
                     "items": {"type": "array", "items": {"$ref": "#/components/schemas/Lease"}}}},
             }

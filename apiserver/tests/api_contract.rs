@@ -320,6 +320,8 @@ async fn health_and_openapi_need_no_key_and_the_document_lists_every_route() {
         ("/healthz".to_owned(), "get"),
         ("/readyz".to_owned(), "get"),
         ("/openapi.json".to_owned(), "get"),
+        ("/console/".to_owned(), "get"),
+        ("/console/{file}".to_owned(), "get"),
     ];
     let paths = doc.json["paths"].as_object().unwrap();
     assert_eq!(paths.len(), routes.len(), "{:?}", paths.keys());
@@ -331,6 +333,13 @@ async fn health_and_openapi_need_no_key_and_the_document_lists_every_route() {
         let overloaded = &doc.json["paths"][format!("{lease}/{verb}")]["post"]["responses"]["503"];
         assert!(overloaded["description"].as_str().unwrap().contains("overloaded, retry later"), "{verb}");
         assert!(overloaded["headers"].get("Retry-After").is_some(), "{verb}: {overloaded}");
+    }
+    // The list routes document their collection watch.
+    for list in ["/v1alpha1/leases", "/v1alpha1/namespaces/{namespace}/leases"] {
+        let get = &doc.json["paths"][list]["get"];
+        assert!(get["parameters"].as_array().unwrap().iter().any(|p| p["name"] == "watch"), "{list}");
+        assert!(get["responses"]["200"]["content"].get("text/event-stream").is_some(), "{list}");
+        assert!(get["description"].as_str().unwrap().contains("initialEventsEnd"), "{list}");
     }
     // Every schema reference resolves.
     let text = doc.json.to_string();
@@ -518,10 +527,7 @@ fn app_on(
     let keys = std::sync::Arc::new(berth_apiserver::auth::KeySet::parse(&keys).unwrap());
     let (shutdown_tx, shutdown) = tokio::sync::watch::channel(false);
     let metrics = std::sync::Arc::new(berth_apiserver::metrics::Metrics::default());
-    (
-        berth_apiserver::App::start(client, namespaces, keys.clone(), keys, metrics, shutdown, Default::default()),
-        shutdown_tx,
-    )
+    (berth_apiserver::App::start(client, namespaces, keys, metrics, shutdown, Default::default()), shutdown_tx)
 }
 
 async fn oneshot(

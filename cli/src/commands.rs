@@ -349,6 +349,8 @@ mod tests {
             max_holders: None,
             target: None,
             updated_at: None,
+            target_status: None,
+            conditions: Vec::new(),
         }
     }
 

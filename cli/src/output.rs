@@ -147,6 +147,8 @@ mod tests {
             max_holders: None,
             target: None,
             updated_at: Some(now() - TimeDelta::seconds(200)),
+            target_status: None,
+            conditions: Vec::new(),
         }
     }
 

@@ -93,8 +93,12 @@ type fakeAPI struct {
 	heartbeat int32 // heartbeatIntervalSeconds of Get; 0: Get fails
 	renews    chan *renewCall
 
-	mu       sync.Mutex
-	released []int32
+	// views, when set, is what Watch returns; nil: Watch fails.
+	views chan Lease
+
+	mu         sync.Mutex
+	released   []int32
+	freshDials int
 }
 
 type renewCall struct {
@@ -149,6 +153,25 @@ func (f *fakeAPI) Release(_ context.Context, _, _, _ string, token int32) error 
 	defer f.mu.Unlock()
 	f.released = append(f.released, token)
 	return nil
+}
+
+func (f *fakeAPI) Watch(_ context.Context, _, _ string) (<-chan Lease, error) {
+	if f.views == nil {
+		return nil, &APIError{StatusCode: 503, Message: "no watch in this test"}
+	}
+	return f.views, nil
+}
+
+func (f *fakeAPI) closeIdleConnections() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.freshDials++
+}
+
+func (f *fakeAPI) dialsAnew() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.freshDials
 }
 
 func (f *fakeAPI) releases() []int32 {

@@ -40,8 +40,15 @@ type KeeperConfig struct {
 	// before the deadline.
 	RenewInterval time.Duration
 	// Wait, when positive, makes the first acquire block on the apiserver
-	// up to this long (see [Client.AcquireWait]).
+	// up to this long (see [Client.AcquireWait]). A grant after a wait of
+	// 1 s or more is renewed at once, so that its deadline counts from a
+	// known send time.
 	Wait time.Duration
+	// DisableWatch turns off the watch on the lease. With the watch (the
+	// default), a change that no longer shows this grant (a takeover) or
+	// the lease's deletion triggers a renew at once, so that the loss is
+	// noticed within one round trip instead of at the next renew.
+	DisableWatch bool
 }
 
 // normalize checks the durations and fills the margin. The renew interval
@@ -72,30 +79,34 @@ func (cfg KeeperConfig) withInterval(heartbeat time.Duration) KeeperConfig {
 	return cfg
 }
 
+// deadline is the local deadline of a grant whose request was sent at sent.
+func (cfg KeeperConfig) deadline(sent time.Time) time.Time {
+	return sent.Add(cfg.TTL - cfg.Margin)
+}
+
+// renewBound is how long a renew sent at now may go unanswered before it
+// is abandoned: the renew interval, and never past the deadline.
+func (cfg KeeperConfig) renewBound(now, deadline time.Time) time.Duration {
+	return max(min(cfg.RenewInterval, deadline.Sub(now)), 0)
+}
+
 // retryInterval is the pause before retrying a renew that failed without
 // an answer from the lease rules (transport error, 5xx, …).
 func (cfg KeeperConfig) retryInterval() time.Duration {
 	return min(max(cfg.RenewInterval/4, 50*time.Millisecond), time.Second)
 }
 
-// retryAfter is the pause before retrying a renew that failed with err at
-// now: the server's Retry-After when it ends before the (signalled) deadline
-// and is longer than [KeeperConfig.retryInterval], else retryInterval. A
-// Retry-After that would pass the deadline is not honoured, so that the
-// lease is not given up.
-func (cfg KeeperConfig) retryAfter(err error, now, deadline time.Time) time.Duration {
-	pause := cfg.retryInterval()
-	var apiErr *APIError
-	if errors.As(err, &apiErr) && apiErr.RetryAfter > pause && now.Add(apiErr.RetryAfter).Before(deadline) {
-		pause = apiErr.RetryAfter
+// retryAt is when to retry a renew that failed at now: after the server's
+// Retry-After when that wait ends before the deadline and is longer than
+// [KeeperConfig.retryInterval], else after retryInterval; never past the
+// deadline. A Retry-After that would pass the deadline is not honoured, so
+// that the lease is not given up.
+func (cfg KeeperConfig) retryAt(now time.Time, retryAfter time.Duration, deadline time.Time) time.Time {
+	retry := earliest(now.Add(cfg.retryInterval()), deadline)
+	if at := now.Add(retryAfter); retryAfter > 0 && at.Before(deadline) && at.After(retry) {
+		return at
 	}
-	return pause
-}
-
-// signalLead is how much before the local deadline a loss is signalled:
-// 10 ms, or half the margin when that is less.
-func (cfg KeeperConfig) signalLead() time.Duration {
-	return min(cfg.Margin/2, 10*time.Millisecond)
+	return retry
 }
 
 // leaseAPI is what a keeper needs of a [Client]; tests substitute it.
@@ -104,11 +115,19 @@ type leaseAPI interface {
 	AcquireWith(ctx context.Context, namespace, name string, req AcquireRequest) (AcquireResult, error)
 	Renew(ctx context.Context, namespace, name, holder string, fencingToken int32, ttl time.Duration) (AcquireResult, error)
 	Release(ctx context.Context, namespace, name, holder string, fencingToken int32) error
+	Watch(ctx context.Context, namespace, name string) (<-chan Lease, error)
+	// closeIdleConnections drops pooled connections, so that the next
+	// request dials anew.
+	closeIdleConnections()
 }
+
+// closeIdleConnections closes the idle connections of the client's pool.
+func (c *Client) closeIdleConnections() { c.httpClient.CloseIdleConnections() }
 
 // Keeper holds a lease: it renews it in the background and says, through
 // [Keeper.Context], [Keeper.Done] and [Keeper.Held], whether the holder may
-// still act on it. Create one with [Client.Keep].
+// still act on it. Create one with [Client.Keep]. It follows the contract
+// of docs/keeper.md, as the Rust client's LeaseKeeper does.
 //
 // # Guarantees
 //
@@ -117,24 +136,22 @@ type leaseAPI interface {
 //     lease's expiry from a later moment (when it handles the request), so
 //     the local deadline is never after the apiserver's expiry, whatever
 //     the two clocks read.
-//   - When no renew succeeds in time, the keeper's context is cancelled
-//     10 ms (at most half the margin) before the deadline, so that timer
-//     latency does not carry the signal past it, whether or not a request
-//     is still in flight. [Keeper.Held] checks the clock itself: it is
-//     false from the deadline on even if the signal is late.
-//   - A renew answered with acquired:false cancels the context at once.
-//   - A renew with no answer within the renew interval (at most half of
-//     TTL − margin) is abandoned and retried, so one hung connection does
-//     not cost the lease.
-//   - A lost lease is never taken back: a keeper holds at most one tenure.
+//   - When no renew succeeds in time, the keeper's context is cancelled at
+//     the deadline, whether or not a request is still in flight.
+//     [Keeper.Held] checks the clock itself: it is false from the deadline
+//     on even if the goroutine has not run yet.
+//   - A renew answered with acquired:false, with another fencing token, or
+//     with 400, 403, 404, 409 or 413 cancels the context at once. A 401,
+//     a 5xx, and transport errors are retried until the deadline (keys are
+//     rotated), and [Keeper.AtRisk] is true until a renew succeeds.
+//   - A renew with no answer within the renew interval (or before the
+//     deadline, if sooner) is abandoned, and the retry dials anew, so one
+//     hung connection does not cost the lease.
+//   - Unless [KeeperConfig.DisableWatch], a takeover or deletion seen on
+//     the lease's watch triggers a renew at once.
+//   - A lost lease is never taken back, and is not released.
 //   - [Keeper.Stop], and the end of the context passed to [Client.Keep],
 //     cancel the keeper's context first and then release the lease.
-//
-// # Caveats
-//
-// Failed renews (transport errors, 5xx, and also 4xx answers such as a
-// revoked key) are retried until the deadline: only the lease rules'
-// acquired:false ends a tenure early.
 type Keeper struct {
 	api   leaseAPI
 	clock clock
@@ -147,8 +164,8 @@ type Keeper struct {
 	done   chan struct{}
 
 	mu           sync.Mutex
-	deadline     time.Time
-	refused      bool // the apiserver answered acquired:false: nothing to release
+	state        keeperState
+	releasable   bool // the machine decided to release
 	stopOnce     sync.Once
 	releaseOnce  sync.Once
 	releaseError error
@@ -185,23 +202,13 @@ func keep(ctx context.Context, api leaseAPI, clk clock, cfg KeeperConfig) (*Keep
 		return nil, fmt.Errorf("client: acquire of %s/%s granted without a fencing token", cfg.Namespace, cfg.Name)
 	}
 	k.token = res.FencingToken
-	k.deadline = sent.Add(cfg.TTL - cfg.Margin)
 
-	// A grant after a long wait may come back with its local deadline
-	// already gone: the keeper cannot tell how long the lease has been
-	// held. One renew sent now proves whether it still is.
-	if !clk.Now().Before(k.deadline) {
-		sent = clk.Now()
-		res, err = api.Renew(ctx, cfg.Namespace, cfg.Name, cfg.Holder, k.token, cfg.TTL)
-		if err != nil || !res.Acquired || res.FencingToken != k.token || !clk.Now().Before(sent.Add(cfg.TTL-cfg.Margin)) {
-			k.refused = err == nil && !res.Acquired
-			k.releaseDetached()
-			if err != nil {
-				return nil, err
-			}
-			return nil, fmt.Errorf("%w: %s/%s expired before its first renew", ErrNotAcquired, cfg.Namespace, cfg.Name)
+	// The grant may have happened at any moment of a wait, so the acquire's
+	// send time says little. One renew sent now gives a time to count from.
+	if seconds(cfg.Wait) >= 1 {
+		if sent, err = k.anchor(ctx); err != nil {
+			return nil, err
 		}
-		k.deadline = sent.Add(cfg.TTL - cfg.Margin)
 	}
 
 	heartbeat := cfg.TTL / 3
@@ -215,9 +222,33 @@ func keep(ctx context.Context, api leaseAPI, clk clock, cfg KeeperConfig) (*Keep
 	}
 	k.cfg = cfg.withInterval(heartbeat)
 
+	machine := newKeeperMachine(k.cfg, k.token, sent)
+	k.state = machine.state()
 	k.ctx, k.cancel = context.WithCancelCause(ctx)
-	go k.run(ctx, sent)
+	go k.run(ctx, machine)
 	return k, nil
+}
+
+// anchor renews a grant that came after a wait and returns the renew's
+// send time. A renew that fails, is refused, answers another token, or
+// answers after its own deadline does not anchor: the grant is released
+// (unless refused) and Keep fails.
+func (k *Keeper) anchor(ctx context.Context) (time.Time, error) {
+	cfg := k.cfg
+	sent := k.clock.Now()
+	res, err := k.api.Renew(ctx, cfg.Namespace, cfg.Name, cfg.Holder, k.token, cfg.TTL)
+	if err == nil && res.Acquired && res.FencingToken == k.token && k.clock.Now().Before(cfg.deadline(sent)) {
+		return sent, nil
+	}
+	if err == nil && !res.Acquired {
+		return sent, fmt.Errorf("%w: %s/%s is held by %q", ErrNotAcquired, cfg.Namespace, cfg.Name, res.Holder)
+	}
+	k.releasable = true
+	k.releaseDetached()
+	if err != nil {
+		return sent, err
+	}
+	return sent, fmt.Errorf("%w: %s/%s could not be renewed in time after the grant", ErrNotAcquired, cfg.Namespace, cfg.Name)
 }
 
 // FencingToken is the token of this tenure. Pass it to every downstream
@@ -229,7 +260,7 @@ func (k *Keeper) FencingToken() int32 { return k.token }
 func (k *Keeper) Deadline() time.Time {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	return k.deadline
+	return k.state.deadline
 }
 
 // Held reports whether the lease is held: the keeper is neither lost nor
@@ -237,7 +268,16 @@ func (k *Keeper) Deadline() time.Time {
 func (k *Keeper) Held() bool {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	return k.ctx.Err() == nil && k.clock.Now().Before(k.deadline)
+	return k.ctx.Err() == nil && k.state.holdsAt(k.clock.Now())
+}
+
+// AtRisk reports whether a renew failed (an error, a shed request, no
+// answer in time) and none has succeeded since. The lease is still held
+// until the deadline; [Keeper.Held] says whether it is.
+func (k *Keeper) AtRisk() bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.state.status == statusHeld && k.state.atRisk
 }
 
 // Context is cancelled when the lease is no longer held: lost, stopped, or
@@ -260,9 +300,10 @@ func (k *Keeper) Err() error {
 
 // Stop ends the keeper: it cancels the keeper's context, stops renewing,
 // and releases the lease, bounded by ctx. It returns the release's error,
-// or nil when the apiserver had already refused a renew (there is nothing
-// to release). Calling it again returns the same result.
+// or nil when the lease had already been lost (there is nothing to
+// release). Calling it again returns the same result.
 func (k *Keeper) Stop(ctx context.Context) error {
+	k.cancel(ErrKeeperStopped)
 	k.stopOnce.Do(func() { close(k.stop) })
 	select {
 	case <-k.done:
@@ -273,13 +314,13 @@ func (k *Keeper) Stop(ctx context.Context) error {
 	return k.releaseError
 }
 
-// release releases the lease once, unless the apiserver refused a renew.
+// release releases the lease once, if the machine decided to.
 func (k *Keeper) release(ctx context.Context) {
 	k.releaseOnce.Do(func() {
 		k.mu.Lock()
-		refused := k.refused
+		releasable := k.releasable
 		k.mu.Unlock()
-		if !refused {
+		if releasable {
 			k.releaseError = k.api.Release(ctx, k.cfg.Namespace, k.cfg.Name, k.cfg.Holder, k.token)
 		}
 	})
@@ -293,131 +334,142 @@ func (k *Keeper) releaseDetached() {
 	k.release(ctx)
 }
 
-// lose ends the tenure with cause, unless it already ended.
-func (k *Keeper) lose(cause error, refused bool) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	if refused {
-		k.refused = true
-	}
-	k.cancel(cause)
-}
-
 type renewOutcome struct {
-	sent time.Time
-	res  AcquireResult
-	err  error
+	res AcquireResult
+	err error
 }
 
-// run renews until the lease is lost, Stop is called or parent ends. sent
-// is when the request behind the current deadline was sent.
-func (k *Keeper) run(parent context.Context, sent time.Time) {
+// run drives machine until the tenure is over: it turns timers, renew
+// answers, watch changes, Stop and the end of parent into events, and
+// carries out the machine's actions. It decides nothing itself.
+func (k *Keeper) run(parent context.Context, machine *keeperMachine) {
 	defer close(k.done)
 	cfg := k.cfg
-	// Loss is signalled a little before the deadline, so that timer and
-	// scheduling latency do not carry the signal past it.
-	lead := cfg.signalLead()
-	deadlineTimer := k.clock.NewTimer(k.Deadline().Add(-lead).Sub(k.clock.Now()))
-	defer deadlineTimer.Stop()
-	renewTimer := k.clock.NewTimer(sent.Add(cfg.RenewInterval).Sub(k.clock.Now()))
-	defer renewTimer.Stop()
-	// A renew with no answer within the renew interval is abandoned, so
-	// that a hung connection costs one retry, not the lease.
-	attemptTimer := k.clock.NewTimer(cfg.RenewInterval)
-	attemptTimer.Stop()
-	defer attemptTimer.Stop()
+	wake := k.clock.NewTimer(0)
+	wake.Stop()
+	defer wake.Stop()
+
+	watchCtx, stopWatch := context.WithCancel(parent)
+	defer stopWatch()
+	var changes <-chan struct{}
+	if !cfg.DisableWatch {
+		changes = k.watchForChanges(watchCtx)
+	}
 
 	var (
 		inflight      chan renewOutcome
 		cancelAttempt context.CancelFunc = func() {}
-		abandoned     bool
-		lastErr       error
+		parentEnded   bool
 	)
 	defer func() { cancelAttempt() }()
 
-	for {
+	for !machine.over() {
+		if at, ok := machine.wakeAt(); ok {
+			wake.Reset(at.Sub(k.clock.Now()))
+		}
+		var ev machineEvent
 		select {
 		case <-k.stop:
-			k.lose(ErrKeeperStopped, false)
-			return
-
+			ev = machineEvent{kind: eventRelease}
 		case <-parent.Done():
-			k.lose(context.Cause(parent), false)
-			cancelAttempt()
-			k.releaseDetached()
-			return
-
-		case <-deadlineTimer.C():
-			if k.clock.Now().Before(k.Deadline().Add(-lead)) {
-				continue // a renew moved the deadline as the timer fired
-			}
-			k.lose(deadlineLost(k.Deadline(), lastErr), false)
-			return
-
-		case <-renewTimer.C():
-			if inflight != nil {
-				continue
-			}
-			attemptCtx, cancel := context.WithCancel(parent)
-			cancelAttempt = cancel
-			abandoned = false
-			attemptTimer.Reset(cfg.RenewInterval)
-			inflight = make(chan renewOutcome, 1)
-			go func(ctx context.Context, out chan<- renewOutcome) {
-				sent := k.clock.Now()
-				res, err := k.api.Renew(ctx, cfg.Namespace, cfg.Name, cfg.Holder, k.token, cfg.TTL)
-				out <- renewOutcome{sent: sent, res: res, err: err}
-			}(attemptCtx, inflight)
-
-		case <-attemptTimer.C():
-			if inflight != nil {
-				abandoned = true
-				cancelAttempt()
-			}
-
-		case outcome := <-inflight:
+			parentEnded = true
+			ev = machineEvent{kind: eventRelease}
+		case <-wake.C():
+			ev = machineEvent{kind: eventWake}
+		case <-changes:
+			ev = machineEvent{kind: eventLeaseChanged}
+		case out := <-inflight:
 			inflight = nil
-			cancelAttempt()
-			attemptTimer.Stop()
-			now := k.clock.Now()
-			if !now.Before(k.Deadline().Add(-lead)) {
-				k.lose(deadlineLost(k.Deadline(), lastErr), false)
-				return
-			}
-			switch {
-			case outcome.err != nil && abandoned:
-				lastErr = fmt.Errorf("renew got no answer within %s", cfg.RenewInterval)
-				renewTimer.Reset(cfg.retryInterval())
-			case outcome.err != nil:
-				lastErr = outcome.err
-				renewTimer.Reset(cfg.retryAfter(outcome.err, now, k.Deadline().Add(-lead)))
-			case !outcome.res.Acquired:
-				k.lose(fmt.Errorf("%w: renew refused, current holder %q", ErrLeaseLost, outcome.res.Holder), true)
-				return
-			case outcome.res.FencingToken != k.token:
-				k.lose(fmt.Errorf("%w: renew answered with token %d, not %d", ErrLeaseLost, outcome.res.FencingToken, k.token), false)
-				return
-			default:
-				lastErr = nil
-				deadline := outcome.sent.Add(cfg.TTL - cfg.Margin)
-				k.mu.Lock()
-				if deadline.After(k.deadline) {
-					k.deadline = deadline
+			ev = machineEvent{kind: eventAnswer, answer: classifyRenew(out.res, out.err)}
+		}
+		for _, action := range machine.step(ev, k.clock.Now()) {
+			switch action.kind {
+			case actionRenew:
+				if action.fresh {
+					k.api.closeIdleConnections()
 				}
+				attemptCtx, cancel := context.WithCancel(parent)
+				cancelAttempt = cancel
+				inflight = make(chan renewOutcome, 1)
+				go func(ctx context.Context, out chan<- renewOutcome) {
+					res, err := k.api.Renew(ctx, cfg.Namespace, cfg.Name, cfg.Holder, k.token, cfg.TTL)
+					out <- renewOutcome{res: res, err: err}
+				}(attemptCtx, inflight)
+			case actionAbandon:
+				// Cancelling the request also closes its connection.
+				cancelAttempt()
+				inflight = nil
+			case actionPublish:
+				k.publish(action.state)
+			case actionRelease:
+				k.mu.Lock()
+				k.releasable = true
 				k.mu.Unlock()
-				deadlineTimer.Reset(k.Deadline().Add(-lead).Sub(now))
-				renewTimer.Reset(outcome.sent.Add(cfg.RenewInterval).Sub(now))
 			}
 		}
 	}
+	if parentEnded {
+		k.releaseDetached()
+	}
 }
 
-func deadlineLost(deadline time.Time, lastErr error) error {
-	if lastErr != nil {
-		return fmt.Errorf("%w: local deadline %s passed without a successful renew (last error: %w)",
-			ErrLeaseLost, deadline.Format(time.RFC3339Nano), lastErr)
+// publish records state; a tenure that ended cancels the keeper's context
+// (after the end of the parent context, it is already cancelled with the
+// parent's cause).
+func (k *Keeper) publish(state keeperState) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.state = state
+	switch state.status {
+	case statusLost:
+		k.cancel(state.cause)
+	case statusReleased:
+		k.cancel(ErrKeeperStopped)
 	}
-	return fmt.Errorf("%w: local deadline %s passed without a successful renew", ErrLeaseLost, deadline.Format(time.RFC3339Nano))
+}
+
+// watchForChanges follows the lease and signals when a view no longer
+// shows this holder with this token, or the watch ends (the lease was
+// deleted, or reopening it was refused). It reopens a watch that could not
+// be opened or ended, every second, until ctx ends. The renew decides; the
+// watch only makes it come sooner.
+func (k *Keeper) watchForChanges(ctx context.Context) <-chan struct{} {
+	changes := make(chan struct{}, 1)
+	signal := func() {
+		select {
+		case changes <- struct{}{}:
+		default:
+		}
+	}
+	go func() {
+		for {
+			if views, err := k.api.Watch(ctx, k.cfg.Namespace, k.cfg.Name); err == nil {
+				for view := range views {
+					if !k.shownIn(view) {
+						signal()
+					}
+				}
+				if ctx.Err() == nil {
+					signal()
+				}
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(time.Second):
+			}
+		}
+	}()
+	return changes
+}
+
+func (k *Keeper) shownIn(view Lease) bool {
+	for _, h := range view.Holders {
+		if h.Identity == k.cfg.Holder && h.FencingToken == k.token {
+			return true
+		}
+	}
+	return false
 }
 
 // clock is the keeper's time source; tests drive a fake one.

@@ -79,29 +79,84 @@ func TestKeeperLosesAtLocalDeadlineWithRenewInFlight(t *testing.T) {
 
 	clk.Advance(3 * time.Second)
 	hung := api.nextRenew(t) // never answered: the apiserver is gone
-	clk.Advance(5989 * time.Millisecond)
-	api.noRenew(t) // the hung renew was abandoned at t0+6s; its retry is due after the deadline
-	if !k.Held() || isDone(k.Done()) {
-		t.Fatal("lost before the deadline")
+	clk.waitTimer(t, t0.Add(6*time.Second))
+	clk.Advance(3 * time.Second)
+	eventually(t, "hung renew abandoned", func() bool { return hung.ctx.Err() != nil })
+	clk.waitTimer(t, t0.Add(6750*time.Millisecond))
+	clk.Advance(750 * time.Millisecond)
+	retry := api.nextRenew(t) // on a fresh connection, and never answered either
+	if api.dialsAnew() != 1 {
+		t.Fatalf("the retry after an abandoned renew closed idle connections %d times, want 1", api.dialsAnew())
 	}
-	clk.Advance(time.Millisecond) // t0+8.99s: the deadline less the 10 ms lead
-	eventually(t, "context cancelled 10 ms before the deadline", func() bool { return isDone(k.Done()) })
+	clk.waitTimer(t, t0.Add(9*time.Second))
+	clk.Advance(2249 * time.Millisecond)
+	if !k.Held() || isDone(k.Done()) || !k.AtRisk() {
+		t.Fatalf("before the deadline: held %v done %v at risk %v", k.Held(), isDone(k.Done()), k.AtRisk())
+	}
+	clk.Advance(time.Millisecond) // t0+9s: the deadline
+	eventually(t, "context cancelled at the deadline", func() bool { return isDone(k.Done()) })
 	if k.Held() {
 		t.Fatal("Held after the loss was signalled")
 	}
-	if err := k.Err(); !errors.Is(err, ErrLeaseLost) {
-		t.Fatalf("cause = %v, want ErrLeaseLost", err)
+	if err := k.Err(); !errors.Is(err, ErrLeaseLost) || !strings.Contains(err.Error(), "no answer within") {
+		t.Fatalf("cause = %v, want ErrLeaseLost naming the hung renew", err)
 	}
-	eventually(t, "in-flight renew cancelled", func() bool { return hung.ctx.Err() != nil })
-	if !clk.Now().Equal(t0.Add(8990 * time.Millisecond)) {
-		t.Fatal("clock moved")
-	}
-	// Stop still releases: the lease may not have expired on the apiserver yet.
+	eventually(t, "in-flight renew cancelled", func() bool { return retry.ctx.Err() != nil })
+	// A lost tenure has nothing to release.
 	if err := k.Stop(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if got := api.releases(); len(got) != 1 || got[0] != 7 {
-		t.Fatalf("releases = %v", got)
+	if got := api.releases(); len(got) != 0 {
+		t.Fatalf("releases = %v after a loss", got)
+	}
+}
+
+func TestKeeperRejectedRenewLosesAtOnce(t *testing.T) {
+	clk := newFakeClock()
+	api := newFakeAPI(7)
+	k := startKeeper(t, api, clk)
+
+	clk.Advance(3 * time.Second)
+	api.nextRenew(t).reply <- renewReply{err: &APIError{StatusCode: 403, Message: "key revoked"}}
+	eventually(t, "lost", func() bool { return isDone(k.Done()) })
+	if err := k.Err(); !errors.Is(err, ErrLeaseLost) || !errors.Is(err, ErrForbidden) {
+		t.Fatalf("cause = %v, want ErrLeaseLost wrapping the 403", err)
+	}
+}
+
+func TestKeeperRetriesUnauthorizedRenewsAtRisk(t *testing.T) {
+	clk := newFakeClock()
+	t0 := clk.Now()
+	api := newFakeAPI(7)
+	k := startKeeper(t, api, clk)
+
+	clk.Advance(3 * time.Second)
+	api.nextRenew(t).reply <- renewReply{err: &APIError{StatusCode: 401, Message: "unknown key"}}
+	eventually(t, "at risk", k.AtRisk)
+	clk.waitTimer(t, t0.Add(3750*time.Millisecond))
+	clk.Advance(750 * time.Millisecond)
+	api.nextRenew(t).reply <- granted(7)
+	eventually(t, "no longer at risk", func() bool { return !k.AtRisk() })
+	if !k.Held() || !k.Deadline().Equal(t0.Add(3750*time.Millisecond+9*time.Second)) {
+		t.Fatalf("held %v deadline %s", k.Held(), k.Deadline())
+	}
+}
+
+func TestKeeperRenewsAtOnceWhenTheWatchShowsATakeover(t *testing.T) {
+	clk := newFakeClock()
+	api := newFakeAPI(7)
+	api.views = make(chan Lease)
+	k := startKeeper(t, api, clk)
+
+	ours := Lease{Holders: []Holder{{Identity: "team-a/worker", FencingToken: 7}}}
+	api.views <- ours
+	api.noRenew(t) // a view that shows this grant changes nothing
+	api.views <- Lease{Holders: []Holder{{Identity: "team-a/usurper", FencingToken: 8}}}
+	// No clock movement: the renew comes from the watch, not a timer.
+	api.nextRenew(t).reply <- renewReply{res: AcquireResult{Acquired: false, Holder: "team-a/usurper"}}
+	eventually(t, "lost", func() bool { return isDone(k.Done()) })
+	if err := k.Err(); !errors.Is(err, ErrLeaseLost) || !strings.Contains(err.Error(), "team-a/usurper") {
+		t.Fatalf("cause = %v", err)
 	}
 }
 

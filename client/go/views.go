@@ -59,6 +59,29 @@ type Lease struct {
 	// UpdatedAt is when the status last changed, else when the lease was
 	// created.
 	UpdatedAt time.Time `json:"updatedAt,omitzero"`
+	// TargetStatus is what the operator last did to the target; nil before
+	// its first action.
+	TargetStatus *TargetStatus `json:"targetStatus,omitempty"`
+	// Conditions are the lease's status conditions (Held, TargetReady…).
+	Conditions []Condition `json:"conditions,omitempty"`
+}
+
+// TargetStatus is what the operator last did to a lease's target.
+type TargetStatus struct {
+	// Applied is "acquire" or "release".
+	Applied    string    `json:"applied"`
+	ObservedAt time.Time `json:"observedAt"`
+	Message    string    `json:"message,omitempty"`
+}
+
+// Condition is a standard Kubernetes status condition.
+type Condition struct {
+	Type               string    `json:"type"`
+	Status             string    `json:"status"`
+	Reason             string    `json:"reason"`
+	Message            string    `json:"message,omitempty"`
+	LastTransitionTime time.Time `json:"lastTransitionTime"`
+	ObservedGeneration *int64    `json:"observedGeneration,omitempty"`
 }
 
 // TTL is the lease's default TTL.

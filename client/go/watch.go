@@ -38,19 +38,32 @@ var (
 // current again, but states between the break and the reopen are not
 // replayed.
 func (c *Client) Watch(ctx context.Context, namespace, name string) (<-chan Lease, error) {
-	path := leasePath(namespace, name, "watch")
+	return follow(ctx, c, leasePath(namespace, name, "watch"), func(ev sseEvent) (Lease, bool, error) {
+		var lease Lease
+		if ev.Event != "lease" {
+			return lease, false, nil
+		}
+		err := json.Unmarshal([]byte(ev.Data), &lease)
+		return lease, err == nil, err
+	})
+}
+
+// follow opens the event stream at path and forwards what decode makes of
+// its events, reopening it as [Client.Watch] describes. decode reports
+// whether an event is forwarded; an error ends the current stream.
+func follow[T any](ctx context.Context, c *Client, path string, decode func(sseEvent) (T, bool, error)) (<-chan T, error) {
 	idle, backoffMin, backoffMax := watchIdleTimeout, watchBackoffMin, watchBackoffMax
 	body, err := c.openStream(ctx, path, idle)
 	if err != nil {
 		return nil, err
 	}
-	out := make(chan Lease)
+	out := make(chan T)
 	go func() {
 		defer close(out)
 		backoff := backoffMin
 		for {
 			if body != nil {
-				delivered := pump(ctx, body, idle, out)
+				delivered := pump(ctx, body, idle, out, decode)
 				if delivered {
 					backoff = backoffMin
 				}
@@ -115,24 +128,24 @@ func (c *Client) openStream(ctx context.Context, path string, idle time.Duration
 	return &stream{ReadCloser: resp.Body, cancel: cancel, idle: time.AfterFunc(idle, cancel)}, nil
 }
 
-// pump forwards the lease events of s to out until s ends, breaks, stays
-// silent for idle, or ctx ends, and closes s. It reports whether any event
-// was delivered.
-func pump(ctx context.Context, s *stream, idle time.Duration, out chan<- Lease) (delivered bool) {
+// pump forwards what decode makes of the events of s to out until s ends,
+// breaks, stays silent for idle, or ctx ends, and closes s. It reports
+// whether anything was delivered.
+func pump[T any](ctx context.Context, s *stream, idle time.Duration, out chan<- T, decode func(sseEvent) (T, bool, error)) (delivered bool) {
 	defer s.Close()
 	_ = readEvents(s, func() { s.idle.Reset(idle) }, func(ev sseEvent) bool {
-		if ev.Event != "lease" {
-			return true
-		}
-		var lease Lease
-		if err := json.Unmarshal([]byte(ev.Data), &lease); err != nil {
+		item, ok, err := decode(ev)
+		if err != nil {
 			return false
+		}
+		if !ok {
+			return true
 		}
 		// A slow consumer is not a silent stream: pause the idle timer.
 		s.idle.Stop()
 		defer s.idle.Reset(idle)
 		select {
-		case out <- lease:
+		case out <- item:
 			delivered = true
 			return true
 		case <-ctx.Done():

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use berth_api::wire::{
     AcquireRequest, AcquireResponse, LeaseList, LeaseView, MAX_WAIT_SECONDS, ReleaseRequest, RenewRequest,
+    WatchEventKind,
 };
 use chrono::{DateTime, Utc};
 use futures::stream::BoxStream;
@@ -13,7 +14,8 @@ use reqwest::{Method, StatusCode, Url};
 use serde::de::DeserializeOwned;
 
 use crate::Error;
-use crate::sse::SseParser;
+use crate::key::{BearerKey, KeyFile};
+use crate::sse::{SseEvent, SseParser};
 use crate::tls::{Trust, client_config, read_ca_bundle};
 
 /// How long a call may take when the builder is not told otherwise.
@@ -48,13 +50,43 @@ impl From<Grant> for AcquireResponse {
 /// An async stream of lease views, one per change, starting with the current state.
 pub type LeaseStream = BoxStream<'static, Result<LeaseView, Error>>;
 
+/// The stream of a collection watch ([`Client::watch_all`], [`Client::watch_namespace`]).
+pub type LeaseEventStream = BoxStream<'static, Result<LeaseEvent, Error>>;
+
+/// One event of a collection watch.
+#[derive(Clone, Debug, PartialEq)]
+pub enum LeaseEvent {
+    /// A lease the stream had not shown: first one per current lease, then each new one.
+    Added(LeaseView),
+    /// A new state of a lease already shown.
+    Modified(LeaseView),
+    /// The lease is gone, or no longer readable with this key: its last state shown.
+    Deleted(LeaseView),
+    /// Every current lease has been sent as [`LeaseEvent::Added`]; changes follow.
+    InitialEventsEnd,
+}
+
+fn decode_lease_event(event: SseEvent) -> Option<Result<LeaseEvent, Error>> {
+    let kind = WatchEventKind::from_name(&event.event)?;
+    let view =
+        || serde_json::from_str::<LeaseView>(&event.data).map_err(|e| Error::Decode(format!("watch event: {e}")));
+    Some(match kind {
+        WatchEventKind::Added => view().map(LeaseEvent::Added),
+        WatchEventKind::Modified => view().map(LeaseEvent::Modified),
+        WatchEventKind::Deleted => view().map(LeaseEvent::Deleted),
+        WatchEventKind::Bookmark => Ok(LeaseEvent::InitialEventsEnd),
+    })
+}
+
 /// A client of one Berth apiserver. Cheap to clone: clones share the
 /// connection pool.
 #[derive(Clone)]
 pub struct Client {
     http: reqwest::Client,
+    /// What `http` was built from, to build a new pool: [`Client::with_fresh_connections`].
+    tls: Arc<rustls::ClientConfig>,
     base: Url,
-    key: Option<Arc<str>>,
+    key: Option<BearerKey>,
     timeout: Duration,
 }
 
@@ -63,7 +95,7 @@ impl std::fmt::Debug for Client {
         // Never the key.
         f.debug_struct("Client")
             .field("base", &self.base.as_str())
-            .field("api_key", &self.key.as_ref().map(|_| "<redacted>"))
+            .field("api_key", &self.key)
             .field("timeout", &self.timeout)
             .finish()
     }
@@ -100,8 +132,11 @@ impl ClientBuilder {
         self
     }
 
-    /// Reads the key from a file when [`Self::build`] runs; surrounding
-    /// whitespace (a trailing newline) is ignored.
+    /// Reads the key from a file: once when [`Self::build`] runs, then again
+    /// when it has changed (looked at, at most, once a second and right after
+    /// a 401), so a rotating projected service-account token keeps working.
+    /// Surrounding whitespace (a trailing newline) is ignored. While the file
+    /// is briefly missing or empty, the last good key is sent.
     pub fn api_key_file(mut self, path: impl AsRef<Path>) -> Self {
         self.key = Some(KeySource::File(path.as_ref().to_owned()));
         self
@@ -156,23 +191,17 @@ impl ClientBuilder {
         }
         let key = match self.key {
             None => None,
-            Some(KeySource::Plain(key)) => Some(key.trim().to_owned()),
-            Some(KeySource::File(path)) => Some(
-                std::fs::read_to_string(&path)
-                    .map_err(|e| Error::Config(format!("reading API key file {}: {e}", path.display())))?
-                    .trim()
-                    .to_owned(),
-            ),
+            Some(KeySource::Plain(key)) if key.trim().is_empty() => {
+                return Err(Error::Config("the API key is empty".to_owned()));
+            }
+            Some(KeySource::Plain(key)) => Some(BearerKey::Plain(Arc::from(key.trim()))),
+            Some(KeySource::File(path)) => {
+                Some(BearerKey::File(Arc::new(KeyFile::open(&path, std::time::Instant::now())?)))
+            }
         };
-        if key.as_deref() == Some("") {
-            return Err(Error::Config("the API key is empty".to_owned()));
-        }
-        let http = reqwest::Client::builder()
-            .tls_backend_preconfigured(client_config(&self.trust)?)
-            .connect_timeout(self.timeout)
-            .build()
-            .map_err(|e| Error::Config(format!("HTTP client: {e}")))?;
-        Ok(Client { http, base, key: key.map(Arc::from), timeout: self.timeout })
+        let tls = Arc::new(client_config(&self.trust)?);
+        let http = http_client(&tls, self.timeout)?;
+        Ok(Client { http, tls, base, key, timeout: self.timeout })
     }
 }
 
@@ -180,6 +209,17 @@ impl Client {
     /// A builder for the apiserver at `base_url`, e.g. `https://berth.example.com:8443`.
     pub fn builder(base_url: impl Into<String>) -> ClientBuilder {
         ClientBuilder { base: base_url.into(), key: None, trust: Trust::default(), timeout: DEFAULT_TIMEOUT }
+    }
+
+    /// A clone that opens new connections instead of sharing this client's
+    /// pool. A request abandoned on a connection that stopped answering
+    /// (a silently dropped route, a hung peer) leaves the pool's other
+    /// connections suspect; the lease keeper retries on a fresh pool.
+    ///
+    /// # Errors
+    /// [`Error::Config`] when the HTTP client cannot be built.
+    pub fn with_fresh_connections(&self) -> Result<Client, Error> {
+        Ok(Client { http: http_client(&self.tls, self.timeout)?, ..self.clone() })
     }
 
     /// The apiserver's base URL.
@@ -293,17 +333,59 @@ impl Client {
     /// to go on.
     pub async fn watch(&self, namespace: &str, name: &str) -> Result<LeaseStream, Error> {
         let path = lease_path(namespace, name, "watch")?;
-        let request = self.request(Method::GET, &path)?.header(reqwest::header::ACCEPT, "text/event-stream");
-        let response = request.send().await.map_err(|e| Error::transport(&self.describe(&path), e))?;
+        let stream = self.event_stream(&path, |event| {
+            (event.event == "lease").then(|| {
+                serde_json::from_str::<LeaseView>(&event.data).map_err(|e| Error::Decode(format!("watch event: {e}")))
+            })
+        });
+        Ok(Box::pin(stream.await?))
+    }
+
+    /// Watches the leases of every namespace this key's tenant may use
+    /// (`GET /v1alpha1/leases?watch=1`): one [`LeaseEvent::Added`] per current
+    /// lease, then [`LeaseEvent::InitialEventsEnd`], then every change.
+    ///
+    /// # Errors
+    /// As [`Self::watch`]: the call fails when the watch cannot start (for
+    /// example [`Error::Unauthorized`]); the stream ends after an
+    /// [`Error::Transport`] when the connection breaks or stays silent for
+    /// [`WATCH_IDLE_TIMEOUT`], and ends without error when the server shuts
+    /// down. Start a new watch to go on: it restates the current list.
+    pub async fn watch_all(&self) -> Result<LeaseEventStream, Error> {
+        Ok(Box::pin(self.event_stream("v1alpha1/leases?watch=1", decode_lease_event).await?))
+    }
+
+    /// [`Self::watch_all`] for the leases of one namespace.
+    pub async fn watch_namespace(&self, namespace: &str) -> Result<LeaseEventStream, Error> {
+        check_namespace(namespace)?;
+        let path = format!("v1alpha1/namespaces/{namespace}/leases?watch=1");
+        Ok(Box::pin(self.event_stream(&path, decode_lease_event).await?))
+    }
+
+    /// Opens the event stream at `path`; `decode` turns each SSE event into an
+    /// item, or `None` to skip it. The stream ends after the first error.
+    async fn event_stream<T: Send + 'static>(
+        &self,
+        path: &str,
+        decode: fn(SseEvent) -> Option<Result<T, Error>>,
+    ) -> Result<impl futures::Stream<Item = Result<T, Error>> + Send + 'static, Error> {
+        let request = self.request(Method::GET, path)?.header(reqwest::header::ACCEPT, "text/event-stream");
+        let response = request.send().await.map_err(|e| Error::transport(&self.describe(path), e))?;
+        if response.status() == StatusCode::UNAUTHORIZED
+            && let Some(key) = &self.key
+        {
+            // A rotated key file is read now; a watch started again sends the new key.
+            key.reread_after_refusal();
+        }
         let response = check_status(response, StatusCode::OK).await?;
-        let context = self.describe(&path);
-        let state = (response, SseParser::new(), std::collections::VecDeque::<LeaseView>::new(), false);
-        let stream = futures::stream::unfold(state, move |(mut response, mut parser, mut ready, done)| {
+        let context = self.describe(path);
+        let state = (response, SseParser::new(), std::collections::VecDeque::<T>::new(), false);
+        Ok(futures::stream::unfold(state, move |(mut response, mut parser, mut ready, done)| {
             let context = context.clone();
             async move {
                 loop {
-                    if let Some(view) = ready.pop_front() {
-                        return Some((Ok(view), (response, parser, ready, done)));
+                    if let Some(item) = ready.pop_front() {
+                        return Some((Ok(item), (response, parser, ready, done)));
                     }
                     if done {
                         return None;
@@ -314,35 +396,31 @@ impl Client {
                             source: None,
                         }),
                         Ok(Err(e)) => Err(Error::transport(&context, e)),
-                        // The server ends the watch when the lease is deleted or it shuts down.
+                        // The server ends a watch when the lease is deleted or it shuts down.
                         Ok(Ok(None)) => return None,
                         Ok(Ok(Some(chunk))) => Ok(chunk),
                     };
                     match chunk {
                         Err(e) => return Some((Err(e), (response, parser, ready, true))),
                         Ok(chunk) => {
-                            for event in parser.push(&chunk).into_iter().filter(|e| e.event == "lease") {
-                                match serde_json::from_str::<LeaseView>(&event.data) {
-                                    Ok(view) => ready.push_back(view),
-                                    Err(e) => {
-                                        let err = Error::Decode(format!("watch event: {e}"));
-                                        return Some((Err(err), (response, parser, ready, true)));
-                                    }
+                            for item in parser.push(&chunk).into_iter().filter_map(decode) {
+                                match item {
+                                    Ok(item) => ready.push_back(item),
+                                    Err(e) => return Some((Err(e), (response, parser, ready, true))),
                                 }
                             }
                         }
                     }
                 }
             }
-        });
-        Ok(Box::pin(stream))
+        }))
     }
 
     fn request(&self, method: Method, path: &str) -> Result<reqwest::RequestBuilder, Error> {
         let url = self.base.join(path).map_err(|e| Error::InvalidRequest(format!("URL path {path:?}: {e}")))?;
         let mut request = self.http.request(method, url);
         if let Some(key) = &self.key {
-            request = request.bearer_auth(key);
+            request = request.bearer_auth(key.current());
         }
         Ok(request)
     }
@@ -354,16 +432,35 @@ impl Client {
         body: Option<Vec<u8>>,
         timeout: Duration,
     ) -> Result<reqwest::Response, Error> {
-        let mut request = self.request(method, path)?.timeout(timeout);
-        if let Some(body) = body {
-            request = request.header(reqwest::header::CONTENT_TYPE, "application/json").body(body);
+        let mut retried = false;
+        loop {
+            let mut request = self.request(method.clone(), path)?.timeout(timeout);
+            if let Some(body) = &body {
+                request = request.header(reqwest::header::CONTENT_TYPE, "application/json").body(body.clone());
+            }
+            let response = request.send().await.map_err(|e| Error::transport(&self.describe(path), e))?;
+            // A 401 changed nothing on the server (authentication comes first), so
+            // when the key file has been rotated since the last look, the request
+            // goes once more with the new key.
+            let refused = response.status() == StatusCode::UNAUTHORIZED;
+            if !refused || retried || !self.key.as_ref().is_some_and(BearerKey::reread_after_refusal) {
+                return Ok(response);
+            }
+            retried = true;
         }
-        request.send().await.map_err(|e| Error::transport(&self.describe(path), e))
     }
 
     fn describe(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
+}
+
+fn http_client(tls: &rustls::ClientConfig, connect_timeout: Duration) -> Result<reqwest::Client, Error> {
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(tls.clone())
+        .connect_timeout(connect_timeout)
+        .build()
+        .map_err(|e| Error::Config(format!("HTTP client: {e}")))
 }
 
 fn check_namespace(namespace: &str) -> Result<(), Error> {
@@ -437,7 +534,7 @@ mod tests {
         std::fs::write(&path, "s3cret-key\n").unwrap();
         let client = Client::builder("https://127.0.0.1:8443").api_key_file(&path).build().unwrap();
         std::fs::remove_file(&path).unwrap();
-        assert_eq!(client.key.as_deref(), Some("s3cret-key"));
+        assert_eq!(client.key.as_ref().map(BearerKey::current).as_deref(), Some("s3cret-key"));
         assert!(!format!("{client:?}").contains("s3cret"));
     }
 
@@ -454,6 +551,22 @@ mod tests {
             let err = lease_path(ns, name, "").unwrap_err();
             assert_eq!(err.metric_label(), "invalid_request", "{ns} {name}");
         }
+    }
+
+    #[test]
+    fn collection_watch_events_decode_by_name_and_unknown_names_are_skipped() {
+        let event = |name: &str, data: &str| SseEvent { event: name.into(), data: data.into() };
+        let view = r#"{"namespace":"ns","name":"a","semantics":"at-most-once","state":"held","holders":[],
+            "fencingToken":3,"transitions":3,"ttlSeconds":30,"heartbeatIntervalSeconds":10}"#;
+        let decoded = |name| decode_lease_event(event(name, view)).unwrap().unwrap();
+        assert!(matches!(decoded("added"), LeaseEvent::Added(v) if v.fencing_token == 3));
+        assert!(matches!(decoded("modified"), LeaseEvent::Modified(v) if v.name == "a"));
+        assert!(matches!(decoded("deleted"), LeaseEvent::Deleted(_)));
+        let end = decode_lease_event(event("bookmark", r#"{"initialEventsEnd":true}"#)).unwrap().unwrap();
+        assert_eq!(end, LeaseEvent::InitialEventsEnd);
+        assert!(decode_lease_event(event("lease", view)).is_none(), "an unknown name is skipped");
+        let err = decode_lease_event(event("added", "{")).unwrap().unwrap_err();
+        assert_eq!(err.metric_label(), "decode");
     }
 
     #[test]

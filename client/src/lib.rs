@@ -39,10 +39,14 @@
 mod client;
 mod error;
 mod keeper;
+mod key;
 pub mod sse;
 mod tls;
 
 pub use berth_api::wire::{AcquireRequest, AcquireResponse, LeaseView, ReleaseRequest, RenewRequest};
-pub use client::{Client, ClientBuilder, DEFAULT_TIMEOUT, Grant, LeaseStream, WATCH_IDLE_TIMEOUT};
+pub use client::{
+    Client, ClientBuilder, DEFAULT_TIMEOUT, Grant, LeaseEvent, LeaseEventStream, LeaseStream, WATCH_IDLE_TIMEOUT,
+};
 pub use error::Error;
 pub use keeper::{KeeperOptions, KeeperState, LeaseKeeper, Loss, Schedule, default_margin};
+pub use key::KEY_FILE_RECHECK;

@@ -5,9 +5,12 @@
 use std::time::Duration;
 
 use berth_api::BerthLease;
-use berth_client::{AcquireRequest, Client, Error, KeeperOptions, LeaseKeeper, Loss, ReleaseRequest, RenewRequest};
+use berth_client::{
+    AcquireRequest, Client, Error, KeeperOptions, KeeperState, LeaseKeeper, Loss, ReleaseRequest, RenewRequest,
+};
 use berth_testenv::TestNamespace;
 use berth_testenv::apiserver::{ApiServer, Tenant};
+use berth_testenv::proxy::{Mode, Proxy};
 use chrono::Utc;
 use futures::StreamExt;
 use kube::api::{Api, DeleteParams, PostParams};
@@ -211,6 +214,59 @@ async fn watch_streams_the_current_state_then_each_change_and_ends_on_delete() {
     }
 }
 
+#[tokio::test]
+async fn collection_watches_list_the_tenants_leases_then_follow_each_change() {
+    use berth_client::LeaseEvent;
+    let env = Env::start("client-cwatch").await;
+    let (team, other) = (env.client("team"), env.client("other"));
+    let ns = env.ns.name.as_str();
+    team.acquire(ns, "present", &acquire("team/a", 30)).await.expect("acquire");
+    // Wait until the cache has it, so the starting list must contain it.
+    while team.list(ns).await.expect("list").is_empty() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let mut all = team.watch_all().await.expect("watch_all starts");
+    let mut one = team.watch_namespace(ns).await.expect("watch_namespace starts");
+    for stream in [&mut all, &mut one] {
+        assert!(matches!(next(stream).await, LeaseEvent::Added(v) if v.name == "present"));
+        assert_eq!(next(stream).await, LeaseEvent::InitialEventsEnd);
+    }
+    // Another tenant's watch starts empty and stays so.
+    let mut others = other.watch_all().await.expect("the other tenant's watch starts");
+    assert_eq!(next(&mut others).await, LeaseEvent::InitialEventsEnd);
+
+    let grant = team.acquire(ns, "fresh", &acquire("team/b", 30)).await.expect("acquire");
+    for stream in [&mut all, &mut one] {
+        let mut event = next(stream).await;
+        assert!(matches!(&event, LeaseEvent::Added(v) if v.name == "fresh"), "{event:?}");
+        // The create and the grant may arrive as one event or two.
+        while !matches!(&event, LeaseEvent::Added(v) | LeaseEvent::Modified(v) if v.fencing_token == grant.fencing_token)
+        {
+            event = next(stream).await;
+        }
+    }
+    team.release(ns, "fresh", &ReleaseRequest { holder: "team/b".into(), fencing_token: grant.fencing_token })
+        .await
+        .expect("release");
+    for stream in [&mut all, &mut one] {
+        assert!(matches!(next(stream).await, LeaseEvent::Modified(v) if v.holders.is_empty()));
+    }
+    env.leases().delete("fresh", &DeleteParams::default()).await.expect("delete");
+    for stream in [&mut all, &mut one] {
+        assert!(matches!(next(stream).await, LeaseEvent::Deleted(v) if v.name == "fresh"));
+    }
+
+    let err = other.watch_namespace(ns).await.err().expect("a namespace the tenant may not use");
+    assert!(matches!(err, Error::Forbidden(_)), "{err:?}");
+}
+
+/// The next event of a collection watch, within 10 s.
+async fn next(stream: &mut berth_client::LeaseEventStream) -> berth_client::LeaseEvent {
+    let item = tokio::time::timeout(Duration::from_secs(10), stream.next()).await;
+    item.expect("an event within 10 s").expect("the watch goes on").expect("an event")
+}
+
 /// Reads views until one satisfies `wanted`.
 async fn next_view_where(stream: &mut berth_client::LeaseStream, wanted: impl Fn(&berth_client::LeaseView) -> bool) {
     loop {
@@ -368,4 +424,61 @@ async fn take_over(env: &Env, name: &str, usurper: &str) {
         expires_at: now + chrono::TimeDelta::seconds(60),
     }];
     api.replace_status(name, &PostParams::default(), &lease).await.expect("status replaced");
+}
+
+#[tokio::test]
+async fn keeper_abandons_a_hung_renew_and_keeps_the_lease_over_a_fresh_connection() {
+    let env = Env::start("keeper-hung").await;
+    let ns = env.ns.name.clone();
+    let upstream = reqwest::Url::parse(&env.server.url).expect("server URL");
+    let upstream = upstream.socket_addrs(|| None).expect("server address")[0];
+    let proxy = Proxy::start(upstream).expect("proxy starts");
+    // A client that would wait a minute for an answer: only the keeper's
+    // own bound can end a hung renew in time.
+    let client = Client::builder(format!("https://{}", proxy.addr()))
+        .api_key(env.server.key("team"))
+        .ca_file(&env.server.ca_file)
+        .expect("CA file reads")
+        .timeout(Duration::from_secs(60))
+        .build()
+        .expect("client builds");
+    let options = KeeperOptions::new(&ns, "hung", "team/k", Duration::from_secs(8))
+        .margin(Duration::from_secs(1))
+        .heartbeat(Duration::from_secs(1))
+        .watch(false);
+    let keeper = LeaseKeeper::acquire(client, options).await.expect("acquire");
+    let mut state = keeper.subscribe();
+    let held = |state: &KeeperState| match state {
+        KeeperState::Held { deadline, at_risk, .. } => Some((*deadline, *at_risk)),
+        other => panic!("the keeper lost the lease: {other:?}"),
+    };
+    let first = keeper.deadline().expect("held");
+    // One renew through the proxy, so that its connection is pooled.
+    wait_for_state(&mut state, |s| held(s).is_some_and(|(deadline, _)| deadline > first)).await;
+
+    proxy.set_mode(Mode::Blackhole);
+    let cut = keeper.deadline().expect("held");
+    // No answer ever comes back: only abandoning the renew flags the risk.
+    wait_for_state(&mut state, |s| held(s).is_some_and(|(_, at_risk)| at_risk)).await;
+    assert!(keeper.is_held(), "at risk, but held until the deadline");
+
+    proxy.set_mode(Mode::Pass);
+    wait_for_state(&mut state, |s| held(s).is_some_and(|(deadline, at_risk)| !at_risk && deadline > cut)).await;
+    assert!(keeper.is_held());
+    let holders = env.leases().get("hung").await.expect("lease reads").status.expect("status").holders;
+    assert_eq!(holders.len(), 1);
+    assert_eq!((holders[0].identity.as_str(), holders[0].fencing_token), ("team/k", keeper.fencing_token()));
+    keeper.release().await.expect("release over a fresh connection");
+}
+
+/// Waits until the keeper publishes a state that satisfies `done`; 30 s is
+/// only a failure bound.
+async fn wait_for_state(
+    state: &mut tokio::sync::watch::Receiver<KeeperState>,
+    mut done: impl FnMut(&KeeperState) -> bool,
+) {
+    tokio::time::timeout(Duration::from_secs(30), state.wait_for(|s| done(s)))
+        .await
+        .expect("the state came within 30 s")
+        .expect("the keeper is running");
 }

@@ -1,7 +1,7 @@
 //! Member mode end to end, on two real control planes: the coordination plane
-//! (the test control plane, with the Berth apiserver) and a member plane of
-//! its own (etcd + kube-apiserver) where the `operator` binary runs with
-//! `--berth-api-server`.
+//! (the test control plane, with the Berth apiserver) and the member plane
+//! `east` of the harness, where the `operator` binary runs with
+//! `--berth-api-server`, through a loopback proxy that can cut it off.
 
 #[allow(dead_code)]
 mod support;
@@ -15,15 +15,16 @@ use berth_api::{BerthLease, LeaseState};
 use berth_client::{Client as BerthClient, KeeperOptions, LeaseKeeper};
 use berth_testenv::TestNamespace;
 use berth_testenv::apiserver::{ApiServer, Tenant};
+use berth_testenv::clusters::Cluster;
+use berth_testenv::proxy::{Mode, Proxy};
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use k8s_openapi::api::batch::v1::CronJob;
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::Client;
+use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Client, CustomResourceExt};
 use serde_json::json;
 use support::{Operator, cronjob_target, eventually, lease};
 
@@ -32,34 +33,11 @@ const CRONJOB: &str = "ingest-pipeline";
 /// Generous bounds for what must happen within a few TTLs of 4 s.
 const SOON: Duration = Duration::from_secs(30);
 
-/// The member plane: a control plane of its own under `.run/test-member-plane`.
+/// The member plane: cluster `east` of the harness, with the CRD.
 async fn member_plane() -> (Client, PathBuf) {
-    let dir = berth_testenv::repo_root().join(".run/test-member-plane");
-    let output = Command::new(berth_testenv::repo_root().join("hack/control-plane"))
-        .arg("up")
-        .env("BERTH_CONTROL_PLANE_DIR", &dir)
-        .output()
-        .expect("hack/control-plane runs");
-    assert!(output.status.success(), "member plane: {}", String::from_utf8_lossy(&output.stderr));
-    let kubeconfig = dir.join("kubeconfig");
-    let config = kube::Config::from_custom_kubeconfig(
-        Kubeconfig::read_from(&kubeconfig).expect("kubeconfig reads"),
-        &KubeConfigOptions::default(),
-    )
-    .await
-    .expect("kubeconfig is valid");
-    let client = Client::try_from(config).expect("client builds");
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let crd = BerthLease::crd();
-    let name = crd.metadata.name.clone().unwrap();
-    crds.patch(&name, &PatchParams::apply("berth-test").force(), &Patch::Apply(&crd)).await.expect("CRD applies");
-    eventually("the CRD is established on the member plane", SOON, || async {
-        let crd = crds.get(&name).await.ok()?;
-        let conditions = crd.status?.conditions?;
-        conditions.iter().any(|c| c.type_ == "Established" && c.status == "True").then_some(())
-    })
-    .await;
-    (client, kubeconfig)
+    let east = Cluster::up("east").expect("the east control plane starts");
+    let client = east.client_with_crd().await.expect("the CRD is established on east");
+    (client, east.kubeconfig)
 }
 
 /// Every value of `spec.suspend` the CronJob had, with when it was seen.
@@ -116,6 +94,9 @@ async fn member_holds_resumes_fences_and_hands_over() {
         .await
         .expect("the global lease creates");
     let mut berth = ApiServer::start(vec![Tenant::new("east", &[&ns]), Tenant::new("west", &[&ns])], &[&ns], &[]);
+    let upstream = berth.url.trim_start_matches("https://").parse().expect("the apiserver listens on an address");
+    let proxy = Proxy::start(upstream).expect("the proxy starts");
+    let through_proxy = format!("https://{}", proxy.addr());
     let key_file = berth.dir.join("east.key");
     std::fs::write(&key_file, berth.key("east")).unwrap();
 
@@ -140,7 +121,7 @@ async fn member_holds_resumes_fences_and_hands_over() {
 
     let member_flags = [
         "--berth-api-server",
-        &berth.url,
+        &through_proxy,
         "--berth-api-key-file",
         key_file.to_str().unwrap(),
         "--berth-ca-file",
@@ -218,7 +199,35 @@ async fn member_holds_resumes_fences_and_hands_over() {
     // Reachable again: the member takes the lease back.
     wait_state(&local, LeaseState::Held).await;
 
-    // 4. Deleting the member lease: releaseAction, then a REST release, then the finalizer goes.
+    // 4. The member is cut off, in both ways a network can: it fences itself
+    // before the global hold can expire, and takes the lease back once the
+    // network heals (nobody else wanted it).
+    for mode in [Mode::Blackhole, Mode::Reset] {
+        let from = history.lock().unwrap().len();
+        proxy.set_mode(mode);
+        wait_state(&local, LeaseState::Fenced).await;
+        let suspended_at =
+            eventually("the cut-off CronJob is suspended", SOON, || async { suspended_since(&history, from) }).await;
+        let stored = global.get(LEASE).await.unwrap().status.unwrap();
+        let hold = stored.holders.iter().find(|h| h.identity == "east").expect("east's hold is still stored");
+        assert!(suspended_at < hold.expires_at, "{mode}: suspended at {suspended_at}, hold until {}", hold.expires_at);
+        eprintln!(
+            "{mode}: fenced {} ms before the global hold expired",
+            (hold.expires_at - suspended_at).num_milliseconds()
+        );
+        assert!(
+            stored.holders.iter().all(|h| h.identity == "east"),
+            "{mode}: nobody else holds the lease while east was cut off: {:?}",
+            stored.holders
+        );
+        proxy.set_mode(Mode::Pass);
+        wait_state(&local, LeaseState::Held).await;
+    }
+    // On the way to the fence, the failed renews put the lease at risk.
+    let (kind, _) = support::wait_event_on(&member, &ns, LEASE, "RenewFailed").await;
+    assert_eq!(kind, "Warning");
+
+    // 5. Deleting the member lease: releaseAction, then a REST release, then the finalizer goes.
     local.delete(LEASE, &DeleteParams::default()).await.unwrap();
     eventually("the member lease is gone", SOON, || async { local.get_opt(LEASE).await.ok()?.is_none().then_some(()) })
         .await;
@@ -226,7 +235,7 @@ async fn member_holds_resumes_fences_and_hands_over() {
     let released = view.get(&ns, LEASE).await.unwrap();
     assert!(released.holders.is_empty(), "the global lease is released: {released:?}");
 
-    // 5. Another holder takes the global lease: a new claim stands by.
+    // 6. Another holder takes the global lease: a new claim stands by.
     let west = LeaseKeeper::acquire(view.clone(), KeeperOptions::new(&ns, LEASE, "west", Duration::from_secs(4)))
         .await
         .expect("west acquires the released lease");
@@ -235,7 +244,7 @@ async fn member_holds_resumes_fences_and_hands_over() {
     assert_eq!((holder.as_str(), standby_token), ("west", west.fencing_token()));
     assert!(cronjobs.get(CRONJOB).await.unwrap().spec.suspend.unwrap(), "a standby stays suspended");
 
-    // 6. West lets go: the standby's waiting acquire takes over with a higher token.
+    // 7. West lets go: the standby's waiting acquire takes over with a higher token.
     west.release().await.unwrap();
     let (holder, token) = wait_state(&local, LeaseState::Held).await;
     assert_eq!(holder, "east");
@@ -247,4 +256,87 @@ async fn member_holds_resumes_fences_and_hands_over() {
     support::wait_event_on(&member, &ns, LEASE, "Acquired").await;
     drop(operator);
     berth.kill();
+}
+
+/// A key file with a key nobody knows (these tests never reach an apiserver).
+fn unused_key_file() -> PathBuf {
+    let path = std::env::temp_dir().join(format!("berth-member-key-{}", std::process::id()));
+    std::fs::write(&path, "not-a-key\n").unwrap();
+    path
+}
+
+fn member_mode_without_id(kubeconfig: &std::path::Path, extra: &[&str]) -> std::process::Output {
+    let key_file = unused_key_file();
+    Command::new(env!("CARGO_BIN_EXE_operator"))
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(["--metrics-bind-address", "0", "--health-probe-bind-address", "0"])
+        .args(["--berth-api-server", "https://127.0.0.1:1", "--berth-api-key-file"])
+        .arg(&key_file)
+        .args(extra)
+        .output()
+        .expect("the operator runs")
+}
+
+#[tokio::test]
+async fn member_mode_takes_the_cluster_id_from_the_flag_or_the_about_api_and_refuses_without_one() {
+    let (member, kubeconfig) = member_plane().await;
+
+    // Not an RFC 1123 label: refused before anything else.
+    let out = member_mode_without_id(&kubeconfig, &["--cluster-id", "East_1"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("RFC 1123 label"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Neither the flag nor the About API's ClusterProperty: a clear refusal.
+    let crds: Api<CustomResourceDefinition> = Api::all(member.clone());
+    let _ = crds.delete("clusterproperties.about.k8s.io", &DeleteParams::default()).await;
+    eventually("the About API is absent", SOON, || async {
+        crds.get_opt("clusterproperties.about.k8s.io").await.ok()?.is_none().then_some(())
+    })
+    .await;
+    let out = member_mode_without_id(&kubeconfig, &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("pass --cluster-id") && stderr.contains("cluster.clusterset.k8s.io"), "{stderr}");
+
+    // The About API names the cluster: member mode starts with that id.
+    let crd: CustomResourceDefinition = serde_json::from_value(json!({
+        // The upstream CRD carries this annotation too: about.k8s.io is a protected group.
+        "metadata": {"name": "clusterproperties.about.k8s.io",
+                     "annotations": {"api-approved.kubernetes.io": "https://github.com/kubernetes/enhancements/pull/3084"}},
+        "spec": {"group": "about.k8s.io", "scope": "Cluster",
+                 "names": {"plural": "clusterproperties", "singular": "clusterproperty", "kind": "ClusterProperty"},
+                 "versions": [{"name": "v1alpha1", "served": true, "storage": true, "schema": {"openAPIV3Schema": {
+                     "type": "object", "properties": {"spec": {"type": "object", "properties": {"value": {"type": "string"}}}}}}}]}
+    }))
+    .unwrap();
+    crds.create(&PostParams::default(), &crd).await.expect("the About API CRD creates");
+    let about = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("about.k8s.io", "v1alpha1", "ClusterProperty"),
+        "clusterproperties",
+    );
+    let properties: Api<DynamicObject> = Api::all_with(member.clone(), &about);
+    let property: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "about.k8s.io/v1alpha1", "kind": "ClusterProperty",
+        "metadata": {"name": "cluster.clusterset.k8s.io"}, "spec": {"value": "east-from-about"}
+    }))
+    .unwrap();
+    eventually("the ClusterProperty creates", SOON, || async {
+        properties.create(&PostParams::default(), &property).await.ok().map(drop)
+    })
+    .await;
+    let binary = std::path::Path::new(env!("CARGO_BIN_EXE_operator"));
+    let key_file = unused_key_file();
+    let berth = ["--berth-api-server", "https://127.0.0.1:1", "--berth-api-key-file", key_file.to_str().unwrap()];
+    let ns = format!("about-{}", std::process::id());
+    let operator = Operator::from(berth_testenv::operator::Operator::start(binary, &kubeconfig, &[&ns], &berth));
+    eventually("the operator logs the About API's cluster id", SOON, || async {
+        operator.logs().contains("east-from-about").then_some(())
+    })
+    .await;
+    crds.delete("clusterproperties.about.k8s.io", &DeleteParams::default()).await.expect("the About API CRD deletes");
 }

@@ -66,7 +66,6 @@ impl Harness {
         let app = App::start(
             ns.client.clone(),
             std::slice::from_ref(&ns.name),
-            keys.clone(),
             keys,
             Arc::new(Metrics::default()),
             shutdown,
@@ -133,6 +132,11 @@ impl Harness {
 
 /// An HTTPS client that trusts only the CA of one test apiserver.
 pub fn https_client(ca_file: &std::path::Path) -> reqwest::Client {
+    https_client_builder(ca_file).build().expect("HTTPS client builds")
+}
+
+/// The builder of [`https_client`], for tests that change more settings.
+pub fn https_client_builder(ca_file: &std::path::Path) -> reqwest::ClientBuilder {
     use rustls::pki_types::CertificateDer;
     use rustls::pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();
@@ -144,11 +148,7 @@ pub fn https_client(ca_file: &std::path::Path) -> reqwest::Client {
         .expect("TLS versions")
         .with_root_certificates(roots)
         .with_no_client_auth();
-    reqwest::Client::builder()
-        .tls_backend_preconfigured(tls)
-        .timeout(Duration::from_secs(30))
-        .build()
-        .expect("HTTPS client builds")
+    reqwest::Client::builder().tls_backend_preconfigured(tls).timeout(Duration::from_secs(30))
 }
 
 /// POSTs JSON over HTTPS and returns the status and the parsed body.

@@ -9,7 +9,9 @@
 #![forbid(unsafe_code)]
 
 pub mod apiserver;
+pub mod browser;
 pub mod clusters;
+pub mod identity;
 pub mod operator;
 pub mod proxy;
 

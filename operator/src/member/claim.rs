@@ -90,13 +90,17 @@ fn key(lease: &BerthLease) -> String {
     format!("{}/{}", lease.namespace().unwrap_or_default(), lease.name_any())
 }
 
-/// The keeper's timing for this lease's spec, and the grace of `unknown`
-/// (one heartbeat: the time a first answer may take).
-fn timing(lease: &BerthLease) -> (Duration, Duration, Duration) {
+/// The TTL and the heartbeat the keeper will use for this lease's spec. The
+/// heartbeat is also the grace of `unknown`: the time a first answer may take.
+fn timing(lease: &BerthLease) -> (Duration, Duration) {
     let ttl = Duration::from_secs(lease.spec.ttl_seconds.max(1).unsigned_abs().into());
     let heartbeat = Duration::from_secs(lease.spec.heartbeat_interval_seconds.max(1).unsigned_abs().into());
-    let schedule = berth_client::Schedule::new(ttl, berth_client::default_margin(ttl), heartbeat);
-    (ttl, schedule.heartbeat, schedule.heartbeat)
+    // The default margin is below every whole-second TTL, so this holds; the
+    // keeper's own check refuses the acquire otherwise.
+    let heartbeat = berth_client::Schedule::new(ttl, berth_client::default_margin(ttl), heartbeat)
+        .map(|schedule| schedule.heartbeat)
+        .unwrap_or(heartbeat);
+    (ttl, heartbeat)
 }
 
 /// The holder: acquire (waiting when another holder has it), then follow the
@@ -114,13 +118,14 @@ async fn hold(
     };
     let metrics = shared.ctx.metrics.clone();
     let mut waiting = false;
+    let mut client = shared.berth.clone();
     while *command.borrow_and_update() == Command::Hold {
-        let (ttl, heartbeat, _) = timing(&lease.borrow());
+        let (ttl, heartbeat) = timing(&lease.borrow());
         let wait = if waiting { STANDBY_WAIT } else { Duration::ZERO };
         let options = KeeperOptions::new(&namespace, &name, &shared.cluster_id, ttl).heartbeat(heartbeat).wait(wait);
         let started = Instant::now();
         // Bounded: an acquire that hangs (a blackholed connection) is abandoned.
-        let attempt = tokio::time::timeout(wait + heartbeat, LeaseKeeper::acquire(shared.berth.clone(), options));
+        let attempt = tokio::time::timeout(wait + heartbeat, LeaseKeeper::acquire(client.clone(), options));
         let result = tokio::select! {
             result = attempt => result,
             _ = command.changed() => continue,
@@ -129,7 +134,7 @@ async fn hold(
         let keeper = match result {
             Ok(Ok(keeper)) => keeper,
             Ok(Err(BerthError::NotAcquired { current })) => {
-                let mirror = view(&shared.berth, &namespace, &name, heartbeat).await;
+                let mirror = view(&client, &namespace, &name, heartbeat).await;
                 learned.send_replace(Learned {
                     knowledge: Knowledge::Refused { holder: current.holder },
                     mirror,
@@ -148,6 +153,8 @@ async fn hold(
                 let message = format!("no answer from the Berth apiserver within {:?}", wait + heartbeat);
                 tracing::warn!(lease = %format!("{namespace}/{name}"), "{message}");
                 learned.send_modify(|l| l.unreachable = Some(message));
+                // The hung call's connection is suspect: the next try dials anew.
+                client = client.with_fresh_connections().unwrap_or(client);
                 continue;
             }
         };
@@ -169,8 +176,9 @@ async fn hold(
             let unreachable = matches!(state, KeeperState::Lost(Loss::DeadlinePassed))
                 .then(|| "no renew was answered before the safe deadline".to_owned());
             let knowledge = match state {
-                KeeperState::Held { fencing_token, deadline, .. } => {
-                    let at_risk = false;
+                KeeperState::Held { fencing_token, deadline, at_risk } => {
+                    // The keeper republishes on every successful renew, and
+                    // when at_risk flips on.
                     if !first {
                         metrics.member_renew(!at_risk);
                     }
@@ -182,7 +190,7 @@ async fn hold(
             };
             first = false;
             let granted = matches!(knowledge, Knowledge::Granted { .. });
-            let mirror = if granted { mirror.clone() } else { view(&shared.berth, &namespace, &name, heartbeat).await };
+            let mirror = if granted { mirror.clone() } else { view(&client, &namespace, &name, heartbeat).await };
             learned.send_replace(Learned { knowledge, mirror, unreachable });
             if !granted {
                 waiting = true;
@@ -262,7 +270,7 @@ async fn gate(
                 Err(error) => tracing::warn!(lease = %key(&lease), %error, "adding the finalizer failed"),
             }
         }
-        let (_, _, grace) = timing(&lease);
+        let (_, grace) = timing(&lease);
         let now = Instant::now();
         let known = learned.borrow_and_update().clone();
         let decision = state::decide(&known.knowledge, grace, now);

@@ -1,4 +1,5 @@
-use berth_api::Semantics;
+use berth_api::crd::{AppliedAction, ConditionStatus, TargetAction, TargetRef};
+use berth_api::{LeaseState, Semantics};
 use chrono::TimeZone;
 
 use super::*;

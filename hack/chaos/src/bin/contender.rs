@@ -131,7 +131,8 @@ async fn hold(
             loss = keeper.lost() => {
                 let reason = match loss {
                     Loss::DeadlinePassed => LOSS_DEADLINE,
-                    Loss::Refused { .. } => LOSS_REFUSED,
+                    // Both say another tenure superseded this one.
+                    Loss::Refused { .. } | Loss::TokenChanged { .. } => LOSS_REFUSED,
                     Loss::Rejected(_) => LOSS_REJECTED,
                 };
                 let (at, at_wall) = (mono_now(), wall_now());
@@ -149,7 +150,8 @@ async fn hold(
                     (Ok(()), KeeperState::Held { deadline, .. }) => Some(mono_of(deadline.into_std())),
                     _ => None,
                 };
-                if let Some(next) = held {
+                // A change that keeps the deadline only flags the grant at risk.
+                if let Some(next) = held.filter(|next| *next != deadline) {
                     deadline = next;
                     let at = mono_now();
                     recorder.record(&Event::Renewed { holder: holder.clone(), lease: lease.clone(), token, at, deadline })?;

@@ -1,0 +1,94 @@
+//! The state every handler shares, and the checks that need it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::{HeaderMap, header};
+use berth_api::BerthLease;
+use tokio::sync::watch;
+
+use crate::auth::{Authenticator, Tenant};
+use crate::cache::LeaseCache;
+use crate::error::ApiError;
+use crate::leases::{Leases, WriteLimit, visible_to};
+use crate::metrics::Metrics;
+
+use super::sse::KEEP_ALIVE;
+
+/// Everything the handlers share.
+pub struct App {
+    pub leases: Leases,
+    pub cache: Arc<LeaseCache>,
+    pub authenticator: Arc<dyn Authenticator>,
+    pub metrics: Arc<Metrics>,
+    /// Turns `true` when shutdown starts: readiness fails, waits and watches end.
+    pub shutdown: watch::Receiver<bool>,
+    /// Period of the SSE keep-alive comment; [`KEEP_ALIVE`] unless a test shortens it.
+    pub keep_alive: Duration,
+}
+
+impl App {
+    /// Starts the informer cache for `namespaces` (empty: all) on the current
+    /// runtime and wires the handlers' state; `write_limit` bounds the
+    /// concurrent writes to kube-apiserver.
+    ///
+    /// # Caveats
+    /// Keep the sender of `shutdown` alive: once it is dropped, waiting
+    /// acquires and SSE watches end at once, as on shutdown.
+    pub fn start(
+        client: kube::Client,
+        namespaces: &[String],
+        authenticator: Arc<dyn Authenticator>,
+        metrics: Arc<Metrics>,
+        shutdown: watch::Receiver<bool>,
+        write_limit: WriteLimit,
+    ) -> Arc<Self> {
+        let cache = LeaseCache::start(client.clone(), namespaces, metrics.clone());
+        let leases = Leases::new(client, cache.clone(), metrics.clone(), write_limit);
+        Arc::new(Self { leases, cache, authenticator, metrics, shutdown, keep_alive: KEEP_ALIVE })
+    }
+
+    /// Step 1 of API.md's checks: the chained authenticators (keys, JWT,
+    /// TokenReview) decide; one that could not answer makes it a 503.
+    pub(super) async fn authenticate(&self, headers: &HeaderMap) -> Result<Tenant, ApiError> {
+        let key = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .filter(|key| !key.is_empty())
+            .ok_or(ApiError::MissingAuth)?;
+        let tenant = self.authenticator.authenticate(key).await?.ok_or(ApiError::UnknownKey)?;
+        tracing::Span::current().record("tenant", tenant.name.as_str());
+        Ok(tenant)
+    }
+
+    /// Step 4: the namespace, then the holder.
+    pub(super) fn authorize(&self, tenant: &Tenant, namespace: &str, holder: Option<&str>) -> Result<(), ApiError> {
+        if !tenant.may_use_namespace(namespace) {
+            return Err(ApiError::NamespaceForbidden);
+        }
+        if holder.is_some_and(|h| !tenant.may_act_as(h)) {
+            return Err(ApiError::HolderForbidden);
+        }
+        Ok(())
+    }
+
+    /// After the names check: whether this apiserver watches the namespace.
+    pub(super) fn served(&self, namespace: &str) -> Result<(), ApiError> {
+        if self.cache.serves(namespace) { Ok(()) } else { Err(ApiError::NamespaceNotServed) }
+    }
+
+    /// The lease as `tenant` may see it: absent and foreign both answer 404.
+    pub(super) fn visible_lease(
+        &self,
+        tenant: &Tenant,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Arc<BerthLease>, ApiError> {
+        self.cache.get(namespace, name).filter(|l| visible_to(l, tenant)).ok_or(ApiError::LeaseNotFound)
+    }
+
+    pub(super) fn ready(&self) -> bool {
+        self.cache.is_ready() && !*self.shutdown.borrow()
+    }
+}

@@ -1,0 +1,198 @@
+//! The BerthLease controller: [`reconcile`] in the order of DESIGN.md §5 and
+//! its error policy. The target step is in [`act`], the conditional writes in
+//! [`writes`], Event recording in [`events`], and the watches that drive the
+//! controller in [`watch`].
+
+mod act;
+mod events;
+mod watch;
+mod writes;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use berth_api::BerthLease;
+use berth_api::rules::{Outcome, is_held};
+use chrono::Utc;
+use kube::api::Api;
+use kube::runtime::controller::Action;
+use kube::runtime::events::Recorder;
+use kube::{Client, ResourceExt};
+
+use crate::error::{Error, Result};
+use crate::metrics::Metrics;
+use crate::plan::{self, FINALIZER, FinalizerStep, Note, WriteOrder};
+
+pub(crate) use act::act_on_target;
+use act::release_on_delete;
+pub(crate) use events::publish;
+pub(crate) use writes::set_finalizer;
+use writes::write_status;
+
+pub use watch::{cached_leases, run};
+
+/// How long the target step of a reconcile may take before the status is
+/// written without it: an expiry waits at most this long on a hung target.
+const TARGET_DEADLINE: Duration = Duration::from_secs(2);
+
+/// What every reconcile shares.
+pub struct Context {
+    pub client: Client,
+    pub recorder: Recorder,
+    pub metrics: Arc<Metrics>,
+}
+
+/// Brings one BerthLease and its target in line with its spec and status.
+///
+/// # Guarantees
+/// - Idempotent: a second run on an unchanged lease writes nothing.
+/// - Order (DESIGN.md §5): finalizer, expiry, declared holder, target action,
+///   status and conditions.
+/// - Every status write is a `replace` guarded by `resourceVersion` under
+///   field manager `berth-operator`; rule changes are computed by
+///   [`berth_api::rules::decide`] only.
+/// - An expiry, or a grant made elsewhere, costs one status write: the target
+///   is written first and the status then carries both the rule changes and
+///   `status.target` ([`plan::WriteOrder`]). Only the operator's own grant to a
+///   declared holder is stored before its target is touched.
+/// - A failing or hung target (see `TARGET_DEADLINE`) never holds back the
+///   rule changes: they are written, then the reconcile fails and is retried.
+/// - Events are recorded after the status write, in a task of their own.
+/// - Wakes at the earliest `expiresAt` (or after [`plan::RESYNC`]).
+///
+/// # Errors
+/// Conflicts and kube-apiserver failures, retried by [`error_policy`]. A target
+/// that is missing, forbidden or unsupported is not an error: it is reported
+/// in the `TargetReady` condition and an Event.
+pub async fn reconcile(lease: Arc<BerthLease>, ctx: Arc<Context>) -> Result<Action> {
+    let started = Instant::now();
+    let result = reconcile_lease((*lease).clone(), &ctx).await;
+    ctx.metrics.reconciled(started.elapsed());
+    result
+}
+
+/// Retries a failed reconcile: soon after a conflict, later after anything else.
+pub fn error_policy(lease: Arc<BerthLease>, error: &Error, ctx: Arc<Context>) -> Action {
+    ctx.metrics.failed(error.metric_label());
+    match error {
+        // Expected now and then: the cache lagged behind a write, or a holder wrote first.
+        Error::Conflict { .. } => {
+            tracing::debug!(lease = %key(&lease), %error, "reconcile conflicted");
+            Action::requeue(Duration::from_millis(200))
+        }
+        _ => {
+            tracing::warn!(lease = %key(&lease), %error, "reconcile failed");
+            Action::requeue(Duration::from_secs(5))
+        }
+    }
+}
+
+fn key(lease: &BerthLease) -> String {
+    format!("{}/{}", lease.namespace().unwrap_or_default(), lease.name_any())
+}
+
+async fn reconcile_lease(mut lease: BerthLease, ctx: &Context) -> Result<Action> {
+    let namespace = lease.namespace().ok_or_else(|| Error::MissingNamespace(lease.name_any()))?;
+    let api: Api<BerthLease> = Api::namespaced(ctx.client.clone(), &namespace);
+
+    // 1. Finalizer, only while a target is set.
+    let has_finalizer = lease.finalizers().iter().any(|f| f == FINALIZER);
+    let deleting = lease.metadata.deletion_timestamp.is_some();
+    match FinalizerStep::for_lease(deleting, lease.spec.target.is_some(), has_finalizer) {
+        FinalizerStep::Cleanup => {
+            release_on_delete(&lease, &namespace, ctx).await?;
+            set_finalizer(&api, &lease, false).await?;
+            return Ok(Action::await_change());
+        }
+        FinalizerStep::Gone => return Ok(Action::await_change()),
+        FinalizerStep::Add => lease = set_finalizer(&api, &lease, true).await?,
+        FinalizerStep::Remove => lease = set_finalizer(&api, &lease, false).await?,
+        FinalizerStep::Keep => {}
+    }
+
+    // 2 and 3. Expiry, then the declared holder, with the shared rules. The
+    // target follows the status they decide, before that status is written
+    // (plan::WriteOrder), so that an expiry costs one status write.
+    let now = Utc::now();
+    let before = lease.status.clone().unwrap_or_default();
+    let facts = plan::lease_facts(&lease.spec, &before, lease.metadata.generation, now);
+    let mut notes = Vec::new();
+    if let Some(Outcome::NotAcquired { refusal, current }) = &facts.declared {
+        let holder = lease.spec.holder_identity.clone().unwrap_or_default();
+        let by = current.as_ref().map(|h| format!(", held by {}", h.identity)).unwrap_or_default();
+        let note = format!("could not acquire for declared holder {holder}: {refusal:?}{by}");
+        notes.push(Note::warning("DeclaredHolderRefused", note));
+    }
+    notes.extend(plan::partial_expiry_note(&facts));
+    let mut stored = before.clone();
+    let mut next = facts.status.clone();
+    if next != stored && plan::write_order(&before, &next, now) == WriteOrder::GrantFirst {
+        lease = write_status(&api, &lease, next.clone(), ctx).await?;
+        expired_written(ctx, &lease, &facts);
+        notes.extend(plan::transition_notes(&before, &next));
+        publish(ctx, &lease, std::mem::take(&mut notes));
+        stored = next.clone();
+    }
+
+    // 4. The target: acquireAction while a holder is live, releaseAction otherwise.
+    let mut target_notes = Vec::new();
+    let target_failed = match lease.spec.target.clone() {
+        Some(target) => {
+            let applied = plan::phase(is_held(&next, now));
+            let step = act_on_target(&lease, &namespace, &target, applied, ctx, &mut target_notes);
+            match tokio::time::timeout(TARGET_DEADLINE, step).await {
+                Ok(Ok(outcome)) => {
+                    plan::record_target(&mut next, Some(&outcome), lease.metadata.generation, Utc::now());
+                    None
+                }
+                Ok(Err(error)) => Some(error),
+                Err(_) => Some(Error::TargetTimeout { target: format!("{namespace}/{}", target.name) }),
+            }
+        }
+        None => {
+            plan::record_target(&mut next, None, lease.metadata.generation, Utc::now());
+            None
+        }
+    };
+    // A target that failed or hung (an error other than 404/403, or past
+    // TARGET_DEADLINE) must not hold up the expiry: the rule changes are still
+    // written below, with status.target and TargetReady left as they were, and
+    // the reconcile then fails so that error_policy retries the target.
+
+    // 5. One status write with the rule changes, status.target and the
+    // conditions, only when it differs. Events follow it, off the critical
+    // path; the target's own Events go out even when the write fails, since
+    // the target was changed either way (a retry would find nothing to write).
+    let written = if next != stored { write_status(&api, &lease, next.clone(), ctx).await.map(Some) } else { Ok(None) };
+    match written {
+        Ok(written) => {
+            if let Some(written) = written {
+                lease = written;
+                if stored != facts.status {
+                    expired_written(ctx, &lease, &facts);
+                }
+            }
+            notes.extend(plan::transition_notes(&stored, &next));
+            notes.extend(target_notes);
+            publish(ctx, &lease, notes);
+        }
+        Err(error) => {
+            publish(ctx, &lease, target_notes);
+            return Err(error);
+        }
+    }
+    if let Some(error) = target_failed {
+        return Err(error);
+    }
+    Ok(Action::requeue(plan::requeue_after(&next, Utc::now())))
+}
+
+/// Metrics and logs for the holders dropped by expiry, once their status is written.
+fn expired_written(ctx: &Context, lease: &BerthLease, facts: &plan::Facts) {
+    let written_at = Utc::now();
+    for holder in &facts.expired {
+        let lag = (written_at - holder.expires_at).to_std().unwrap_or_default();
+        ctx.metrics.expiry_lag(lag);
+        tracing::info!(lease = %key(lease), holder = %holder.identity, lag_ms = lag.as_millis(), "expired");
+    }
+}
