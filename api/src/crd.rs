@@ -213,15 +213,32 @@ pub struct BerthLeaseStatus {
     pub conditions: Vec<Condition>,
 }
 
+/// What a lease is doing. `available`, `held`, `released` and `expired` are
+/// the states of a lease in the coordination cluster. In member mode
+/// (DESIGN.md §6), a local lease is this cluster's claim on the global one,
+/// and its state is one of `unknown`, `standby`, `held`, `at-risk` and
+/// `fenced`.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 pub enum LeaseState {
     /// Never held.
     #[default]
     Available,
+    /// Held by a live holder; in member mode, held by this cluster and
+    /// confirmed before the local safe deadline.
     Held,
     Released,
     Expired,
+    /// Member mode only: no fresh answer from the Berth apiserver yet since
+    /// the operator started; no acquireAction is applied.
+    Unknown,
+    /// Member mode only: another holder has the global lease; releaseAction is applied.
+    Standby,
+    /// Member mode only: held, but the last renew failed; the safe deadline has not passed.
+    AtRisk,
+    /// Member mode only: the safe deadline passed without a confirmation;
+    /// releaseAction was applied at that instant.
+    Fenced,
 }
 
 impl LeaseState {
@@ -231,6 +248,10 @@ impl LeaseState {
             LeaseState::Held => "held",
             LeaseState::Released => "released",
             LeaseState::Expired => "expired",
+            LeaseState::Unknown => "unknown",
+            LeaseState::Standby => "standby",
+            LeaseState::AtRisk => "at-risk",
+            LeaseState::Fenced => "fenced",
         }
     }
 }
@@ -272,7 +293,8 @@ pub enum AppliedAction {
     Release,
 }
 
-/// A standard Kubernetes condition (`Held`, `TargetReady`).
+/// A standard Kubernetes condition (`Held`, `TargetReady`; in member mode
+/// also `CoordinationReachable`).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Condition {

@@ -400,7 +400,7 @@ func (k *Keeper) run(parent context.Context, machine *keeperMachine) {
 				cancelAttempt()
 				inflight = nil
 			case actionPublish:
-				k.publish(action.state, parent)
+				k.publish(action.state)
 			case actionRelease:
 				k.mu.Lock()
 				k.releasable = true
@@ -413,8 +413,10 @@ func (k *Keeper) run(parent context.Context, machine *keeperMachine) {
 	}
 }
 
-// publish records state; a tenure that ended cancels the keeper's context.
-func (k *Keeper) publish(state keeperState, parent context.Context) {
+// publish records state; a tenure that ended cancels the keeper's context
+// (after the end of the parent context, it is already cancelled with the
+// parent's cause).
+func (k *Keeper) publish(state keeperState) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	k.state = state
@@ -422,9 +424,6 @@ func (k *Keeper) publish(state keeperState, parent context.Context) {
 	case statusLost:
 		k.cancel(state.cause)
 	case statusReleased:
-		if parent.Err() != nil {
-			k.cancel(context.Cause(parent))
-		}
 		k.cancel(ErrKeeperStopped)
 	}
 }

@@ -10,6 +10,7 @@ use berth_client::{
 };
 use berth_testenv::TestNamespace;
 use berth_testenv::apiserver::{ApiServer, Tenant};
+use berth_testenv::proxy::{Mode, Proxy};
 use chrono::Utc;
 use futures::StreamExt;
 use kube::api::{Api, DeleteParams, PostParams};
@@ -425,60 +426,16 @@ async fn take_over(env: &Env, name: &str, usurper: &str) {
     api.replace_status(name, &PostParams::default(), &lease).await.expect("status replaced");
 }
 
-/// A loopback TCP relay to the apiserver that can black-hole: while it
-/// does, every open connection and every new one stops carrying bytes
-/// either way (and stays open); once it passes again, only connections
-/// opened after that carry bytes. A keeper that waits on a pooled
-/// connection never hears back.
-struct Relay {
-    url: String,
-    passing: tokio::sync::watch::Sender<bool>,
-}
-
-impl Relay {
-    async fn start(target_url: &str) -> Self {
-        let target = reqwest::Url::parse(target_url).expect("server URL");
-        let target = format!("{}:{}", target.host_str().expect("host"), target.port().expect("port"));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("relay binds");
-        let url = format!("https://127.0.0.1:{}", listener.local_addr().expect("relay address").port());
-        let (passing, _) = tokio::sync::watch::channel(true);
-        let switch = passing.clone();
-        tokio::spawn(async move {
-            while let Ok((mut inbound, _)) = listener.accept().await {
-                let mut passing = switch.subscribe();
-                let target = target.clone();
-                tokio::spawn(async move {
-                    let open = *passing.borrow_and_update();
-                    if !open {
-                        return std::future::pending::<()>().await; // held open, silent
-                    }
-                    let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await else { return };
-                    let cut = tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => false,
-                        _ = passing.wait_for(|passing| !passing) => true,
-                    };
-                    if cut {
-                        std::future::pending::<()>().await; // held open, silent
-                    }
-                });
-            }
-        });
-        Self { url, passing }
-    }
-
-    fn pass(&self, passing: bool) {
-        self.passing.send_replace(passing);
-    }
-}
-
 #[tokio::test]
 async fn keeper_abandons_a_hung_renew_and_keeps_the_lease_over_a_fresh_connection() {
     let env = Env::start("keeper-hung").await;
     let ns = env.ns.name.clone();
-    let relay = Relay::start(&env.server.url).await;
+    let upstream = reqwest::Url::parse(&env.server.url).expect("server URL");
+    let upstream = upstream.socket_addrs(|| None).expect("server address")[0];
+    let proxy = Proxy::start(upstream).expect("proxy starts");
     // A client that would wait a minute for an answer: only the keeper's
     // own bound can end a hung renew in time.
-    let client = Client::builder(&relay.url)
+    let client = Client::builder(format!("https://{}", proxy.addr()))
         .api_key(env.server.key("team"))
         .ca_file(&env.server.ca_file)
         .expect("CA file reads")
@@ -496,16 +453,16 @@ async fn keeper_abandons_a_hung_renew_and_keeps_the_lease_over_a_fresh_connectio
         other => panic!("the keeper lost the lease: {other:?}"),
     };
     let first = keeper.deadline().expect("held");
-    // One renew over the relay, so that its connection is pooled.
+    // One renew through the proxy, so that its connection is pooled.
     wait_for_state(&mut state, |s| held(s).is_some_and(|(deadline, _)| deadline > first)).await;
 
-    relay.pass(false);
+    proxy.set_mode(Mode::Blackhole);
     let cut = keeper.deadline().expect("held");
     // No answer ever comes back: only abandoning the renew flags the risk.
     wait_for_state(&mut state, |s| held(s).is_some_and(|(_, at_risk)| at_risk)).await;
     assert!(keeper.is_held(), "at risk, but held until the deadline");
 
-    relay.pass(true);
+    proxy.set_mode(Mode::Pass);
     wait_for_state(&mut state, |s| held(s).is_some_and(|(deadline, at_risk)| !at_risk && deadline > cut)).await;
     assert!(keeper.is_held());
     let holders = env.leases().get("hung").await.expect("lease reads").status.expect("status").holders;

@@ -60,6 +60,15 @@ pub enum Error {
 
     #[error("bad bind address {addr:?}: use HOST:PORT, :PORT or 0 to disable")]
     BindAddress { addr: String },
+
+    #[error("{0}")]
+    ClusterId(String),
+
+    #[error("the Berth apiserver client: {source}")]
+    BerthClient {
+        #[source]
+        source: berth_client::Error,
+    },
 }
 
 impl Error {
@@ -77,6 +86,8 @@ impl Error {
             Error::LeadershipLost { .. } => "leadership_lost",
             Error::Serve { .. } => "serve",
             Error::BindAddress { .. } => "bind_address",
+            Error::ClusterId(_) => "cluster_id",
+            Error::BerthClient { .. } => "berth_client",
         }
     }
 }

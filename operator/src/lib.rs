@@ -5,12 +5,18 @@
 //! finalizer so that deleting a lease releases its target first, and records
 //! Kubernetes Events and conditions. With `--leader-elect` only the replica
 //! holding a `coordination.k8s.io` Lease acts. See DESIGN.md §5.
+//!
+//! In member mode ([`member`], DESIGN.md §6) it runs in a workload cluster
+//! instead: each local BerthLease is this cluster's claim on the global lease
+//! in the coordination cluster, held over REST, and the local target is gated
+//! on that hold.
 #![forbid(unsafe_code)]
 
 pub mod controller;
 pub mod error;
 pub mod http;
 pub mod leader;
+pub mod member;
 pub mod metrics;
 pub mod plan;
 pub mod target;
@@ -54,6 +60,8 @@ pub struct Settings {
     pub leader_election: Option<LeaderSettings>,
     /// Names this replica in Events (`reportingInstance`).
     pub instance: String,
+    /// `Some`: member mode, against this coordination cluster.
+    pub member: Option<member::MemberSettings>,
 }
 
 /// How long the HTTP servers may take to drain after the controllers stopped.
@@ -79,13 +87,14 @@ pub async fn run(
     let health = Arc::new(Health::default());
     let (stop, stopping) = watch::channel(false);
     let stop = Arc::new(stop);
+    let for_stopped = stopping.clone();
     let forward = stop.clone();
     tokio::spawn(async move {
         shutdown.await;
         forward.send_replace(true);
     });
     let stopped = move || {
-        let mut stopping = stopping.clone();
+        let mut stopping = for_stopped.clone();
         async move {
             let _ = stopping.wait_for(|stop| *stop).await;
         }
@@ -119,7 +128,12 @@ pub async fn run(
             recorder: Recorder::new(client, reporter),
             metrics: metrics.clone(),
         });
-        let controllers = controller::run(ctx, &settings.namespaces, health.clone(), &stopped);
+        let controllers = async {
+            match settings.member.clone() {
+                Some(member) => member::run(ctx, member, &settings.namespaces, health.clone(), stopping.clone()).await,
+                None => controller::run(ctx, &settings.namespaces, health.clone(), &stopped).await,
+            }
+        };
         match &elector {
             Some(elector) => tokio::select! {
                 () = controllers => Ok(()),

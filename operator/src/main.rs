@@ -6,13 +6,15 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use berth_operator::leader::Timing;
+use berth_operator::member::MemberSettings;
 use berth_operator::{LeaderSettings, Settings, http};
 use clap::{Parser, ValueEnum};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use tracing_subscriber::EnvFilter;
 
 /// Berth's operator: expires BerthLeases on time, acts on their target
-/// workloads, releases targets of deleted leases, and records Events.
+/// workloads, releases targets of deleted leases, and records Events. With
+/// --berth-api-server it runs in member mode in a workload cluster instead.
 #[derive(Parser, Debug)]
 #[command(name = "operator", version)]
 struct Args {
@@ -59,6 +61,31 @@ struct Args {
     /// How often candidates try to acquire, and the leader renews.
     #[arg(long, value_name = "SECONDS", default_value_t = 2)]
     leader_elect_retry_period: u64,
+
+    /// Member mode: the URL of the Berth apiserver of the coordination
+    /// cluster (https://HOST[:PORT]). Setting it turns member mode on: each
+    /// local BerthLease becomes this cluster's claim on the global lease of
+    /// the same namespace and name, held with the cluster id as holder, and
+    /// the local target is gated on that hold (docs/multicluster.md).
+    #[arg(long, value_name = "URL", requires = "berth_api_key_file")]
+    berth_api_server: Option<String>,
+
+    /// Member mode: a file holding the bearer key for the Berth apiserver.
+    /// It is read again when it changes (a rotated Secret).
+    #[arg(long, value_name = "PATH", requires = "berth_api_server")]
+    berth_api_key_file: Option<std::path::PathBuf>,
+
+    /// Member mode: the CA bundle (PEM) that signed the Berth apiserver's
+    /// certificate. Default: the system's trust store.
+    #[arg(long, value_name = "PATH", requires = "berth_api_server")]
+    berth_ca_file: Option<std::path::PathBuf>,
+
+    /// Member mode: this cluster's id, an RFC 1123 label; it is the holder
+    /// identity of the global leases. Default: the value of the About API's
+    /// ClusterProperty `cluster.clusterset.k8s.io` (about.k8s.io); with
+    /// neither, the operator refuses to start.
+    #[arg(long, value_name = "ID", requires = "berth_api_server")]
+    cluster_id: Option<String>,
 
     /// Log lines as JSON objects or as text.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
@@ -134,12 +161,29 @@ async fn run(args: Args) -> anyhow::Result<()> {
     } else {
         None
     };
+    let member = match &args.berth_api_server {
+        Some(url) => {
+            let cluster_id = berth_operator::member::cluster_id::resolve(&client, args.cluster_id.as_deref()).await?;
+            let mut berth = berth_client::Client::builder(url.clone());
+            if let Some(path) = &args.berth_api_key_file {
+                berth = berth.api_key_file(path);
+            }
+            if let Some(path) = &args.berth_ca_file {
+                berth = berth.ca_file(path).context("--berth-ca-file")?;
+            }
+            let berth = berth.build().context("--berth-api-server")?;
+            tracing::info!(%cluster_id, berth_api_server = %url, "member mode");
+            Some(MemberSettings { berth, cluster_id })
+        }
+        None => None,
+    };
     let settings = Settings {
         namespaces: args.namespaces,
         metrics_addr: http::parse_bind_address(&args.metrics_bind_address)?,
         probe_addr: http::parse_bind_address(&args.health_probe_bind_address)?,
         leader_election,
         instance: identity,
+        member,
     };
     berth_operator::run(client, settings, berth_operator::shutdown_signal()).await?;
     Ok(())

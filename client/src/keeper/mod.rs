@@ -154,7 +154,7 @@ impl KeeperState {
 ///   even when the server is unreachable.
 /// - [`Self::lost`] resolves at the deadline, or as soon as a renew answers
 ///   `acquired:false`, another fencing token, or a 4xx no retry can fix
-///   (400, 403, 404, 409; a 401 is retried, as keys are rotated). With
+///   (400, 403, 404, 409, 413; a 401 is retried, as keys are rotated). With
 ///   [`KeeperOptions::watch`], a change of the lease that drops this grant
 ///   (a takeover, a deletion) triggers that renew at once.
 /// - A renew unanswered for a heartbeat (at most until the deadline) is
@@ -186,8 +186,12 @@ impl LeaseKeeper {
     /// it in a task on the current tokio runtime.
     ///
     /// # Errors
-    /// [`Error::NotAcquired`] when someone else holds it after the wait, and
-    /// every error of [`Client::acquire`].
+    /// [`Error::InvalidRequest`] for a TTL that is not a whole number of
+    /// seconds, or a margin not shorter than the TTL (nothing is sent then).
+    /// [`Error::NotAcquired`] when someone else holds it after the wait, or
+    /// when the renew that anchors a grant after a wait answers another
+    /// token or too late. Every error of [`Client::acquire`] and
+    /// [`Client::renew`].
     pub async fn acquire(client: Client, options: KeeperOptions) -> Result<Self, Error> {
         let ttl_seconds = i32::try_from(options.ttl.as_secs())
             .ok()

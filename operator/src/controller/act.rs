@@ -14,7 +14,7 @@ use super::{Context, key, publish};
 /// Step 4 for one phase: reads the target and writes it only when it
 /// differs. The Events of a write are pushed to `notes`, for the caller to
 /// record after its status write.
-pub(super) async fn act_on_target(
+pub(crate) async fn act_on_target(
     lease: &BerthLease,
     namespace: &str,
     target: &TargetRef,

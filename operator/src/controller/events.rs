@@ -12,7 +12,7 @@ use super::{Context, key};
 /// Events never delay a reconcile (and so the next lease's expiry). A failure
 /// to record is logged, never fatal; Events still in flight when the process
 /// stops are lost, as they would be on a crash.
-pub(super) fn publish(ctx: &Context, lease: &BerthLease, notes: Vec<Note>) {
+pub(crate) fn publish(ctx: &Context, lease: &BerthLease, notes: Vec<Note>) {
     if notes.is_empty() {
         return;
     }
@@ -25,6 +25,9 @@ pub(super) fn publish(ctx: &Context, lease: &BerthLease, notes: Vec<Note>) {
                 "Acquired" | "DeclaredHolderRefused" => "Acquire",
                 "Released" => "Release",
                 "Expired" => "Expire",
+                // Member mode (member/claim.rs).
+                "Lost" | "Fenced" => "Fence",
+                "RenewFailed" => "Renew",
                 _ => "ApplyTarget",
             };
             let event = Event {

@@ -23,9 +23,11 @@ use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::plan::{self, FINALIZER, FinalizerStep, Note, WriteOrder};
 
-use act::{act_on_target, release_on_delete};
-use events::publish;
-use writes::{set_finalizer, write_status};
+pub(crate) use act::act_on_target;
+use act::release_on_delete;
+pub(crate) use events::publish;
+pub(crate) use writes::set_finalizer;
+use writes::write_status;
 
 pub use watch::{cached_leases, run};
 

@@ -13,7 +13,7 @@ use crate::plan::FINALIZER;
 use super::{Context, key};
 
 /// Adds or removes our finalizer with a merge patch guarded by `resourceVersion`.
-pub(super) async fn set_finalizer(api: &Api<BerthLease>, lease: &BerthLease, present: bool) -> Result<BerthLease> {
+pub(crate) async fn set_finalizer(api: &Api<BerthLease>, lease: &BerthLease, present: bool) -> Result<BerthLease> {
     let mut finalizers: Vec<String> = lease.finalizers().iter().filter(|f| *f != FINALIZER).cloned().collect();
     if present {
         finalizers.push(FINALIZER.to_owned());

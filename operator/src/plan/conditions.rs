@@ -24,7 +24,13 @@ pub fn held_condition(status: &BerthLeaseStatus, now: DateTime<Utc>) -> (Conditi
                 status.expired_at.map(|t| berth_api::time::format(&t)).unwrap_or_else(|| "an unknown time".into());
             (ConditionStatus::False, "Expired", format!("the last holder expired at {when} without renewing"))
         }
-        LeaseState::Available | LeaseState::Held => (ConditionStatus::False, "NotHeld", "never held".to_owned()),
+        // The member states never reach this controller: member mode runs its own.
+        LeaseState::Available
+        | LeaseState::Held
+        | LeaseState::Unknown
+        | LeaseState::Standby
+        | LeaseState::AtRisk
+        | LeaseState::Fenced => (ConditionStatus::False, "NotHeld", "never held".to_owned()),
     }
 }
 

@@ -41,6 +41,12 @@ impl Operator {
     }
 }
 
+impl From<berth_testenv::operator::Operator> for Operator {
+    fn from(operator: berth_testenv::operator::Operator) -> Self {
+        Self(operator)
+    }
+}
+
 impl std::ops::Deref for Operator {
     type Target = berth_testenv::operator::Operator;
     fn deref(&self) -> &Self::Target {
@@ -181,9 +187,10 @@ pub async fn wait_condition(
     .await
 }
 
-/// (type, reason, note) of the Events recorded on lease `name`.
-pub async fn events(ns: &TestNamespace, name: &str) -> Vec<(String, String, String)> {
-    let list = ns.api::<Event>().list(&ListParams::default()).await.expect("events list");
+/// (type, reason, note) of the Events recorded on lease `namespace/name`.
+pub async fn events_on(client: &kube::Client, namespace: &str, name: &str) -> Vec<(String, String, String)> {
+    let api: kube::Api<Event> = kube::Api::namespaced(client.clone(), namespace);
+    let list = api.list(&ListParams::default()).await.expect("events list");
     let mut events: Vec<_> =
         list.items.into_iter().filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name)).collect();
     events.sort_by_key(|e| e.event_time.as_ref().map(|t| t.0));
@@ -193,10 +200,15 @@ pub async fn events(ns: &TestNamespace, name: &str) -> Vec<(String, String, Stri
         .collect()
 }
 
-/// Waits for an Event with `reason` on lease `name` and returns its (type, note).
+/// [`wait_event_on`] in the test namespace.
 pub async fn wait_event(ns: &TestNamespace, name: &str, reason: &str) -> (String, String) {
+    wait_event_on(&ns.client, &ns.name, name, reason).await
+}
+
+/// Waits for an Event with `reason` on lease `namespace/name` in any cluster, and returns its (type, note).
+pub async fn wait_event_on(client: &kube::Client, namespace: &str, name: &str, reason: &str) -> (String, String) {
     eventually(&format!("Event {reason} on {name}"), Duration::from_secs(10), || async {
-        events(ns, name).await.into_iter().find(|(_, r, _)| r == reason).map(|(t, _, n)| (t, n))
+        events_on(client, namespace, name).await.into_iter().find(|(_, r, _)| r == reason).map(|(t, _, n)| (t, n))
     })
     .await
 }
