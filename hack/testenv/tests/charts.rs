@@ -19,7 +19,8 @@ fn ok(output: Output, what: &str) -> String {
     String::from_utf8(output.stdout).unwrap()
 }
 
-/// Value sets every chart must accept: the defaults, and a non-default one.
+/// Value sets every chart must accept: the defaults, a non-default one, and
+/// for the operator member mode (with a cluster id and a CA, and with neither).
 fn value_sets(chart: &str, namespace: &str) -> Vec<Vec<String>> {
     let mut custom = vec![
         format!("--set=watchNamespaces={{{namespace}}}"),
@@ -46,7 +47,15 @@ fn value_sets(chart: &str, namespace: &str) -> Vec<Vec<String>> {
             r#"--set-json=authentication.config={"apiVersion":"berth.skaphos.io/v1alpha1","kind":"AuthenticationConfiguration","jwt":[{"issuer":{"url":"https://oidc.east.example.com","audiences":["berth"]},"tenants":[{"serviceAccount":"berth-system:berth-operator","tenant":"east","namespaces":["pipeline"]}]}],"tokenReview":{"tenants":[{"serviceAccount":"apps:worker","tenant":"core"}]}}"#.into(),
         ]),
     }
-    vec![vec![], custom]
+    let mut sets = vec![vec![], custom];
+    if chart == "berth-operator" {
+        let member = ["--set=member.enabled=true", "--set=member.apiServer=https://berth.example.com:8443"];
+        let mut with_id: Vec<String> = member.iter().map(|s| s.to_string()).collect();
+        with_id.extend(["--set=member.clusterId=east".into(), "--set=member.ca.secretName=berth-ca".into()]);
+        sets.push(with_id);
+        sets.push(member.iter().map(|s| s.to_string()).collect());
+    }
+    sets
 }
 
 #[tokio::test]
@@ -87,6 +96,8 @@ fn charts_reject_values_outside_their_schema() {
         ("berth-apiserver", "--set=logging.format=xml"),
         ("berth-operator", "--set=watchNamespaces={Not_A_Namespace}"),
         ("berth-operator", "--set=unknownKey=1"),
+        ("berth-operator", "--set=member.clusterId=East_1"),
+        ("berth-operator", "--set=member.apiServer=http://plain.example.com"),
         ("berth-operator", "--set=berthApiToken.expirationSeconds=60"),
         ("berth-apiserver", "--set=authentication.config.kind=Other"),
     ] {
@@ -111,4 +122,28 @@ fn crd_and_rbac_manifests_match_their_sources() {
     let chart_copy =
         std::fs::read_to_string(repo_root().join("deploy/helm/berth-operator/files/berthlease.yaml")).unwrap();
     assert!(crd == chart_copy, "the operator chart's CRD copy is stale: run `make manifests`");
+}
+
+#[test]
+fn operator_chart_renders_the_member_prometheus_rule_on_request() {
+    let helm = helm();
+    let operator = chart("berth-operator");
+    let default = Command::new(&helm).args(["template", "berth-operator", &operator]).output().unwrap();
+    assert!(!ok(default, "helm template (defaults)").contains("kind: PrometheusRule"), "the rule is off by default");
+    let values = ["--set=member.enabled=true", "--set=member.apiServer=https://berth.example.com:8443"];
+    let with_rule = [&values[..], &["--set=prometheusRule.enabled=true"]].concat();
+    let lint = Command::new(&helm).args(["lint", "--strict", &operator]).args(&with_rule).output().unwrap();
+    ok(lint, "helm lint with the PrometheusRule");
+    let rendered =
+        Command::new(&helm).args(["template", "berth-operator", &operator]).args(&with_rule).output().unwrap();
+    let rendered = ok(rendered, "helm template with the PrometheusRule");
+    for line in [
+        "kind: PrometheusRule",
+        "alert: BerthMemberLeaseFenced",
+        "berth_operator_member_state{state=\"fenced\"}",
+        "alert: BerthMemberCoordinationUnreachable",
+        "berth_operator_member_coordination_reachable",
+    ] {
+        assert!(rendered.contains(line), "{line} missing from\n{rendered}");
+    }
 }
