@@ -35,6 +35,12 @@ const ASSETS: &[Asset] = &[
         content_type: "text/javascript; charset=utf-8",
         body: include_bytes!("../console/watch.js"),
     },
+    Asset { name: "dom.js", content_type: "text/javascript; charset=utf-8", body: include_bytes!("../console/dom.js") },
+    Asset {
+        name: "lease.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../console/lease.js"),
+    },
     Asset {
         name: "format.js",
         content_type: "text/javascript; charset=utf-8",

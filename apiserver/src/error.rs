@@ -12,6 +12,10 @@ pub enum ApiError {
     MissingAuth,
     #[error("unauthorized")]
     UnknownKey,
+    /// An authenticator could not decide (kube-apiserver's TokenReview or an
+    /// issuer's keys unreachable): retry, nothing is known about the credential.
+    #[error("authentication unavailable, retry later")]
+    AuthUnavailable(#[from] crate::auth::AuthError),
     #[error("request body must be at most 4096 bytes")]
     BodyTooLarge,
     #[error("request body must contain one JSON object")]
@@ -75,7 +79,9 @@ impl ApiError {
             ApiError::LeaseNotFound | ApiError::NamespaceNotFound | ApiError::RouteNotFound => StatusCode::NOT_FOUND,
             ApiError::ReleaseConflict => StatusCode::CONFLICT,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::Contended | ApiError::Overloaded | ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Contended | ApiError::Overloaded | ApiError::Unavailable(_) | ApiError::AuthUnavailable(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -85,6 +91,7 @@ impl ApiError {
         match self {
             ApiError::MissingAuth => "missing_auth",
             ApiError::UnknownKey => "unknown_key",
+            ApiError::AuthUnavailable(_) => "auth_unavailable",
             ApiError::BodyTooLarge => "body_too_large",
             ApiError::NotOneObject => "not_one_object",
             ApiError::InvalidJson(_) => "invalid_json",
@@ -114,6 +121,9 @@ impl IntoResponse for ApiError {
         if let ApiError::Internal(source) = &self {
             // The request-id layer adds the id to the body; the detail stays here.
             tracing::error!(error = %source, "internal error");
+        } else if let ApiError::AuthUnavailable(source) = &self {
+            tracing::warn!(error = %source, "authentication unavailable");
+            tracing::Span::current().record("error", self.metric_label());
         } else if let ApiError::Unavailable(source) = &self {
             tracing::Span::current().record("error", self.metric_label());
             tracing::warn!(error = %source, "kube-apiserver unavailable: answered 503");
@@ -125,7 +135,7 @@ impl IntoResponse for ApiError {
             ApiError::MissingAuth | ApiError::UnknownKey => {
                 response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
-            ApiError::Overloaded | ApiError::Unavailable(_) => {
+            ApiError::Overloaded | ApiError::Unavailable(_) | ApiError::AuthUnavailable(_) => {
                 response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECONDS));
             }
             _ => {}

@@ -131,7 +131,7 @@ impl Metrics {
         let member_renews = Family::default();
         registry.register(
             "member_renews",
-            "Member mode: renews of global leases seen by the keepers, by result (ok or failed)",
+            "Member mode: renews of global leases seen by the keepers: ok per success, failed per switch into at-risk",
             member_renews.clone(),
         );
         let member_acquire_duration = Histogram::new(exponential_buckets(0.001, 2.0, 16));

@@ -223,6 +223,9 @@ async fn member_holds_resumes_fences_and_hands_over() {
         proxy.set_mode(Mode::Pass);
         wait_state(&local, LeaseState::Held).await;
     }
+    // On the way to the fence, the failed renews put the lease at risk.
+    let (kind, _) = support::wait_event_on(&member, &ns, LEASE, "RenewFailed").await;
+    assert_eq!(kind, "Warning");
 
     // 5. Deleting the member lease: releaseAction, then a REST release, then the finalizer goes.
     local.delete(LEASE, &DeleteParams::default()).await.unwrap();

@@ -96,7 +96,7 @@ mod tests {
         let client = kube::Client::try_from(kube::Config::new("https://127.0.0.1:1".parse().unwrap())).unwrap();
         let keys = Arc::new(KeySet::parse("").unwrap());
         let (_stop, shutdown) = tokio::sync::watch::channel(false);
-        let app = App::start(client, &[], keys.clone(), keys, Arc::default(), shutdown, Default::default());
+        let app = App::start(client, &[], keys, Arc::default(), shutdown, Default::default());
         async fn boom() -> &'static str {
             panic!("secret detail")
         }

@@ -19,7 +19,8 @@ fn ok(output: Output, what: &str) -> String {
     String::from_utf8(output.stdout).unwrap()
 }
 
-/// Value sets every chart must accept: the defaults, and a non-default one.
+/// Value sets every chart must accept: the defaults, a non-default one, and
+/// for the operator member mode (with a cluster id and a CA, and with neither).
 fn value_sets(chart: &str, namespace: &str) -> Vec<Vec<String>> {
     let mut custom = vec![
         format!("--set=watchNamespaces={{{namespace}}}"),
@@ -30,12 +31,31 @@ fn value_sets(chart: &str, namespace: &str) -> Vec<Vec<String>> {
         "--set=image.tag=v9.9.9".into(),
     ];
     match chart {
-        "berth-operator" => {
-            custom.extend(["--set=crd.install=true".into(), "--set=leaderElection.enabled=false".into()])
-        }
-        _ => custom.extend(["--set=service.port=9443".into(), "--set=apiKeys.secretName=other-keys".into()]),
+        "berth-operator" => custom.extend([
+            "--set=crd.install=true".into(),
+            "--set=leaderElection.enabled=false".into(),
+            // Member mode signing in with a projected service-account token instead of a key Secret.
+            "--set=member.enabled=true".into(),
+            "--set=member.apiServer=https://berth.example.com:8443".into(),
+            "--set=member.clusterId=east".into(),
+            "--set=berthApiToken.projected=true".into(),
+        ]),
+        _ => custom.extend([
+            "--set=service.port=9443".into(),
+            "--set=apiKeys.enabled=false".into(),
+            // JWT issuers and TokenReview instead of keys: a ConfigMap and the auth-delegator binding.
+            r#"--set-json=authentication.config={"apiVersion":"berth.skaphos.io/v1alpha1","kind":"AuthenticationConfiguration","jwt":[{"issuer":{"url":"https://oidc.east.example.com","audiences":["berth"]},"tenants":[{"serviceAccount":"berth-system:berth-operator","tenant":"east","namespaces":["pipeline"]}]}],"tokenReview":{"tenants":[{"serviceAccount":"apps:worker","tenant":"core"}]}}"#.into(),
+        ]),
     }
-    vec![vec![], custom]
+    let mut sets = vec![vec![], custom];
+    if chart == "berth-operator" {
+        let member = ["--set=member.enabled=true", "--set=member.apiServer=https://berth.example.com:8443"];
+        let mut with_id: Vec<String> = member.iter().map(|s| s.to_string()).collect();
+        with_id.extend(["--set=member.clusterId=east".into(), "--set=member.ca.secretName=berth-ca".into()]);
+        sets.push(with_id);
+        sets.push(member.iter().map(|s| s.to_string()).collect());
+    }
+    sets
 }
 
 #[tokio::test]
@@ -76,6 +96,10 @@ fn charts_reject_values_outside_their_schema() {
         ("berth-apiserver", "--set=logging.format=xml"),
         ("berth-operator", "--set=watchNamespaces={Not_A_Namespace}"),
         ("berth-operator", "--set=unknownKey=1"),
+        ("berth-operator", "--set=member.clusterId=East_1"),
+        ("berth-operator", "--set=member.apiServer=http://plain.example.com"),
+        ("berth-operator", "--set=berthApiToken.expirationSeconds=60"),
+        ("berth-apiserver", "--set=authentication.config.kind=Other"),
     ] {
         let out = Command::new(&helm).args(["template", name, &chart(name), bad]).output().unwrap();
         assert!(!out.status.success(), "{name} accepted {bad}");
@@ -98,4 +122,28 @@ fn crd_and_rbac_manifests_match_their_sources() {
     let chart_copy =
         std::fs::read_to_string(repo_root().join("deploy/helm/berth-operator/files/berthlease.yaml")).unwrap();
     assert!(crd == chart_copy, "the operator chart's CRD copy is stale: run `make manifests`");
+}
+
+#[test]
+fn operator_chart_renders_the_member_prometheus_rule_on_request() {
+    let helm = helm();
+    let operator = chart("berth-operator");
+    let default = Command::new(&helm).args(["template", "berth-operator", &operator]).output().unwrap();
+    assert!(!ok(default, "helm template (defaults)").contains("kind: PrometheusRule"), "the rule is off by default");
+    let values = ["--set=member.enabled=true", "--set=member.apiServer=https://berth.example.com:8443"];
+    let with_rule = [&values[..], &["--set=prometheusRule.enabled=true"]].concat();
+    let lint = Command::new(&helm).args(["lint", "--strict", &operator]).args(&with_rule).output().unwrap();
+    ok(lint, "helm lint with the PrometheusRule");
+    let rendered =
+        Command::new(&helm).args(["template", "berth-operator", &operator]).args(&with_rule).output().unwrap();
+    let rendered = ok(rendered, "helm template with the PrometheusRule");
+    for line in [
+        "kind: PrometheusRule",
+        "alert: BerthMemberLeaseFenced",
+        "berth_operator_member_state{state=\"fenced\"}",
+        "alert: BerthMemberCoordinationUnreachable",
+        "berth_operator_member_coordination_reachable",
+    ] {
+        assert!(rendered.contains(line), "{line} missing from\n{rendered}");
+    }
 }
