@@ -3,7 +3,7 @@ SHELL := bash
 .SHELLFLAGS := -eu -o pipefail -c
 CARGO ?= cargo
 
-.PHONY: all build test lint fmt generate manifests run control-plane control-plane-down docker-build clean help bench chaos
+.PHONY: all build test lint fmt generate manifests run run-clusters control-plane control-plane-down docker-build clean help bench chaos chaos-clusters
 
 all: build
 
@@ -37,12 +37,20 @@ manifests: ## Write the CRD (config/crd/, and the operator chart's copy) and con
 run: ## Run Berth locally on its own control plane (Ctrl-C stops it).
 	hack/run.sh
 
+run-clusters: ## Run Berth across a coordination plane and members east and west, with the example on both (Ctrl-C stops it).
+	hack/run-clusters.sh
+
 DURATION ?= 10m
 CHAOS_BIN_DIR = $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)/debug
 chaos: ## Chaos check: faults against 3 apiservers, 20 LeaseKeeper contenders, checked history (DURATION=10m; docs/chaos.md).
 	$(CARGO) build -p berth-apiserver -p berth-operator -p berth-chaos --bins
 	BERTH_APISERVER_BIN=$(CHAOS_BIN_DIR)/apiserver BERTH_OPERATOR_BIN=$(CHAOS_BIN_DIR)/operator \
 		$(CHAOS_BIN_DIR)/chaos --duration $(DURATION)
+
+chaos-clusters: ## Soak across clusters: random partitions, apiserver pauses, operator kills; overlaps of the members' targets (DURATION=10m).
+	$(CARGO) build -p berth-apiserver -p berth-operator -p berth-multicluster --bins
+	BERTH_APISERVER_BIN=$(CHAOS_BIN_DIR)/apiserver BERTH_OPERATOR_BIN=$(CHAOS_BIN_DIR)/operator \
+		$(CHAOS_BIN_DIR)/chaos-clusters --duration $(DURATION)
 
 BENCH_DIR := $(CURDIR)/.run/bench-control-plane
 BENCH_TARGET := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)/release
@@ -71,6 +79,6 @@ clean: ## Remove build output and local control-plane state (not the binary cach
 	hack/control-plane down || true
 	BERTH_CONTROL_PLANE_DIR=$(CURDIR)/.run/test-control-plane hack/control-plane down || true
 	for d in chaos-control-plane chaos-test-control-plane bench-control-plane; do BERTH_CONTROL_PLANE_DIR=$(CURDIR)/.run/$$d hack/control-plane down || true; done
-	for d in $(CURDIR)/.run/test-clusters/*/; do [[ -d $$d ]] && BERTH_CONTROL_PLANE_DIR=$$d hack/control-plane down || true; done
+	for d in $(CURDIR)/.run/{test-clusters,run-clusters,chaos-clusters}/*/; do [[ -d $$d ]] && BERTH_CONTROL_PLANE_DIR=$$d hack/control-plane down || true; done
 	rm -rf .run
 	$(CARGO) clean

@@ -12,6 +12,10 @@ pub enum ApiError {
     MissingAuth,
     #[error("unauthorized")]
     UnknownKey,
+    /// An authenticator could not decide (kube-apiserver's TokenReview or an
+    /// issuer's keys unreachable): retry, nothing is known about the credential.
+    #[error("authentication unavailable, retry later")]
+    AuthUnavailable(#[from] crate::auth::AuthError),
     #[error("request body must be at most 4096 bytes")]
     BodyTooLarge,
     #[error("request body must contain one JSON object")]
@@ -72,7 +76,9 @@ impl ApiError {
             ApiError::LeaseNotFound | ApiError::NamespaceNotFound | ApiError::RouteNotFound => StatusCode::NOT_FOUND,
             ApiError::ReleaseConflict => StatusCode::CONFLICT,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::Contended | ApiError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Contended | ApiError::Overloaded | ApiError::AuthUnavailable(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -82,6 +88,7 @@ impl ApiError {
         match self {
             ApiError::MissingAuth => "missing_auth",
             ApiError::UnknownKey => "unknown_key",
+            ApiError::AuthUnavailable(_) => "auth_unavailable",
             ApiError::BodyTooLarge => "body_too_large",
             ApiError::NotOneObject => "not_one_object",
             ApiError::InvalidJson(_) => "invalid_json",
@@ -110,6 +117,9 @@ impl IntoResponse for ApiError {
         if let ApiError::Internal(source) = &self {
             // The request-id layer adds the id to the body; the detail stays here.
             tracing::error!(error = %source, "internal error");
+        } else if let ApiError::AuthUnavailable(source) = &self {
+            tracing::warn!(error = %source, "authentication unavailable");
+            tracing::Span::current().record("error", self.metric_label());
         } else {
             tracing::Span::current().record("error", self.metric_label());
         }
@@ -118,7 +128,7 @@ impl IntoResponse for ApiError {
             ApiError::MissingAuth | ApiError::UnknownKey => {
                 response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
-            ApiError::Overloaded => {
+            ApiError::Overloaded | ApiError::AuthUnavailable(_) => {
                 response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECONDS));
             }
             _ => {}

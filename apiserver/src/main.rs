@@ -35,8 +35,14 @@ struct Args {
     #[arg(long, default_value = ":8081", value_parser = parse_addr)]
     health_probe_bind_address: SocketAddr,
     /// File of `<tenant>:<sha256-hex-of-key>[:<ns>,<ns>…]` lines; reloaded when it changes.
+    #[arg(long, required_unless_present = "authentication_config")]
+    api_keys_file: Option<PathBuf>,
+    /// Authentication configuration (YAML, docs/auth.md): JWT issuers whose
+    /// tokens are checked offline (member clusters' service-account tokens),
+    /// TokenReview against this cluster, and how their users map to tenants
+    /// and namespaces. Reloaded when it changes; a bad version keeps the old one.
     #[arg(long)]
-    api_keys_file: PathBuf,
+    authentication_config: Option<PathBuf>,
     /// Serve only this namespace; repeat for several. Default: all namespaces.
     #[arg(long = "namespace")]
     namespaces: Vec<String>,
@@ -85,6 +91,7 @@ async fn main() -> anyhow::Result<()> {
         metrics_addr: args.metrics_bind_address,
         health_addr: args.health_probe_bind_address,
         api_keys_file: args.api_keys_file,
+        authentication_config: args.authentication_config,
         namespaces: args.namespaces,
         write_limit: WriteLimit {
             max_concurrent: args.max_concurrent_writes as usize,

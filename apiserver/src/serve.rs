@@ -1,5 +1,6 @@
 //! Serving: the TLS API listener, the plain metrics and health-probe
-//! listeners, the keys-file watcher, and graceful shutdown on SIGTERM/SIGINT.
+//! listeners, the watchers of the keys file and the authentication
+//! configuration, and graceful shutdown on SIGTERM/SIGINT.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -13,14 +14,17 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::sync::watch;
 
-use crate::auth::{KeysFile, KeysFileError};
+use crate::auth::config::ConfigError;
+use crate::auth::configured::AuthConfigFile;
+use crate::auth::{Authenticator, Chain, KeysFile, KeysFileError, reload};
 use crate::http::{App, metrics_router, probe_router, router};
 use crate::leases::WriteLimit;
 use crate::metrics::Metrics;
 
 /// How long requests in flight may take to finish after SIGTERM.
 pub const DRAIN: Duration = Duration::from_secs(10);
-/// How often the keys file is checked for changes (a local `stat`).
+/// How often the keys file and the authentication configuration are checked
+/// for changes (a local `stat`).
 pub const KEYS_RELOAD_INTERVAL: Duration = Duration::from_secs(1);
 
 /// What `main` parsed from the flags.
@@ -33,7 +37,10 @@ pub struct Config {
     pub kubeconfig: Option<PathBuf>,
     pub metrics_addr: SocketAddr,
     pub health_addr: SocketAddr,
-    pub api_keys_file: PathBuf,
+    /// Static API keys; at least one of this and `authentication_config` is set.
+    pub api_keys_file: Option<PathBuf>,
+    /// JWT issuers and TokenReview, and their mapping to tenants (docs/auth.md).
+    pub authentication_config: Option<PathBuf>,
     /// Empty: all namespaces.
     pub namespaces: Vec<String>,
     pub write_limit: WriteLimit,
@@ -53,6 +60,10 @@ pub enum Error {
     Tls(#[source] rustls::Error),
     #[error("API keys file: {0}")]
     Keys(#[from] KeysFileError),
+    #[error("authentication configuration: {0}")]
+    AuthConfig(#[from] ConfigError),
+    #[error("give --api-keys-file, --authentication-config, or both")]
+    NoAuthentication,
     #[error("kubeconfig {path}: {source}")]
     Kubeconfig {
         path: PathBuf,
@@ -79,6 +90,7 @@ impl Error {
         match self {
             Error::TlsFile { .. } | Error::Tls(_) => "tls",
             Error::Keys(_) => "keys",
+            Error::AuthConfig(_) | Error::NoAuthentication => "authentication_config",
             Error::Kubeconfig { .. } | Error::InferConfig(_) | Error::KubeClient(_) => "kubeconfig",
             Error::Listen { .. } => "listen",
             Error::Serve(_) => "serve",
@@ -142,33 +154,59 @@ fn signal() -> Result<impl Future<Output = ()>, Error> {
     })
 }
 
+/// The chain of authenticators: static keys first (a hash and a compare),
+/// then the authentication configuration's JWT issuers and TokenReview. Each
+/// file is watched and reloaded on change until `shutdown`.
+fn authenticators(
+    config: &Config,
+    client: &kube::Client,
+    shutdown: &watch::Receiver<bool>,
+) -> Result<Arc<dyn Authenticator>, Error> {
+    let mut links: Vec<Arc<dyn Authenticator>> = Vec::new();
+    if let Some(path) = &config.api_keys_file {
+        let keys = Arc::new(KeysFile::load(path)?);
+        tracing::info!(keys = keys.current().len(), path = %path.display(), "loaded the API keys file");
+        tokio::spawn(reload::watch(keys.clone(), KEYS_RELOAD_INTERVAL, shutdown.clone()));
+        links.push(keys);
+    }
+    if let Some(path) = &config.authentication_config {
+        let file = Arc::new(AuthConfigFile::load(path, client.clone())?);
+        let current = file.current();
+        tracing::info!(
+            path = %path.display(), issuers = current.jwt.key_caches().len(),
+            token_review = current.token_review.is_some(), "loaded the authentication configuration"
+        );
+        tokio::spawn({
+            let file = file.clone();
+            async move { file.prefetch_keys().await }
+        });
+        tokio::spawn(reload::watch(file.clone(), KEYS_RELOAD_INTERVAL, shutdown.clone()));
+        links.push(file);
+    }
+    if links.is_empty() {
+        return Err(Error::NoAuthentication);
+    }
+    Ok(Arc::new(Chain::new(links)))
+}
+
 /// Runs until SIGTERM or SIGINT, then drains for at most [`DRAIN`].
 ///
 /// # Errors
 /// When a file or the kube config is bad, or a port cannot be bound.
 pub async fn run(config: Config) -> Result<(), Error> {
     let tls = tls_config(&config.tls_cert_file, &config.tls_key_file)?;
-    let keys = Arc::new(KeysFile::load(&config.api_keys_file)?);
-    tracing::info!(keys = keys.current().len(), path = %config.api_keys_file.display(), "loaded the API keys file");
     let client = kube_client(config.kubeconfig.as_ref()).await?;
+    let (shutdown_tx, shutdown) = watch::channel(false);
+    let authenticator = authenticators(&config, &client, &shutdown)?;
     let metrics_listener = bind(config.metrics_addr).await?;
     let health_listener = bind(config.health_addr).await?;
     let api_listener = std::net::TcpListener::bind(config.listen_addr)
         .and_then(|l| l.set_nonblocking(true).map(|()| l))
         .map_err(|source| Error::Listen { addr: config.listen_addr, source })?;
 
-    let (shutdown_tx, shutdown) = watch::channel(false);
     let metrics = Arc::new(Metrics::default());
-    let app = App::start(
-        client,
-        &config.namespaces,
-        keys.clone(),
-        keys.clone(),
-        metrics.clone(),
-        shutdown.clone(),
-        config.write_limit,
-    );
-    tokio::spawn(keys.watch(KEYS_RELOAD_INTERVAL, shutdown.clone()));
+    let app =
+        App::start(client, &config.namespaces, authenticator, metrics.clone(), shutdown.clone(), config.write_limit);
 
     // The probe and metrics listeners outlive the drain, so /readyz answers 503 during it.
     let (stopped_tx, stopped) = watch::channel(false);

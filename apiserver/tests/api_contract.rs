@@ -527,10 +527,7 @@ fn app_on(
     let keys = std::sync::Arc::new(berth_apiserver::auth::KeySet::parse(&keys).unwrap());
     let (shutdown_tx, shutdown) = tokio::sync::watch::channel(false);
     let metrics = std::sync::Arc::new(berth_apiserver::metrics::Metrics::default());
-    (
-        berth_apiserver::App::start(client, namespaces, keys.clone(), keys, metrics, shutdown, Default::default()),
-        shutdown_tx,
-    )
+    (berth_apiserver::App::start(client, namespaces, keys, metrics, shutdown, Default::default()), shutdown_tx)
 }
 
 async fn oneshot(

@@ -309,7 +309,6 @@ async fn sse_watch_sends_a_comment_line_as_keep_alive() {
         h.ns.client.clone(),
         std::slice::from_ref(&h.ns.name),
         h.app.authenticator.clone(),
-        h.app.resolver.clone(),
         h.app.metrics.clone(),
         h.app.shutdown.clone(),
         Default::default(),

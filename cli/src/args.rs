@@ -28,7 +28,8 @@ pub struct Global {
     /// or the environment: a flag shows in the process list.
     #[arg(long, env = "BERTH_API_KEY", hide_env_values = true, global = true, value_name = "KEY")]
     pub api_key: Option<String>,
-    /// File holding the API key (wins over --api-key)
+    /// File holding the API key or a service-account token (wins over
+    /// --api-key); read again when it changes, so a rotated token keeps working
     #[arg(long, env = "BERTH_API_KEY_FILE", global = true, value_name = "PATH")]
     pub api_key_file: Option<PathBuf>,
     /// Namespace of the lease

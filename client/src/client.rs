@@ -374,7 +374,7 @@ impl Client {
         if response.status() == StatusCode::UNAUTHORIZED
             && let Some(key) = &self.key
         {
-            // A rotated key file is read now; the keeper's watcher starts again anyway.
+            // A rotated key file is read now; a watch started again sends the new key.
             key.reread_after_refusal();
         }
         let response = check_status(response, StatusCode::OK).await?;

@@ -99,3 +99,55 @@ async fn keeper_keeps_its_lease_while_the_key_file_rotates() {
     keeper.release().await.expect("release with the last key");
     until("the lease is released", || async { renewed_at(&ns, "rotating").await.is_none() }).await;
 }
+
+/// A service-account token read from a file and checked by TokenReview: mid
+/// tenure the file gets a new token and the old one is revoked (its bound
+/// Secret deleted). The keeper keeps its lease.
+#[tokio::test]
+async fn keeper_keeps_its_lease_across_a_service_account_token_rotation() {
+    let ns = TestNamespace::new("token-rotation").await;
+    let cp = berth_testenv::identity::ControlPlane::coordination();
+    cp.create_service_account(&ns.name, "holder");
+    let token = |secret: &str| {
+        cp.kubectl_output(&["create", "secret", "generic", secret, "-n", &ns.name]);
+        cp.token(&ns.name, "holder", "berth", Some(secret))
+    };
+    let config = serde_json::json!({
+        "apiVersion": "berth.skaphos.io/v1alpha1", "kind": "AuthenticationConfiguration",
+        "tokenReview": {"cacheTTL": "1s", "tenants": [
+            {"serviceAccount": format!("{}:holder", ns.name), "tenant": "gamma", "namespaces": [ns.name]}
+        ]},
+    });
+    let config_file = std::env::temp_dir().join(format!("berth-token-rotation-{}.json", ns.name));
+    std::fs::write(&config_file, config.to_string()).expect("config writes");
+    let arg = format!("--authentication-config={}", config_file.display());
+    let server = ApiServer::start(vec![Tenant::new("keys", &[])], &[], &[&arg]);
+
+    let first = token("first");
+    let key_file = server.dir.join("token");
+    write_atomically(&key_file, &first);
+    let client = Client::builder(&server.url)
+        .api_key_file(&key_file)
+        .ca_file(&server.ca_file)
+        .expect("CA file reads")
+        .build()
+        .expect("client builds");
+    let options = KeeperOptions::new(&ns.name, "rotating", "gamma/worker", Duration::from_secs(6))
+        .heartbeat(Duration::from_millis(500));
+    let keeper = LeaseKeeper::acquire(client, options).await.expect("acquire with the first token");
+    let fencing_token = keeper.fencing_token();
+
+    write_atomically(&key_file, &token("second"));
+    cp.kubectl_output(&["delete", "secret", "first", "-n", &ns.name]);
+    until("the first token is refused", || async { accepts(&server, &first).await == Some(false) }).await;
+    renewed_after(&ns, "rotating", Utc::now() + chrono::Duration::seconds(1)).await;
+
+    let state = keeper.subscribe().borrow().clone();
+    assert!(
+        matches!(state, KeeperState::Held { fencing_token: held, .. } if held == fencing_token),
+        "the keeper lost its lease across the rotation: {state:?}\n{}",
+        server.log()
+    );
+    keeper.release().await.expect("release with the second token");
+    let _ = std::fs::remove_file(&config_file);
+}

@@ -1,43 +1,17 @@
-//! Tenancy and auth (DESIGN.md §4): who a key belongs to, and what that
-//! tenant may touch.
-//!
-//! [`Authenticator`] maps a bearer key to a [`Tenant`]; [`Resolver`] says
-//! which namespaces and holder identities that tenant may use. [`KeysFile`]
-//! implements both from a file of `<tenant>:<sha256-hex>[:<ns>,<ns>…]` lines
-//! and reloads it when it changes.
+//! Static API keys: a file of `<tenant>:<sha256-hex>[:<ns>,<ns>…]` lines
+//! ([`KeysFile`]), reloaded when it changes. Only hashes are stored, compared
+//! in constant time.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
 
+use futures::future::BoxFuture;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-/// An authenticated caller.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Tenant {
-    pub name: String,
-}
-
-/// Key → tenant.
-pub trait Authenticator: Send + Sync + 'static {
-    /// The tenant that `key` belongs to, or `None` for an unknown key.
-    fn authenticate(&self, key: &str) -> Option<Tenant>;
-}
-
-/// Tenant → what it may use.
-pub trait Resolver: Send + Sync + 'static {
-    /// Whether `tenant` may read and write leases in `namespace`.
-    fn may_use_namespace(&self, tenant: &Tenant, namespace: &str) -> bool;
-
-    /// Whether `tenant` may act as `holder`: `<tenant>` itself or anything
-    /// under `<tenant>/`.
-    fn may_act_as(&self, tenant: &Tenant, holder: &str) -> bool {
-        holder.strip_prefix(tenant.name.as_str()).is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
-    }
-}
+use super::reload::Reloadable;
+use super::{Authenticator, Namespaces, Tenant, Verdict};
 
 /// Why a keys file was refused. `Display` names the line.
 #[derive(Debug, thiserror::Error)]
@@ -62,8 +36,8 @@ struct Entry {
 #[derive(Debug, Default)]
 pub struct KeySet {
     entries: Vec<Entry>,
-    /// Tenant → its namespaces; `None` allows every namespace.
-    namespaces: BTreeMap<String, Option<BTreeSet<String>>>,
+    /// Tenant → its namespaces.
+    namespaces: BTreeMap<String, Namespaces>,
 }
 
 impl KeySet {
@@ -95,13 +69,13 @@ impl KeySet {
             }
             let hash = parse_hash(hash).ok_or_else(|| err("hash must be 64 hex digits (sha256)"))?;
             let namespaces = match namespaces {
-                None => None,
+                None => Namespaces::All,
                 Some(list) => {
                     let set: BTreeSet<String> = list.split(',').map(|n| n.trim().to_owned()).collect();
                     if !set.iter().all(|n| berth_api::wire::is_dns_label(n)) {
                         return Err(err("namespaces must be comma-separated DNS labels"));
                     }
-                    Some(set)
+                    Namespaces::Only(Arc::new(set))
                 }
             };
             if set.entries.iter().any(|e| e.hash == hash) {
@@ -142,9 +116,9 @@ fn parse_hash(hex: &str) -> Option<[u8; 32]> {
     Some(out)
 }
 
-impl Authenticator for KeySet {
-    /// Hashes the key and compares it with every entry in constant time.
-    fn authenticate(&self, key: &str) -> Option<Tenant> {
+impl KeySet {
+    /// The tenant of `key`: hashes it and compares it with every entry in constant time.
+    pub fn tenant_of(&self, key: &str) -> Option<Tenant> {
         let digest: [u8; 32] = Sha256::digest(key.as_bytes()).into();
         let mut found = None;
         for entry in &self.entries {
@@ -152,17 +126,16 @@ impl Authenticator for KeySet {
                 found = Some(entry);
             }
         }
-        found.map(|e| Tenant { name: e.tenant.clone() })
+        let entry = found?;
+        let namespaces = self.namespaces.get(&entry.tenant).cloned().unwrap_or(Namespaces::All);
+        Some(Tenant { name: entry.tenant.clone(), namespaces })
     }
 }
 
-impl Resolver for KeySet {
-    fn may_use_namespace(&self, tenant: &Tenant, namespace: &str) -> bool {
-        match self.namespaces.get(&tenant.name) {
-            Some(None) => true,
-            Some(Some(allowed)) => allowed.contains(namespace),
-            None => false,
-        }
+impl Authenticator for KeySet {
+    fn authenticate<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Verdict> {
+        let tenant = self.tenant_of(key);
+        Box::pin(async move { Ok(tenant) })
     }
 }
 
@@ -171,15 +144,6 @@ impl Resolver for KeySet {
 pub struct KeysFile {
     path: PathBuf,
     current: RwLock<Arc<KeySet>>,
-}
-
-/// What identifies a version of the file: modification time, size and inode
-/// (a Kubernetes Secret volume swaps a symlink, which changes the inode).
-type Stamp = (i64, i64, u64, u64);
-
-fn stamp(path: &Path) -> std::io::Result<Stamp> {
-    let m = std::fs::metadata(path)?;
-    Ok((m.mtime(), m.mtime_nsec(), m.size(), m.ino()))
 }
 
 impl KeysFile {
@@ -208,37 +172,21 @@ impl KeysFile {
         *self.current.write().expect("keys lock") = Arc::new(set);
         Ok(count)
     }
+}
 
-    /// Checks the file every `interval` (a local `stat`, no network) and
-    /// reloads it when its stamp changes, until `shutdown` fires.
-    pub async fn watch(self: Arc<Self>, interval: Duration, mut shutdown: tokio::sync::watch::Receiver<bool>) {
-        let mut last = stamp(&self.path).ok();
-        loop {
-            tokio::select! {
-                _ = tokio::time::sleep(interval) => {}
-                _ = shutdown.wait_for(|stop| *stop) => return,
-            }
-            let now = match stamp(&self.path) {
-                Ok(now) => Some(now),
-                Err(error) => {
-                    // Missing (perhaps mid-swap): keep the old keys, say so once.
-                    if last.take().is_some() {
-                        tracing::error!(path = %self.path.display(), %error, "API keys file unreadable; the previous keys stay in force");
-                    }
-                    continue;
-                }
-            };
-            if now == last {
-                continue;
-            }
-            last = now;
-            match self.reload() {
-                Ok(keys) => tracing::info!(path = %self.path.display(), keys, "reloaded the API keys file"),
-                Err(error) => tracing::error!(
-                    path = %self.path.display(), %error, "refused the changed API keys file; the previous keys stay in force"
-                ),
-            }
-        }
+impl Reloadable for KeysFile {
+    fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn what(&self) -> &'static str {
+        "API keys file"
+    }
+
+    fn reload_now(&self) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        let keys = self.reload()?;
+        tracing::info!(path = %self.path.display(), keys, "read the API keys file");
+        Ok(())
     }
 }
 
@@ -248,14 +196,9 @@ fn read_set(path: &Path) -> Result<KeySet, KeysFileError> {
 }
 
 impl Authenticator for KeysFile {
-    fn authenticate(&self, key: &str) -> Option<Tenant> {
-        self.current().authenticate(key)
-    }
-}
-
-impl Resolver for KeysFile {
-    fn may_use_namespace(&self, tenant: &Tenant, namespace: &str) -> bool {
-        self.current().may_use_namespace(tenant, namespace)
+    fn authenticate<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Verdict> {
+        let tenant = self.current().tenant_of(key);
+        Box::pin(async move { Ok(tenant) })
     }
 }
 
@@ -272,31 +215,20 @@ mod tests {
     fn two_field_lines_allow_every_namespace_and_three_field_lines_limit_them() {
         let text = format!("# comment\n\nteam-a:{}\nteam-b:{}:ns1,ns2\n", hash(KEY_A), hash("secret-b"));
         let set = KeySet::parse(&text).unwrap();
-        let a = set.authenticate(KEY_A).unwrap();
-        let b = set.authenticate("secret-b").unwrap();
+        let a = set.tenant_of(KEY_A).unwrap();
+        let b = set.tenant_of("secret-b").unwrap();
         assert_eq!((a.name.as_str(), b.name.as_str()), ("team-a", "team-b"));
-        assert!(set.may_use_namespace(&a, "anything"));
-        assert!(set.may_use_namespace(&b, "ns2"));
-        assert!(!set.may_use_namespace(&b, "ns3"));
-        assert_eq!(set.authenticate("wrong"), None);
-        assert_eq!(set.authenticate(""), None);
+        assert!(a.may_use_namespace("anything"));
+        assert!(b.may_use_namespace("ns2"));
+        assert!(!b.may_use_namespace("ns3"));
+        assert_eq!(set.tenant_of("wrong"), None);
+        assert_eq!(set.tenant_of(""), None);
     }
 
     #[test]
     fn uppercase_hex_hashes_are_accepted() {
         let set = KeySet::parse(&format!("t:{}", hash(KEY_A).to_uppercase())).unwrap();
-        assert_eq!(set.authenticate(KEY_A).unwrap().name, "t");
-    }
-
-    #[test]
-    fn holder_must_be_the_tenant_or_under_it() {
-        let set = KeySet::default();
-        let tenant = Tenant { name: "east".into() };
-        assert!(set.may_act_as(&tenant, "east"));
-        assert!(set.may_act_as(&tenant, "east/worker-1"));
-        assert!(!set.may_act_as(&tenant, "eastern"));
-        assert!(!set.may_act_as(&tenant, "west/east"));
-        assert!(!set.may_act_as(&tenant, "eas"));
+        assert_eq!(set.tenant_of(KEY_A).unwrap().name, "t");
     }
 
     #[test]

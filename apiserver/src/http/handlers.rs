@@ -60,7 +60,7 @@ async fn checked<R: HolderRequest>(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<(Tenant, R), ApiError> {
-    let tenant = app.authenticate(headers)?;
+    let tenant = app.authenticate(headers).await?;
     let request: R = read_json(headers, body).await?;
     request.check_fields()?;
     app.authorize(&tenant, &path.namespace, Some(request.holder()))?;
@@ -162,7 +162,7 @@ pub(super) async fn get_lease(
     path: LeasePath,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let tenant = app.authenticate(&headers)?;
+    let tenant = app.authenticate(&headers).await?;
     app.authorize(&tenant, &path.namespace, None)?;
     path.check(&app)?;
     let lease = app.visible_lease(&tenant, &path.namespace, &path.name)?;
@@ -176,7 +176,7 @@ pub(super) async fn list_namespace(
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let tenant = app.authenticate(&headers)?;
+    let tenant = app.authenticate(&headers).await?;
     let watch = wants_watch(query.as_deref())?;
     app.authorize(&tenant, &path.namespace, None)?;
     path.check(&app)?;
@@ -193,13 +193,12 @@ pub(super) async fn list_all(
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let tenant = app.authenticate(&headers)?;
+    let tenant = app.authenticate(&headers).await?;
     if wants_watch(query.as_deref())? {
         return Ok(sse::watch_collection(app, tenant, None));
     }
     let items = app.cache.list(|l| {
-        l.metadata.namespace.as_deref().is_some_and(|ns| app.resolver.may_use_namespace(&tenant, ns))
-            && visible_to(l, &tenant)
+        l.metadata.namespace.as_deref().is_some_and(|ns| tenant.may_use_namespace(ns)) && visible_to(l, &tenant)
     });
     Ok(json_response(StatusCode::OK, &LeaseList { items: items.iter().map(|l| LeaseView::from_lease(l)).collect() }))
 }

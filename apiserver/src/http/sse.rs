@@ -33,7 +33,7 @@ pub(super) async fn watch_lease(
     path: LeasePath,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let tenant = app.authenticate(&headers)?;
+    let tenant = app.authenticate(&headers).await?;
     app.authorize(&tenant, &path.namespace, None)?;
     path.check(&app)?;
     // Subscribe before the first read, so no change falls in between.
@@ -113,7 +113,7 @@ fn collection_events(
             self.app.cache.list(|l| {
                 let Some(ns) = l.metadata.namespace.as_deref() else { return false };
                 self.namespace.as_deref().is_none_or(|only| only == ns)
-                    && self.app.resolver.may_use_namespace(&self.tenant, ns)
+                    && self.tenant.may_use_namespace(ns)
                     && visible_to(l, &self.tenant)
             })
         }

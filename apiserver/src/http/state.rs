@@ -7,7 +7,7 @@ use axum::http::{HeaderMap, header};
 use berth_api::BerthLease;
 use tokio::sync::watch;
 
-use crate::auth::{Authenticator, Resolver, Tenant};
+use crate::auth::{Authenticator, Tenant};
 use crate::cache::LeaseCache;
 use crate::error::ApiError;
 use crate::leases::{Leases, WriteLimit, visible_to};
@@ -20,7 +20,6 @@ pub struct App {
     pub leases: Leases,
     pub cache: Arc<LeaseCache>,
     pub authenticator: Arc<dyn Authenticator>,
-    pub resolver: Arc<dyn Resolver>,
     pub metrics: Arc<Metrics>,
     /// Turns `true` when shutdown starts: readiness fails, waits and watches end.
     pub shutdown: watch::Receiver<bool>,
@@ -40,35 +39,35 @@ impl App {
         client: kube::Client,
         namespaces: &[String],
         authenticator: Arc<dyn Authenticator>,
-        resolver: Arc<dyn Resolver>,
         metrics: Arc<Metrics>,
         shutdown: watch::Receiver<bool>,
         write_limit: WriteLimit,
     ) -> Arc<Self> {
         let cache = LeaseCache::start(client.clone(), namespaces, metrics.clone());
         let leases = Leases::new(client, cache.clone(), metrics.clone(), write_limit);
-        Arc::new(Self { leases, cache, authenticator, resolver, metrics, shutdown, keep_alive: KEEP_ALIVE })
+        Arc::new(Self { leases, cache, authenticator, metrics, shutdown, keep_alive: KEEP_ALIVE })
     }
 
-    /// Step 1 of API.md's checks.
-    pub(super) fn authenticate(&self, headers: &HeaderMap) -> Result<Tenant, ApiError> {
+    /// Step 1 of API.md's checks: the chained authenticators (keys, JWT,
+    /// TokenReview) decide; one that could not answer makes it a 503.
+    pub(super) async fn authenticate(&self, headers: &HeaderMap) -> Result<Tenant, ApiError> {
         let key = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .filter(|key| !key.is_empty())
             .ok_or(ApiError::MissingAuth)?;
-        let tenant = self.authenticator.authenticate(key).ok_or(ApiError::UnknownKey)?;
+        let tenant = self.authenticator.authenticate(key).await?.ok_or(ApiError::UnknownKey)?;
         tracing::Span::current().record("tenant", tenant.name.as_str());
         Ok(tenant)
     }
 
     /// Step 4: the namespace, then the holder.
     pub(super) fn authorize(&self, tenant: &Tenant, namespace: &str, holder: Option<&str>) -> Result<(), ApiError> {
-        if !self.resolver.may_use_namespace(tenant, namespace) {
+        if !tenant.may_use_namespace(namespace) {
             return Err(ApiError::NamespaceForbidden);
         }
-        if holder.is_some_and(|h| !self.resolver.may_act_as(tenant, h)) {
+        if holder.is_some_and(|h| !tenant.may_act_as(h)) {
             return Err(ApiError::HolderForbidden);
         }
         Ok(())

@@ -66,7 +66,6 @@ impl Harness {
         let app = App::start(
             ns.client.clone(),
             std::slice::from_ref(&ns.name),
-            keys.clone(),
             keys,
             Arc::new(Metrics::default()),
             shutdown,

@@ -8,6 +8,7 @@
 //! the date.
 #![forbid(unsafe_code)]
 
+pub mod auth;
 pub mod expiry;
 pub mod failover;
 pub mod hot_path;

@@ -10,7 +10,7 @@ use berth_bench::procfs::{Machine, load_average};
 use berth_bench::profile::Profile;
 use berth_bench::report::{Report, Versions};
 use berth_bench::stack::Stack;
-use berth_bench::{expiry, failover, hot_path, memory, scale};
+use berth_bench::{auth, expiry, failover, hot_path, memory, scale};
 use clap::{Parser, Subcommand, ValueEnum};
 
 /// Berth's load generator and benchmark harness.
@@ -72,6 +72,8 @@ enum Scenario {
     Scale,
     /// 5: memory of the apiserver and the operator with 10,000 leases cached.
     Memory,
+    /// 6: renew with an API key, a JWT, and TokenReview on a cache hit and a miss.
+    Auth,
 }
 
 #[derive(clap::Args)]
@@ -139,6 +141,12 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     } else {
         None
     };
+    let auth = if wanted(Scenario::Auth) {
+        eprintln!("[bench] authentication cost");
+        Some(auth::run(&stack, &profile).await.context("authentication cost")?)
+    } else {
+        None
+    };
     let failover = if wanted(Scenario::Failover) {
         eprintln!("[bench] failover");
         Some(failover::run(&stack, &profile).await.context("failover")?)
@@ -177,6 +185,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         expiry,
         failover,
         memory,
+        auth,
         targets: Vec::new(),
     };
     report.judge();

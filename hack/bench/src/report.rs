@@ -9,6 +9,7 @@ use std::process::Command;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::auth::{AuthCost, WAYS};
 use crate::expiry::Expiry;
 use crate::failover::Failover;
 use crate::hot_path::HotPath;
@@ -85,6 +86,8 @@ pub struct Report {
     pub failover: Option<Failover>,
     #[serde(default)]
     pub memory: Option<MemoryAtCount>,
+    #[serde(default)]
+    pub auth: Option<AuthCost>,
     pub targets: Vec<Target>,
 }
 
@@ -271,6 +274,9 @@ impl Report {
             failover_md(&mut md, f);
         }
         memory_md(&mut md, self.memory.as_ref(), self.scale.as_ref().and_then(|s| s.steps.last()));
+        if let Some(a) = &self.auth {
+            auth_md(&mut md, a);
+        }
         if !p.quick {
             md.push_str(NOTES);
         }
@@ -319,6 +325,22 @@ impl Report {
 }
 
 const UNMEASURED: &str = "not measured in this run";
+
+fn auth_md(md: &mut String, a: &AuthCost) {
+    let _ = writeln!(
+        md,
+        "## 6. Authentication cost\n\nThe same renew (HTTPS, keep-alive client), authenticated four ways side by side \
+         in a rotating order: a static API key; a service-account token checked offline as a JWT (RS256, keys from \
+         the issuer's discovery); TokenReview with the answer cached; TokenReview with no cache (`cacheTTL: 0s`), so \
+         every renew asks kube-apiserver. {} renews per way per repetition (docs/auth.md).\n",
+        a.samples_per_way
+    );
+    let _ = writeln!(md, "| renew authenticated by | p50 | p99 | max |\n|---|---|---|---|");
+    for (name, latency) in WAYS.iter().zip(&a.ways) {
+        let _ = writeln!(md, "| {name} | {} |", latency_cells(latency));
+    }
+    md.push('\n');
+}
 
 fn target(name: &str, target: &str, measured: String, met: Option<bool>) -> Target {
     Target { name: name.to_owned(), target: target.to_owned(), measured, met }

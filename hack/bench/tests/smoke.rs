@@ -56,8 +56,24 @@ fn quick_run_writes_well_formed_results() {
     assert!(number("/failover/release_to_standby_ms") > 0.0);
     assert_eq!(json["targets"].as_array().map(Vec::len), Some(6));
 
+    let ways = json["auth"]["ways"].as_array().expect("authentication cost per way");
+    assert_eq!(ways.len(), 4);
+    let renews = json["auth"]["repetitions"].as_array().map_or(0, Vec::len) as f64 * number("/auth/samples_per_way");
+    for way in ways {
+        assert_eq!(way["count"].as_f64(), Some(renews), "{way:#}");
+        assert!(way["p50_ms"].as_f64().unwrap_or(0.0) > 0.0, "{way:#}");
+    }
+
     let md = std::fs::read_to_string(out.join("benchmarks.md")).expect("Markdown written");
-    for heading in ["## Targets", "## 1. Hot path", "## 2. Scale", "## 3. Expiry", "## 4. Failover", "## 5. Memory"] {
+    for heading in [
+        "## Targets",
+        "## 1. Hot path",
+        "## 2. Scale",
+        "## 3. Expiry",
+        "## 4. Failover",
+        "## 5. Memory",
+        "## 6. Authentication",
+    ] {
         assert!(md.contains(heading), "benchmarks.md lacks {heading}:\n{md}");
     }
 

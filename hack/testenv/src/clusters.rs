@@ -76,8 +76,14 @@ impl Cluster {
         Ok(client)
     }
 
-    /// A fresh namespace on this cluster, with the CRD installed.
-    pub async fn namespace(&self, name: &str) -> Result<TestNamespace, Error> {
+    /// A fresh namespace on this cluster named after `prefix`, with the CRD installed.
+    pub async fn namespace(&self, prefix: &str) -> Result<TestNamespace, Error> {
+        self.namespace_named(&TestNamespace::unique_name(prefix)).await
+    }
+
+    /// Namespace `name` on this cluster (created now), with the CRD
+    /// installed: the same namespace as on another cluster.
+    pub async fn namespace_named(&self, name: &str) -> Result<TestNamespace, Error> {
         let client = self.client_with_crd().await?;
         TestNamespace::create(client, self.kubectl_bin()?, self.kubeconfig.clone(), name).await
     }

@@ -11,6 +11,7 @@
 pub mod apiserver;
 pub mod browser;
 pub mod clusters;
+pub mod identity;
 pub mod operator;
 pub mod proxy;
 
@@ -250,20 +251,26 @@ impl TestNamespace {
         let client = client().await;
         install_crd(&client).await;
         let kubectl = bin_dir().join("kubectl");
-        Self::create(client, kubectl, kubeconfig_path(), prefix).await.unwrap_or_else(|e| panic!("{e}: {e:?}"))
+        Self::create(client, kubectl, kubeconfig_path(), &Self::unique_name(prefix))
+            .await
+            .unwrap_or_else(|e| panic!("{e}: {e:?}"))
     }
 
-    /// Creates a namespace named after `prefix`, the process and a counter.
+    /// A namespace name no other test uses: `prefix`, the process and a counter.
+    pub fn unique_name(prefix: &str) -> String {
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+        format!("{prefix}-{}-{}-{:x}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed), nanos & 0xffff)
+    }
+
+    /// Creates namespace `name`.
     pub(crate) async fn create(
         client: Client,
         kubectl: PathBuf,
         kubeconfig: PathBuf,
-        prefix: &str,
+        name: &str,
     ) -> Result<Self, Error> {
-        static COUNTER: AtomicU32 = AtomicU32::new(0);
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
-        let name =
-            format!("{prefix}-{}-{}-{:x}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed), nanos & 0xffff);
+        let name = name.to_owned();
         let ns: Namespace = serde_json::from_value(serde_json::json!({"metadata": {"name": name}})).unwrap();
         Api::<Namespace>::all(client.clone()).create(&PostParams::default(), &ns).await.map_err(Error::Kube)?;
         Ok(Self { client, name, kubectl, kubeconfig })

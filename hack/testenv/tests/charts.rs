@@ -31,10 +31,21 @@ fn value_sets(chart: &str, namespace: &str) -> Vec<Vec<String>> {
         "--set=image.tag=v9.9.9".into(),
     ];
     match chart {
-        "berth-operator" => {
-            custom.extend(["--set=crd.install=true".into(), "--set=leaderElection.enabled=false".into()])
-        }
-        _ => custom.extend(["--set=service.port=9443".into(), "--set=apiKeys.secretName=other-keys".into()]),
+        "berth-operator" => custom.extend([
+            "--set=crd.install=true".into(),
+            "--set=leaderElection.enabled=false".into(),
+            // Member mode signing in with a projected service-account token instead of a key Secret.
+            "--set=member.enabled=true".into(),
+            "--set=member.apiServer=https://berth.example.com:8443".into(),
+            "--set=member.clusterId=east".into(),
+            "--set=berthApiToken.projected=true".into(),
+        ]),
+        _ => custom.extend([
+            "--set=service.port=9443".into(),
+            "--set=apiKeys.enabled=false".into(),
+            // JWT issuers and TokenReview instead of keys: a ConfigMap and the auth-delegator binding.
+            r#"--set-json=authentication.config={"apiVersion":"berth.skaphos.io/v1alpha1","kind":"AuthenticationConfiguration","jwt":[{"issuer":{"url":"https://oidc.east.example.com","audiences":["berth"]},"tenants":[{"serviceAccount":"berth-system:berth-operator","tenant":"east","namespaces":["pipeline"]}]}],"tokenReview":{"tenants":[{"serviceAccount":"apps:worker","tenant":"core"}]}}"#.into(),
+        ]),
     }
     let mut sets = vec![vec![], custom];
     if chart == "berth-operator" {
@@ -87,6 +98,8 @@ fn charts_reject_values_outside_their_schema() {
         ("berth-operator", "--set=unknownKey=1"),
         ("berth-operator", "--set=member.clusterId=East_1"),
         ("berth-operator", "--set=member.apiServer=http://plain.example.com"),
+        ("berth-operator", "--set=berthApiToken.expirationSeconds=60"),
+        ("berth-apiserver", "--set=authentication.config.kind=Other"),
     ] {
         let out = Command::new(&helm).args(["template", name, &chart(name), bad]).output().unwrap();
         assert!(!out.status.success(), "{name} accepted {bad}");

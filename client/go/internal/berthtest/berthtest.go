@@ -147,6 +147,12 @@ var serverCounter atomic.Int32
 // (hack/gen-tls.sh), a keys file for tenants, free loopback ports, and the
 // control plane's kubeconfig, and waits until /readyz answers 200.
 func StartAPIServer(bin string, cp *ControlPlane, tenants []Tenant) (*APIServer, error) {
+	return StartAPIServerWith(bin, cp, tenants)
+}
+
+// StartAPIServerWith is [StartAPIServer] with extra flags, such as
+// --authentication-config.
+func StartAPIServerWith(bin string, cp *ControlPlane, tenants []Tenant, extraArgs ...string) (*APIServer, error) {
 	if _, err := os.Stat(bin); err != nil {
 		return nil, fmt.Errorf("berthtest: apiserver binary: %w", err)
 	}
@@ -187,6 +193,7 @@ func StartAPIServer(bin string, cp *ControlPlane, tenants []Tenant) (*APIServer,
 			"--log-format=text",
 		},
 	}
+	s.args = append(s.args, extraArgs...)
 	if err := s.Restart(); err != nil {
 		return nil, err
 	}

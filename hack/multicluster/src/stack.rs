@@ -1,0 +1,404 @@
+//! One set-up across clusters for a test or a soak: the coordination plane
+//! with the Berth apiserver and a coordination-mode operator, and member
+//! planes, each with a proxy to the apiserver, a member-mode operator, the
+//! same BerthLease and its target, and a watch on that target.
+//!
+//! Every test gets fresh namespaces (the same name on every plane), a fresh
+//! apiserver and fresh operators; the control planes are reused.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use berth_api::BerthLease;
+use berth_testenv::apiserver::{ApiServer, Tenant};
+use berth_testenv::clusters::Cluster;
+use berth_testenv::operator::{self, Operator};
+use berth_testenv::proxy::{Mode, Proxy};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::batch::v1::CronJob;
+use kube::Client;
+use kube::api::{Api, DynamicObject, Patch, PatchParams};
+use kube::discovery::ApiResource;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use serde_json::{Value, json};
+
+use crate::watch::Recorder;
+
+/// The name of the lease and of its target on every member.
+pub const LEASE: &str = "ingest-coordinator";
+
+/// What the lease gates in each member.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// Resumed (`suspend: false`) while held.
+    CronJob,
+    /// Scaled to one replica while held, to zero otherwise.
+    Deployment,
+}
+
+/// The set-up's knobs.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub members: Vec<String>,
+    pub target: Target,
+    pub ttl_seconds: u64,
+    pub heartbeat_seconds: u64,
+    /// Where the named control planes live (one subdirectory each).
+    pub clusters_dir: PathBuf,
+}
+
+impl Config {
+    /// `east` and `west`, a CronJob, TTL 4 s and a heartbeat of 1 s, on the tests' planes.
+    pub fn new() -> Self {
+        Self {
+            members: vec!["east".into(), "west".into()],
+            target: Target::CronJob,
+            ttl_seconds: 4,
+            heartbeat_seconds: 1,
+            clusters_dir: berth_testenv::clusters::clusters_dir(),
+        }
+    }
+
+    pub fn ttl(&self) -> Duration {
+        Duration::from_secs(self.ttl_seconds)
+    }
+
+    pub fn heartbeat(&self) -> Duration {
+        Duration::from_secs(self.heartbeat_seconds)
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A member cluster: its plane, its proxy to the apiserver, its operator and
+/// the watch on its target.
+pub struct Member {
+    pub id: String,
+    pub cluster: Cluster,
+    pub client: Client,
+    pub proxy: Proxy,
+    pub operator: Option<Operator>,
+    operator_args: Vec<String>,
+    /// `true` while the member's target runs.
+    pub target: Recorder<bool>,
+}
+
+impl Member {
+    /// SIGKILLs the member's operator.
+    pub fn kill_operator(&mut self) {
+        if let Some(mut operator) = self.operator.take() {
+            operator.kill();
+        }
+    }
+
+    /// Starts the member's operator again with the same flags (a fresh process).
+    pub fn start_operator(&mut self, namespace: &str) {
+        assert!(self.operator.is_none(), "the operator of {} runs already", self.id);
+        let args: Vec<&str> = self.operator_args.iter().map(String::as_str).collect();
+        self.operator = Some(Operator::start(&operator::binary(), &self.cluster.kubeconfig, &[namespace], &args));
+    }
+
+    /// Cuts the member off (or heals it with [`Mode::Pass`]).
+    pub fn set_link(&self, mode: Mode) {
+        self.proxy.set_mode(mode);
+    }
+
+    /// The member lease's `.status.state` (`held`, `standby`, ...), if it has one.
+    pub async fn lease_state(&self, namespace: &str) -> Option<String> {
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(self.client.clone(), namespace, &ApiResource::erase::<BerthLease>(&()));
+        let lease = api.get_opt(LEASE).await.ok()??;
+        lease.data.pointer("/status/state").and_then(Value::as_str).map(str::to_owned)
+    }
+
+    /// The member operator's log, for failure messages.
+    pub fn operator_log(&self) -> String {
+        self.operator.as_ref().map(Operator::logs).unwrap_or_default()
+    }
+}
+
+/// The holder of the global lease as the coordination cluster's store shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GlobalHolder {
+    pub identity: String,
+    pub fencing_token: i32,
+    pub renewed_at: String,
+}
+
+/// Everything one test or soak runs.
+pub struct Stack {
+    pub config: Config,
+    /// The namespace, the same on every plane.
+    pub namespace: String,
+    pub coordination: Cluster,
+    pub apiserver: ApiServer,
+    pub coordination_operator: Operator,
+    pub members: Vec<Member>,
+    /// The global lease's holders, as a watch on the coordination plane saw them.
+    pub global: Recorder<Vec<GlobalHolder>>,
+    /// When the stack was up (every member's target watched).
+    pub started: Instant,
+}
+
+impl Stack {
+    /// Starts everything, applies the lease and its target to every member,
+    /// and returns once every member's target is watched.
+    ///
+    /// # Panics
+    /// When any part does not start; the message says which.
+    pub async fn start(config: Config, prefix: &str) -> Self {
+        let coordination = Cluster::up_in(&config.clusters_dir, "coordination").expect("coordination plane starts");
+        let coordination_ns = coordination.namespace(prefix).await.expect("coordination namespace");
+        let namespace = coordination_ns.name.clone();
+        // The global lease: no target, no tenant label, so every member's tenant sees it.
+        apply_global_lease(&coordination_ns.client, &namespace, &config).await;
+
+        let tenants: Vec<Tenant> = config.members.iter().map(|id| Tenant::new(id, &[])).collect();
+        let apiserver = ApiServer::start_as(&coordination.kubeconfig, tenants, &[&namespace], &[]);
+        let coordination_operator = Operator::start(&operator::binary(), &coordination.kubeconfig, &[&namespace], &[]);
+        let upstream = apiserver.url.trim_start_matches("https://").parse().expect("apiserver address");
+
+        let mut members = Vec::new();
+        for id in &config.members {
+            let cluster = Cluster::up_in(&config.clusters_dir, id).unwrap_or_else(|e| panic!("plane {id}: {e}"));
+            let ns = cluster.namespace_named(&namespace).await.unwrap_or_else(|e| panic!("namespace on {id}: {e}"));
+            let client = ns.client.clone();
+            let key_file = apiserver.dir.join(format!("{id}.key"));
+            std::fs::write(&key_file, apiserver.key(id)).expect("key file writes");
+            let proxy = Proxy::start(upstream).expect("proxy starts");
+            let operator_args = member_args(&proxy, &key_file, &apiserver.ca_file, id);
+            apply_target(&client, &namespace, config.target).await;
+            apply_lease(&client, &namespace, &config).await;
+            let target = watch_target(&client, &namespace, config.target);
+            let mut member = Member { id: id.clone(), cluster, client, proxy, operator: None, operator_args, target };
+            member.start_operator(&namespace);
+            members.push(member);
+        }
+        let global = Recorder::start(
+            Api::<BerthLease>::namespaced(coordination_ns.client.clone(), &namespace),
+            LEASE,
+            global_holders,
+        );
+        Self {
+            config,
+            namespace,
+            coordination,
+            apiserver,
+            coordination_operator,
+            members,
+            global,
+            started: Instant::now(),
+        }
+    }
+
+    pub fn member(&self, id: &str) -> &Member {
+        self.members.iter().find(|m| m.id == id).unwrap_or_else(|| panic!("no member {id}"))
+    }
+
+    pub fn member_mut(&mut self, id: &str) -> &mut Member {
+        self.members.iter_mut().find(|m| m.id == id).unwrap_or_else(|| panic!("no member {id}"))
+    }
+
+    /// Every member's history of its target, for [`crate::overlap::overlaps`].
+    pub fn histories(&self) -> Vec<(String, Vec<crate::overlap::Observation>)> {
+        self.members.iter().map(|m| (m.id.clone(), m.target.observations())).collect()
+    }
+
+    /// Every overlap so far (open intervals run until now).
+    pub fn overlaps(&self) -> Vec<crate::overlap::Overlap> {
+        let histories = self.histories();
+        let borrowed: Vec<(&str, &[crate::overlap::Observation])> =
+            histories.iter().map(|(id, h)| (id.as_str(), h.as_slice())).collect();
+        crate::overlap::overlaps(&borrowed, Instant::now())
+    }
+
+    /// Waits until one member runs its target (after `after`) and returns its id and when.
+    pub async fn wait_for_runner(&self, after: Instant, within: Duration) -> (String, Instant) {
+        let deadline = Instant::now() + within;
+        loop {
+            for member in &self.members {
+                let history = member.target.observations();
+                if let Some(at) = crate::overlap::first_at_or_after(&history, after, true) {
+                    return (member.id.clone(), at);
+                }
+            }
+            assert!(Instant::now() < deadline, "no member ran its target within {within:?}:\n{}", self.logs());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Waits until the global lease has been renewed `renewals` more times
+    /// (distinct `renewedAt` of a holder), that is, until that many
+    /// heartbeats passed; returns the holder then.
+    pub async fn wait_heartbeats(&self, renewals: usize, within: Duration) -> GlobalHolder {
+        let seen = self.global.history().len();
+        self.global
+            .wait_for("heartbeats of the global lease", within, |history| {
+                let later: Vec<&GlobalHolder> =
+                    history.iter().skip(seen).filter_map(|(_, holders)| holders.first()).collect();
+                (later.len() >= renewals).then(|| later.last().copied().cloned()).flatten()
+            })
+            .await
+    }
+
+    /// SIGSTOPs (`true`) or SIGCONTs the Berth apiserver.
+    pub fn pause_apiserver(&self, paused: bool) {
+        let pid = self.apiserver.pid().expect("the apiserver runs");
+        let signal = if paused { Signal::SIGSTOP } else { Signal::SIGCONT };
+        kill(Pid::from_raw(i32::try_from(pid).expect("a pid")), signal).expect("signal sends");
+    }
+
+    /// The last lines of every log, for failure messages.
+    pub fn logs(&self) -> String {
+        let tail = |text: String| {
+            text.lines().rev().take(25).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n")
+        };
+        let mut out = format!("--- apiserver\n{}\n", tail(self.apiserver.log()));
+        for member in &self.members {
+            out.push_str(&format!("--- operator of {}\n{}\n", member.id, tail(member.operator_log())));
+        }
+        out
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        // A SIGSTOPped apiserver would not die from SIGKILL before SIGCONT on every kernel.
+        if let Some(pid) = self.apiserver.pid() {
+            let _ = kill(Pid::from_raw(i32::try_from(pid).unwrap_or(0)), Signal::SIGCONT);
+        }
+    }
+}
+
+/// The member-mode flags of the operator (issue 11).
+fn member_args(proxy: &Proxy, key_file: &Path, ca_file: &Path, id: &str) -> Vec<String> {
+    vec![
+        "--berth-api-server".into(),
+        format!("https://{}", proxy.addr()),
+        "--berth-api-key-file".into(),
+        key_file.display().to_string(),
+        "--berth-ca-file".into(),
+        ca_file.display().to_string(),
+        "--cluster-id".into(),
+        id.into(),
+    ]
+}
+
+/// The holders of the coordination lease, as its status lists them.
+fn global_holders(lease: Option<&BerthLease>) -> Vec<GlobalHolder> {
+    let Some(status) = lease.and_then(|l| l.status.as_ref()) else { return Vec::new() };
+    status
+        .holders
+        .iter()
+        .map(|h| GlobalHolder {
+            identity: h.identity.clone(),
+            fencing_token: h.fencing_token,
+            renewed_at: h.renewed_at.to_rfc3339(),
+        })
+        .collect()
+}
+
+/// The same manifest on every member: the lease, gating the target.
+pub fn lease_manifest(namespace: &str, config: &Config) -> Value {
+    let (target, acquire, release) = match config.target {
+        Target::CronJob => (
+            json!({"apiVersion": "batch/v1", "kind": "CronJob", "name": LEASE}),
+            json!({"suspend": false}),
+            json!({"suspend": true}),
+        ),
+        Target::Deployment => (
+            json!({"apiVersion": "apps/v1", "kind": "Deployment", "name": LEASE}),
+            json!({"replicas": 1}),
+            json!({"replicas": 0}),
+        ),
+    };
+    json!({
+        "apiVersion": "berth.skaphos.io/v1alpha1",
+        "kind": "BerthLease",
+        "metadata": {"name": LEASE, "namespace": namespace},
+        "spec": {
+            "leaseName": LEASE,
+            "ttlSeconds": config.ttl_seconds,
+            "heartbeatIntervalSeconds": config.heartbeat_seconds,
+            "semantics": "at-most-once",
+            "target": target,
+            "acquireAction": acquire,
+            "releaseAction": release,
+        }
+    })
+}
+
+fn target_manifest(namespace: &str, target: Target) -> Value {
+    let pod = json!({
+        "metadata": {"labels": {"app": LEASE}},
+        "spec": {"restartPolicy": "Never", "containers": [{"name": "ingest", "image": "busybox:1.37", "command": ["true"]}]}
+    });
+    match target {
+        Target::CronJob => json!({
+            "apiVersion": "batch/v1", "kind": "CronJob",
+            "metadata": {"name": LEASE, "namespace": namespace},
+            "spec": {"schedule": "*/5 * * * *", "suspend": true, "jobTemplate": {"spec": {"template": pod}}}
+        }),
+        Target::Deployment => {
+            let mut template = pod;
+            template["spec"]["restartPolicy"] = json!("Always");
+            json!({
+                "apiVersion": "apps/v1", "kind": "Deployment",
+                "metadata": {"name": LEASE, "namespace": namespace},
+                "spec": {"replicas": 0, "selector": {"matchLabels": {"app": LEASE}}, "template": template}
+            })
+        }
+    }
+}
+
+async fn apply(client: &Client, namespace: &str, resource: &ApiResource, manifest: &Value) {
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, resource);
+    let object: DynamicObject = serde_json::from_value(manifest.clone()).expect("a manifest");
+    api.patch(LEASE, &PatchParams::apply("berth-multicluster").force(), &Patch::Apply(&object))
+        .await
+        .unwrap_or_else(|e| panic!("applying {manifest}: {e}"));
+}
+
+async fn apply_target(client: &Client, namespace: &str, target: Target) {
+    let resource = match target {
+        Target::CronJob => ApiResource::erase::<CronJob>(&()),
+        Target::Deployment => ApiResource::erase::<Deployment>(&()),
+    };
+    apply(client, namespace, &resource, &target_manifest(namespace, target)).await;
+}
+
+async fn apply_global_lease(client: &Client, namespace: &str, config: &Config) {
+    let manifest = json!({
+        "apiVersion": "berth.skaphos.io/v1alpha1",
+        "kind": "BerthLease",
+        "metadata": {"name": LEASE, "namespace": namespace},
+        "spec": {
+            "leaseName": LEASE,
+            "ttlSeconds": config.ttl_seconds,
+            "heartbeatIntervalSeconds": config.heartbeat_seconds,
+            "semantics": "at-most-once",
+        }
+    });
+    apply(client, namespace, &ApiResource::erase::<BerthLease>(&()), &manifest).await;
+}
+
+async fn apply_lease(client: &Client, namespace: &str, config: &Config) {
+    apply(client, namespace, &ApiResource::erase::<BerthLease>(&()), &lease_manifest(namespace, config)).await;
+}
+
+/// A watch on the member's target: `true` while it runs.
+pub fn watch_target(client: &Client, namespace: &str, target: Target) -> Recorder<bool> {
+    match target {
+        Target::CronJob => Recorder::start(Api::<CronJob>::namespaced(client.clone(), namespace), LEASE, |c| {
+            c.and_then(|c| c.spec.suspend) == Some(false)
+        }),
+        Target::Deployment => Recorder::start(Api::<Deployment>::namespaced(client.clone(), namespace), LEASE, |d| {
+            d.and_then(|d| d.spec.as_ref()).and_then(|s| s.replicas).is_some_and(|r| r > 0)
+        }),
+    }
+}
