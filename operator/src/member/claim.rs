@@ -103,7 +103,7 @@ fn timing(lease: &BerthLease) -> (Duration, Duration) {
     (ttl, heartbeat)
 }
 
-/// The holder: acquire (waiting when another holder has it), then follow the
+/// The holder: acquire (waiting when another holder was named), then follow the
 /// keeper until the tenure ends, and again.
 async fn hold(
     shared: Arc<Shared>,
@@ -190,10 +190,13 @@ async fn hold(
             };
             first = false;
             let granted = matches!(knowledge, Knowledge::Granted { .. });
+            // Wait for the lease only once another holder is named; after a
+            // fence, ask at once, so that the claim shows who holds it
+            // (standby) or resumes its own live tenure without delay.
+            waiting = matches!(knowledge, Knowledge::Refused { .. });
             let mirror = if granted { mirror.clone() } else { view(&client, &namespace, &name, heartbeat).await };
             learned.send_replace(Learned { knowledge, mirror, unreachable });
             if !granted {
-                waiting = true;
                 break;
             }
             let commanded = tokio::select! {
