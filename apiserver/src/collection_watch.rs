@@ -6,9 +6,9 @@
 //! Changes are found by comparing what the watcher was last told with the
 //! cache whenever the cache changes ([`Told::update`]): a burst of changes
 //! costs one pass over the tenant's leases, and a watcher never sees a lease
-//! it may not read, including one whose namespace was taken from its tenant
-//! while it watched (that lease is `deleted` for it). The stream itself is in
-//! `http/sse.rs`.
+//! it may not read. Its namespaces are those its credential allowed when the
+//! watch was opened: a changed keys file applies from the next watch (a
+//! reconnect). The stream itself is in `http/sse.rs`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
