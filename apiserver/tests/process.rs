@@ -188,6 +188,8 @@ fn plain_http_exchange(base: &str) -> Vec<u8> {
 
 #[tokio::test]
 async fn plain_http_to_the_tls_port_fails() {
+    // No namespace of its own: the CRD must still exist before the cache can sync.
+    berth_testenv::install_crd(&berth_testenv::client().await).await;
     let server = ApiServer::start(vec![Tenant::new("east", &[])], &[], &[]);
     let answer = plain_http_exchange(&server.url);
     assert!(!answer.starts_with(b"HTTP/"), "the TLS port answered plain HTTP: {:?}", String::from_utf8_lossy(&answer));
@@ -206,6 +208,8 @@ async fn list_status(client: &reqwest::Client, server: &ApiServer, key: &str) ->
 
 #[tokio::test]
 async fn keys_file_reload_takes_effect_and_a_bad_file_keeps_the_old_keys() {
+    // No namespace of its own: the CRD must still exist before the cache can sync.
+    berth_testenv::install_crd(&berth_testenv::client().await).await;
     let mut server = ApiServer::start(vec![Tenant::new("east", &[])], &[], &[]);
     let client = https_client(&server.ca_file);
     let old_key = server.key("east").to_owned();
@@ -486,11 +490,24 @@ async fn slow_clients_are_cut_off_while_a_holder_is_served() {
 
 #[tokio::test]
 async fn connections_past_the_cap_are_closed_at_once() {
+    // No namespace of its own: the CRD must still exist before the cache can sync.
+    berth_testenv::install_crd(&berth_testenv::client().await).await;
     // The handshake timeout (300 s) is far past the 60 s failure bound: a
     // close within the bound comes from the cap.
     let limits = ["--max-connections=1", "--tls-handshake-timeout=300s"];
     let server = ApiServer::start(vec![Tenant::new("east", &[])], &[], &limits);
-    let mut first = connect(&server);
+    // Connections are accepted in tasks of their own, so the second could win
+    // the slot. Only an accepted connection completes its handshake: once the
+    // first has, it holds the slot.
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let tls = rustls::ClientConnection::new(Arc::new(tls_client_config(&server.ca_file)), name).unwrap();
+    let mut first = rustls::StreamOwned::new(tls, connect(&server));
+    while first.conn.is_handshaking() {
+        if let Err(e) = first.conn.complete_io(&mut first.sock) {
+            let waiting = matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut);
+            assert!(waiting, "the first connection's handshake failed: {e}");
+        }
+    }
     let mut second = connect(&server);
     wait_closed(&mut second, "a connection past --max-connections=1");
     assert!(!closed(&mut first), "the first connection keeps its slot");
