@@ -10,7 +10,6 @@ use berth_client::{Client, Error, KeeperOptions, KeeperState, LeaseKeeper};
 use berth_testenv::TestNamespace;
 use berth_testenv::apiserver::{ApiServer, Tenant};
 use chrono::{DateTime, Utc};
-use tokio::time::Instant;
 
 /// Replaces the file in one step, as the kubelet's symlink swap does.
 fn write_atomically(path: &Path, key: &str) {
@@ -19,13 +18,13 @@ fn write_atomically(path: &Path, key: &str) {
     std::fs::rename(&tmp, path).expect("key file renames");
 }
 
-/// Polls `check` every 50 ms until it holds; panics after 20 s with `what`.
+/// [`berth_testenv::eventually`] for a check that answers yes or no; 20 s bound.
 async fn until<F: std::future::Future<Output = bool>>(what: &str, check: impl Fn() -> F) {
-    let limit = Instant::now() + Duration::from_secs(20);
-    while !check().await {
-        assert!(Instant::now() < limit, "{what}: not within 20 s");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    berth_testenv::eventually(what, Duration::from_secs(20), || {
+        let holds = check();
+        async move { holds.await.then_some(()) }
+    })
+    .await;
 }
 
 /// Whether the server takes `key` now: Some(true) accepted, Some(false) 401.
