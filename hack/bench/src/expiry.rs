@@ -50,6 +50,21 @@ pub struct Repetition {
     /// CronJobs still running when the first lease expired (their resume had
     /// not been applied yet); 0 in a clean run.
     pub not_resumed_before_expiry: usize,
+    /// The operator's writes to kube-apiserver (status writes and target
+    /// writes, from its metrics) from the first `expiresAt` until this
+    /// process had seen every lease expired and every CronJob suspended.
+    #[serde(default)]
+    pub burst_writes: f64,
+    /// That span, in seconds.
+    #[serde(default)]
+    pub burst_seconds: f64,
+}
+
+impl Repetition {
+    /// The burst's writes per second, against the raw write rate of the machine.
+    pub fn burst_writes_per_second(&self) -> f64 {
+        if self.burst_seconds > 0.0 { self.burst_writes / self.burst_seconds } else { f64::NAN }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -63,6 +78,9 @@ pub struct Expiry {
     pub suspend_from_watch: Latency,
     pub status_histogram_p50_ms: f64,
     pub status_histogram_p99_ms: f64,
+    /// Median over the repetitions of [`Repetition::burst_writes_per_second`].
+    #[serde(default)]
+    pub burst_writes_per_second: f64,
 }
 
 /// # Errors
@@ -85,6 +103,7 @@ pub async fn run(stack: &Stack, profile: &Profile) -> Result<Expiry> {
         suspend_from_watch: latency(|r| &r.suspend_from_watch),
         status_histogram_p50_ms: value(|r| r.status_histogram_p50_ms),
         status_histogram_p99_ms: value(|r| r.status_histogram_p99_ms),
+        burst_writes_per_second: value(Repetition::burst_writes_per_second),
         repetitions,
     })
 }
@@ -131,6 +150,7 @@ async fn repetition(stack: &Stack, profile: &Profile) -> Result<Repetition> {
     let last_expiry = expires.values().max().copied().unwrap_or_else(Utc::now);
 
     sleep_until(first_expiry).await;
+    let at_first_expiry = stack.operator_metrics().await;
     let running = cronjobs.list(&Default::default()).await?;
     let not_resumed_before_expiry = running.items.iter().filter(|c| c.spec.suspend.unwrap_or(false)).count();
 
@@ -174,6 +194,11 @@ async fn repetition(stack: &Stack, profile: &Profile) -> Result<Repetition> {
         expires.iter().filter_map(|(name, at)| seen.get(name).map(|t| ms_between(*at, *t))).collect()
     };
     let delta = histogram_delta(&before, &after);
+    let last_seen = [&expired_seen, &suspended_seen]
+        .iter()
+        .filter_map(|seen| seen.lock().expect("lock").values().max().copied())
+        .max()
+        .unwrap_or(first_expiry);
     Ok(Repetition {
         leases: names.len(),
         status_from_objects: Latency::of(&status_objects),
@@ -183,7 +208,21 @@ async fn repetition(stack: &Stack, profile: &Profile) -> Result<Repetition> {
         status_histogram_p50_ms: histogram_quantile(&delta, 0.50) * 1000.0,
         status_histogram_p99_ms: histogram_quantile(&delta, 0.99) * 1000.0,
         not_resumed_before_expiry,
+        burst_writes: operator_writes(&after) - operator_writes(&at_first_expiry),
+        burst_seconds: ms_between(first_expiry, last_seen) / 1000.0,
     })
+}
+
+/// Status writes (ok or conflict) and target writes the operator made, from its metrics text.
+fn operator_writes(metrics: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|line| {
+            line.starts_with("berth_operator_status_writes_total{")
+                || line.starts_with("berth_operator_target_actions_total{")
+        })
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }
 
 async fn sleep_until(at: DateTime<Utc>) {
@@ -310,8 +349,22 @@ mod tests {
             "{METRIC}_bucket{{le=\"0.1\"}} 5\n{METRIC}_bucket{{le=\"0.2\"}} 15\n{METRIC}_bucket{{le=\"+Inf\"}} 15\n"
         );
         let delta = histogram_delta(&before, &after);
+        let last_seen = [&expired_seen, &suspended_seen]
+            .iter()
+            .filter_map(|seen| seen.lock().expect("lock").values().max().copied())
+            .max()
+            .unwrap_or(first_expiry);
         assert_eq!(delta, vec![(0.1, 0.0), (0.2, 10.0), (f64::INFINITY, 10.0)]);
         assert!((histogram_quantile(&delta, 0.5) - 0.15).abs() < 1e-9);
         assert!(histogram_quantile(&[], 0.5).is_nan());
+    }
+
+    #[test]
+    fn operator_writes_sum_status_and_target_writes() {
+        let text = "berth_operator_status_writes_total{result=\"ok\"} 7\n\
+                    berth_operator_status_writes_total{result=\"conflict\"} 2\n\
+                    berth_operator_target_actions_total{kind=\"CronJob\",action=\"release\"} 3\n\
+                    berth_operator_reconciliations_total 40\n";
+        assert_eq!(operator_writes(text), 12.0);
     }
 }

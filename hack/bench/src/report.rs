@@ -472,6 +472,13 @@ fn expiry_md(md: &mut String, e: &Expiry) {
          {:.1} ms | |\n",
         e.status_histogram_p50_ms, e.status_histogram_p99_ms
     );
+    let _ = writeln!(
+        md,
+        "The burst's writes (the operator's status and target writes, from the first `expiresAt` until every \
+         expiry and suspension was seen): {:.0} writes/s (median over the repetitions), against the raw write rate \
+         of the same machine (hot path and scale).\n",
+        e.burst_writes_per_second
+    );
     let late: usize = e.repetitions.iter().map(|r| r.not_resumed_before_expiry).sum();
     if late > 0 {
         let _ = writeln!(md, "{late} CronJobs had not been resumed yet when the first lease expired.\n");

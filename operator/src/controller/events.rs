@@ -9,6 +9,8 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+use tokio::sync::Semaphore;
+
 use berth_api::BerthLease;
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::api::events::v1::Event;
@@ -27,11 +29,18 @@ use super::{Context, key};
 const SERIES_WINDOW: SignedDuration = SignedDuration::from_mins(6);
 /// The longest note events.k8s.io accepts.
 const MAX_NOTE: usize = 1024;
+/// How often series older than [`SERIES_WINDOW`] are dropped.
+const PRUNE_EVERY: SignedDuration = SignedDuration::from_secs(60);
+/// Reconciles whose Events may be recorded at once. Events are informational:
+/// in a burst of expiries they wait their turn instead of competing with the
+/// lease and target writes for kube-apiserver (and a connection each).
+const EVENTS_IN_FLIGHT: usize = 4;
 
 /// What makes two Events the same fact.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct Fact {
-    regarding: (Option<String>, Option<String>, Option<String>),
+    /// The object's uid (unique on its own), or its namespace and name.
+    regarding: String,
     warning: bool,
     reason: &'static str,
     action: &'static str,
@@ -45,16 +54,24 @@ struct Series {
     last: Timestamp,
 }
 
+/// The series seen within [`SERIES_WINDOW`], and when they were last pruned.
+#[derive(Default)]
+struct Known {
+    series: HashMap<Fact, Series>,
+    pruned: Option<Timestamp>,
+}
+
 /// Publishes Events as this controller and instance.
 pub struct Recorder {
     client: Client,
     reporter: Reporter,
-    series: Mutex<HashMap<Fact, Series>>,
+    known: Mutex<Known>,
+    in_flight: Semaphore,
 }
 
 impl Recorder {
     pub fn new(client: Client, reporter: Reporter) -> Self {
-        Self { client, reporter, series: Mutex::new(HashMap::new()) }
+        Self { client, reporter, known: Mutex::default(), in_flight: Semaphore::new(EVENTS_IN_FLIGHT) }
     }
 
     /// Records `transition` on `regarding`: a new Event, or the next count of
@@ -66,7 +83,10 @@ impl Recorder {
         let namespace = regarding.namespace.clone().unwrap_or_else(|| "default".to_owned());
         let events: Api<Event> = Api::namespaced(self.client.clone(), &namespace);
         let fact = Fact {
-            regarding: (regarding.uid.clone(), regarding.namespace.clone(), regarding.name.clone()),
+            regarding: regarding
+                .uid
+                .clone()
+                .unwrap_or_else(|| format!("{namespace}/{}", regarding.name.as_deref().unwrap_or_default())),
             warning: transition.is_warning(),
             reason: transition.reason(),
             action: transition.action(),
@@ -74,9 +94,12 @@ impl Recorder {
         };
         let now = Timestamp::now();
         let repeated = {
-            let mut series = self.series.lock().expect("the series lock is never poisoned");
-            series.retain(|_, s| s.last + SERIES_WINDOW > now);
-            series.get(&fact).cloned()
+            let mut known = self.known.lock().expect("the series lock is never poisoned");
+            if known.pruned.is_none_or(|at| at + PRUNE_EVERY <= now) {
+                known.series.retain(|_, s| s.last + SERIES_WINDOW > now);
+                known.pruned = Some(now);
+            }
+            known.series.get(&fact).filter(|s| s.last + SERIES_WINDOW > now).cloned()
         };
         if let Some(series) = repeated {
             let count = series.count + 1;
@@ -113,14 +136,16 @@ impl Recorder {
     }
 
     fn remember(&self, fact: Fact, series: Series) {
-        self.series.lock().expect("the series lock is never poisoned").insert(fact, series);
+        self.known.lock().expect("the series lock is never poisoned").series.insert(fact, series);
     }
 }
 
 /// Records `transitions` as Events on the lease, in order, in a task of
 /// their own: Events never delay a reconcile (and so the next lease's
-/// expiry). A failure to record is logged, never fatal; Events still in
-/// flight when the process stops are lost, as they would be on a crash.
+/// expiry). At most [`EVENTS_IN_FLIGHT`] reconciles' Events are recorded at
+/// once; the others wait in turn. A failure to record is logged, never
+/// fatal; Events not yet recorded when the process stops are lost, as they
+/// would be on a crash.
 pub(crate) fn publish(ctx: &Context, lease: &BerthLease, transitions: Vec<Transition>) {
     if transitions.is_empty() {
         return;
@@ -129,6 +154,7 @@ pub(crate) fn publish(ctx: &Context, lease: &BerthLease, transitions: Vec<Transi
     let reference = lease.object_ref(&());
     let lease = key(lease);
     tokio::spawn(async move {
+        let Ok(_turn) = recorder.in_flight.acquire().await else { return };
         for transition in transitions {
             if let Err(error) = recorder.publish(&transition, &reference).await {
                 tracing::warn!(%lease, reason = transition.reason(), %error, "recording an Event failed");

@@ -1,6 +1,7 @@
 //! The watches that drive the controller: one controller per watched scope,
 //! triggered by its BerthLeases and by the target workloads they name.
 
+use std::fmt::Debug;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,13 +10,14 @@ use futures::{Stream, StreamExt};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::authorization::v1::{ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
-use kube::api::{Api, ListParams, PostParams};
+use kube::api::{Api, ListParams, PartialObjectMeta, PostParams};
 use kube::core::NamespaceResourceScope;
 use kube::runtime::controller::Error as ControllerError;
 use kube::runtime::reflector::store::Writer;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{Controller, WatchStreamExt, watcher};
 use kube::{Client, Resource};
+use serde::de::DeserializeOwned;
 
 use crate::http::Health;
 use crate::plan::TargetKind;
@@ -55,21 +57,20 @@ where
                 continue;
             }
             let wc = watcher::Config::default();
+            let (store, scope) = (store.clone(), &scope);
             controller = match kind {
                 TargetKind::CronJob => {
-                    controller.watches(scoped::<CronJob>(&client, &scope), wc, targeting(store.clone(), kind))
+                    controller.watches_stream(names::<CronJob>(&client, scope, wc), targeting(store, kind))
                 }
-                TargetKind::Job => {
-                    controller.watches(scoped::<Job>(&client, &scope), wc, targeting(store.clone(), kind))
-                }
+                TargetKind::Job => controller.watches_stream(names::<Job>(&client, scope, wc), targeting(store, kind)),
                 TargetKind::Deployment => {
-                    controller.watches(scoped::<Deployment>(&client, &scope), wc, targeting(store.clone(), kind))
+                    controller.watches_stream(names::<Deployment>(&client, scope, wc), targeting(store, kind))
                 }
                 TargetKind::StatefulSet => {
-                    controller.watches(scoped::<StatefulSet>(&client, &scope), wc, targeting(store.clone(), kind))
+                    controller.watches_stream(names::<StatefulSet>(&client, scope, wc), targeting(store, kind))
                 }
                 TargetKind::ReplicaSet => {
-                    controller.watches(scoped::<ReplicaSet>(&client, &scope), wc, targeting(store.clone(), kind))
+                    controller.watches_stream(names::<ReplicaSet>(&client, scope, wc), targeting(store, kind))
                 }
             };
         }
@@ -99,19 +100,29 @@ where
 
 /// The controller's trigger for one scope: every BerthLease the watch sees,
 /// cached in `writer`'s store the way `Controller::new` would, but without
-/// `metadata.managedFields`.
-///
-/// # Caveats
-/// managedFields were about half of each cached lease, and nothing in the
-/// operator reads them. Status writes send none (see [`super::writes::write_status`]), and
-/// kube-apiserver keeps the stored ones when a write omits them (for the
-/// `/status` subresource it always keeps them), so ownership on the server is
-/// unaffected; `tests/operator.rs` checks that other managers survive.
+/// the metadata nothing in the operator reads (see [`compact`]).
 pub fn cached_leases<S>(events: S, writer: Writer<BerthLease>) -> impl Stream<Item = Result<BerthLease, watcher::Error>>
 where
     S: Stream<Item = watcher::Result<watcher::Event<BerthLease>>> + Send + 'static,
 {
-    events.modify(|lease| lease.metadata.managed_fields = None).reflect(writer).applied_objects()
+    events.modify(compact).reflect(writer).applied_objects()
+}
+
+/// Drops what the operator never reads from a cached lease: `managedFields`
+/// (about half of each object), labels, annotations and owner references (a
+/// label map alone costs a B-tree node of about 0.5 KiB per lease).
+///
+/// # Caveats
+/// Safe for the operator's writes: a status write replaces only the status
+/// (kube-apiserver keeps the stored metadata, managedFields included, for
+/// the `/status` subresource; `tests/operator.rs` checks that other managers
+/// survive), and the finalizer patch names only the finalizers.
+fn compact(lease: &mut BerthLease) {
+    let meta = &mut lease.metadata;
+    meta.managed_fields = None;
+    meta.labels = None;
+    meta.annotations = None;
+    meta.owner_references = None;
 }
 
 /// Asks kube-apiserver (SelfSubjectAccessReview) whether this identity may
@@ -154,8 +165,26 @@ where
     }
 }
 
+/// The workloads of one kind in `scope`, as metadata only: the trigger needs
+/// their names, and a cluster-wide list of full Deployments or CronJobs would
+/// cost the operator memory for nothing (the target step reads the one it
+/// acts on).
+fn names<K>(
+    client: &Client,
+    scope: &Option<String>,
+    config: watcher::Config,
+) -> impl Stream<Item = Result<PartialObjectMeta<K>, watcher::Error>> + Send + 'static
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + 'static,
+{
+    watcher(scoped::<PartialObjectMeta<K>>(client, scope), config).touched_objects()
+}
+
 /// Maps a changed workload to the leases in its namespace that target it.
-fn targeting<K>(store: Store<BerthLease>, kind: TargetKind) -> impl Fn(K) -> Vec<ObjectRef<BerthLease>> + Send + Sync
+fn targeting<K>(
+    store: Store<BerthLease>,
+    kind: TargetKind,
+) -> impl Fn(PartialObjectMeta<K>) -> Vec<ObjectRef<BerthLease>> + Send + Sync
 where
     K: Resource<DynamicType = ()>,
 {
@@ -193,11 +222,13 @@ mod tests {
         lease.metadata.resource_version = Some(version.into());
         lease.metadata.managed_fields =
             Some(vec![ManagedFieldsEntry { manager: Some("berth-apiserver".into()), ..Default::default() }]);
+        lease.metadata.labels = Some([("berth.skaphos.io/tenant".to_owned(), "t".to_owned())].into());
+        lease.metadata.annotations = Some([("note".to_owned(), "kept by kube-apiserver".to_owned())].into());
         lease
     }
 
     #[test]
-    fn cached_and_triggered_leases_carry_no_managed_fields() {
+    fn cached_and_triggered_leases_carry_no_managed_fields_labels_or_annotations() {
         let (store, writer) = reflector::store();
         let events = futures::stream::iter([
             Ok(Event::Init),
@@ -210,10 +241,13 @@ mod tests {
             block_on(cached_leases(events, writer).collect::<Vec<_>>()).into_iter().map(Result::unwrap).collect();
         let names: Vec<_> = triggered.iter().map(|l| (l.name_any(), l.resource_version().unwrap())).collect();
         assert_eq!(names, [("a".into(), "1".into()), ("b".into(), "2".into()), ("a".into(), "3".to_owned())]);
-        assert!(triggered.iter().all(|l| l.metadata.managed_fields.is_none()));
+        let stripped = |l: &BerthLease| {
+            l.metadata.managed_fields.is_none() && l.metadata.labels.is_none() && l.metadata.annotations.is_none()
+        };
+        assert!(triggered.iter().all(stripped));
         let cached = store.state();
         assert_eq!(cached.len(), 2);
-        assert!(cached.iter().all(|l| l.metadata.managed_fields.is_none()));
+        assert!(cached.iter().all(|l| stripped(l)));
         let a = store.get(&ObjectRef::new("a").within("ns")).unwrap();
         assert_eq!(a.resource_version().as_deref(), Some("3"));
     }
