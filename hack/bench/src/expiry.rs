@@ -109,6 +109,7 @@ pub async fn run(stack: &Stack, profile: &Profile) -> Result<Expiry> {
 }
 
 type Seen = Arc<Mutex<HashMap<String, DateTime<Utc>>>>;
+type Resumed = Arc<Mutex<std::collections::HashSet<String>>>;
 
 async fn repetition(stack: &Stack, profile: &Profile) -> Result<Repetition> {
     let ns = stack.namespace("bench-expiry").await;
@@ -125,7 +126,8 @@ async fn repetition(stack: &Stack, profile: &Profile) -> Result<Repetition> {
     let expired_seen: Seen = Arc::default();
     let suspended_seen: Seen = Arc::default();
     let lease_watch = tokio::spawn(watch_leases(leases.clone(), expired_seen.clone()));
-    let cronjob_watch = tokio::spawn(watch_cronjobs(cronjobs.clone(), suspended_seen.clone()));
+    let resumed: Resumed = Arc::default();
+    let cronjob_watch = tokio::spawn(watch_cronjobs(cronjobs.clone(), resumed.clone(), suspended_seen.clone()));
     let before = stack.operator_metrics().await;
 
     let client = stack.client()?;
@@ -154,12 +156,24 @@ async fn repetition(stack: &Stack, profile: &Profile) -> Result<Repetition> {
     let running = cronjobs.list(&Default::default()).await?;
     let not_resumed_before_expiry = running.items.iter().filter(|c| c.spec.suspend.unwrap_or(false)).count();
 
+    // Done once every lease is seen expired and every CronJob seen running
+    // is seen suspended again, twice a second apart (the CronJob watch may
+    // trail the lease watch). A CronJob whose resume had not been applied
+    // when its lease expired was never running: it has no suspension to time.
     let give_up = last_expiry + chrono::Duration::seconds(60);
+    let mut settled_once = false;
     loop {
-        let done = expired_seen.lock().expect("lock").len() == names.len()
-            && suspended_seen.lock().expect("lock").len() == names.len();
-        if done {
+        let settled = expired_seen.lock().expect("lock").len() == names.len() && {
+            let suspended = suspended_seen.lock().expect("lock");
+            resumed.lock().expect("lock").iter().all(|name| suspended.contains_key(name))
+        };
+        if settled && settled_once {
             break;
+        }
+        settled_once = settled;
+        if settled {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            continue;
         }
         if Utc::now() > give_up {
             lease_watch.abort();
@@ -243,17 +257,16 @@ async fn watch_leases(api: Api<BerthLease>, seen: Seen) {
 }
 
 /// Stamps a CronJob's first suspension after it has been seen running.
-async fn watch_cronjobs(api: Api<CronJob>, seen: Seen) {
-    let mut resumed = std::collections::HashSet::new();
+async fn watch_cronjobs(api: Api<CronJob>, resumed: Resumed, seen: Seen) {
     let mut events = watcher(api, watcher::Config::default()).applied_objects().boxed();
     while let Some(Ok(cronjob)) = events.next().await {
         let now = Utc::now();
         let name = cronjob.metadata.name.clone().unwrap_or_default();
         match cronjob.spec.suspend {
             Some(false) => {
-                resumed.insert(name);
+                resumed.lock().expect("lock").insert(name);
             }
-            _ if resumed.contains(&name) => {
+            _ if resumed.lock().expect("lock").contains(&name) => {
                 seen.lock().expect("lock").entry(name).or_insert(now);
             }
             _ => {}
