@@ -362,11 +362,6 @@ mod tests {
             "{METRIC}_bucket{{le=\"0.1\"}} 5\n{METRIC}_bucket{{le=\"0.2\"}} 15\n{METRIC}_bucket{{le=\"+Inf\"}} 15\n"
         );
         let delta = histogram_delta(&before, &after);
-        let last_seen = [&expired_seen, &suspended_seen]
-            .iter()
-            .filter_map(|seen| seen.lock().expect("lock").values().max().copied())
-            .max()
-            .unwrap_or(first_expiry);
         assert_eq!(delta, vec![(0.1, 0.0), (0.2, 10.0), (f64::INFINITY, 10.0)]);
         assert!((histogram_quantile(&delta, 0.5) - 0.15).abs() < 1e-9);
         assert!(histogram_quantile(&[], 0.5).is_nan());
