@@ -99,6 +99,12 @@ pub async fn observe(client: &Client, namespace: &str, kind: TargetKind, name: &
 ///
 /// # Errors
 /// As [`observe`].
+///
+/// # Caveats
+/// An apply creates what is absent. A CronJob or Job deleted between
+/// [`observe`] and this write is not created again, because the one field
+/// is not a valid object. The answer is 422 ([`Failure::Other`]), and the
+/// next reconcile observes the 404. A missing workload's `/scale` answers 404.
 pub async fn write(
     client: &Client,
     namespace: &str,
