@@ -4,7 +4,7 @@
 //! `Retry-After`), never after a wait. See docs/overload.md.
 //!
 //! Two classes share the queue. [`Priority::Holding`] (renews and releases
-//! of live leases) is always served before [`Priority::Acquiring`] (grants
+//! of live tenures) is always served before [`Priority::Acquiring`] (grants
 //! and creates), and a holding request that finds the queue full takes the
 //! place of the newest queued acquiring one, which is shed instead: a lost
 //! lease costs an expiry write and a new acquire later, a shed acquire
@@ -23,7 +23,8 @@ use crate::metrics::Metrics;
 /// Which requests win when write slots are scarce.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Priority {
-    /// A write that keeps or ends a live tenure: a renew, or a release.
+    /// A write that keeps or ends a live tenure: a renew (or an acquire by
+    /// the live holder, which renews), or a release.
     Holding,
     /// A write that starts one: a grant, or the create of a new lease.
     Acquiring,
