@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod serve;
 pub mod warmup;
+pub mod write_queue;
 
 pub use error::ApiError;
 pub use http::{App, router};

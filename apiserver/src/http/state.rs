@@ -10,9 +10,10 @@ use tokio::sync::watch;
 use crate::auth::{Authenticator, Tenant};
 use crate::cache::LeaseCache;
 use crate::error::ApiError;
-use crate::leases::{Leases, WriteLimit, visible_to};
+use crate::leases::{Leases, visible_to};
 use crate::metrics::Metrics;
 use crate::warmup::CreatePath;
+use crate::write_queue::WriteLimit;
 
 use super::sse::KEEP_ALIVE;
 
