@@ -40,12 +40,23 @@ pub struct Metrics {
     pub cached_leases: Gauge,
     /// Requests answered 503 because no write slot came within the queue timeout.
     pub shed_requests: Family<ShedLabels, Counter>,
+    /// Acquires with `waitSeconds` that were refused and now wait for the lease to come free.
+    pub waiting_acquires: Gauge,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ShedLabels {
     /// `acquire`, `renew` or `release`.
     pub operation: &'static str,
+}
+
+/// One acquire counted in `waiting_acquires` while it lives (see [`Metrics::waiting`]).
+pub struct WaitingAcquire<'a>(&'a Gauge);
+
+impl Drop for WaitingAcquire<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 fn request_histogram() -> Histogram {
@@ -78,7 +89,13 @@ impl Default for Metrics {
             "Requests answered 503 because no write slot to kube-apiserver came within the queue timeout",
             shed_requests.clone(),
         );
-        Self { registry, requests, lease_outcomes, kube_writes, cached_leases, shed_requests }
+        let waiting_acquires = Gauge::default();
+        registry.register(
+            "waiting_acquires",
+            "Acquires with waitSeconds that were refused and wait for the lease to come free",
+            waiting_acquires.clone(),
+        );
+        Self { registry, requests, lease_outcomes, kube_writes, cached_leases, shed_requests, waiting_acquires }
     }
 }
 
@@ -93,6 +110,12 @@ impl Metrics {
 
     pub fn shed(&self, operation: &'static str) {
         self.shed_requests.get_or_create(&ShedLabels { operation }).inc();
+    }
+
+    /// Counts one waiting acquire in `waiting_acquires` until the guard is dropped.
+    pub fn waiting(&self) -> WaitingAcquire<'_> {
+        self.waiting_acquires.inc();
+        WaitingAcquire(&self.waiting_acquires)
     }
 
     /// The OpenMetrics text exposition.
