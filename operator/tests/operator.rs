@@ -342,8 +342,12 @@ async fn deployment_scales_to_n_on_acquire_and_zero_on_release() {
     let by_hand = json!({"metadata": {"labels": {"touched": "yes"}}});
     ns.api::<Deployment>().patch("web", &PatchParams::default(), &Patch::Merge(&by_hand)).await.unwrap();
     assert_nothing_written_after(&ns, "web", &writes, &settled).await;
-    let ok_now = operator.metric("berth_operator_status_writes_total{result=\"ok\"}").await;
-    assert_eq!(ok_now, ok_writes + 1.0, "one status write: the edited generation");
+    // Counted just after the write returns, which may be after the watch saw it.
+    eventually("one status write counted: the edited generation", SOON, || async {
+        let ok_now = operator.metric("berth_operator_status_writes_total{result=\"ok\"}").await;
+        (ok_now == ok_writes + 1.0).then_some(())
+    })
+    .await;
 
     release(&ns, "web", &holder).await;
     eventually("scaled to 0", SOON, || async { (replicas(&ns, "web").await == 0).then_some(()) }).await;
