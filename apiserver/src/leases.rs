@@ -269,6 +269,7 @@ impl Leases {
         let deadline = Instant::now() + wait;
         let mut changes = self.cache.subscribe();
         let version = || self.cache.get(w.namespace, w.name).and_then(|l| l.metadata.resource_version.clone());
+        let mut waiting = None;
         loop {
             changes.borrow_and_update();
             let outcome = self.write(w).await?;
@@ -276,6 +277,7 @@ impl Leases {
             if !refused || Instant::now() >= deadline {
                 return Ok(outcome);
             }
+            waiting.get_or_insert_with(|| self.metrics.waiting());
             let seen = version();
             let wake = self.next_change(w.namespace, w.name).map_or(deadline, |t| t.min(deadline));
             loop {

@@ -46,6 +46,8 @@ pub struct Metrics {
     pub queued_writes: Family<QueueLabels, Gauge>,
     /// How long requests that got a write slot waited for it.
     pub write_queue_wait: Histogram,
+    /// Acquires with `waitSeconds` that were refused and now wait for the lease to come free.
+    pub waiting_acquires: Gauge,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -58,6 +60,15 @@ pub struct QueueLabels {
 pub struct ShedLabels {
     /// `acquire`, `renew` or `release`.
     pub operation: &'static str,
+}
+
+/// One acquire counted in `waiting_acquires` while it lives (see [`Metrics::waiting`]).
+pub struct WaitingAcquire<'a>(&'a Gauge);
+
+impl Drop for WaitingAcquire<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 fn request_histogram() -> Histogram {
@@ -109,6 +120,12 @@ impl Default for Metrics {
             "Time a request waited in the queue for a write slot, of the requests that got one",
             write_queue_wait.clone(),
         );
+        let waiting_acquires = Gauge::default();
+        registry.register(
+            "waiting_acquires",
+            "Acquires with waitSeconds that were refused and wait for the lease to come free",
+            waiting_acquires.clone(),
+        );
         Self {
             registry,
             requests,
@@ -119,6 +136,7 @@ impl Default for Metrics {
             writes_in_flight,
             queued_writes,
             write_queue_wait,
+            waiting_acquires,
         }
     }
 }
@@ -139,6 +157,12 @@ impl Metrics {
     /// The gauge of requests of `priority` waiting for a write slot.
     pub fn queued_writes(&self, priority: &'static str) -> Gauge {
         self.queued_writes.get_or_create(&QueueLabels { priority }).clone()
+    }
+
+    /// Counts one waiting acquire in `waiting_acquires` until the guard is dropped.
+    pub fn waiting(&self) -> WaitingAcquire<'_> {
+        self.waiting_acquires.inc();
+        WaitingAcquire(&self.waiting_acquires)
     }
 
     /// The OpenMetrics text exposition.
