@@ -312,9 +312,11 @@ async fn gate(
         match next {
             Next::Decide => {}
             Next::Lease => lease = lease_rx.borrow_and_update().clone(),
-            // The lease is gone without our cleanup (the finalizer was removed by hand).
-            Next::Gone => return clean_up(&shared, &lease, command, done, false).await,
-            Next::Stop => {
+            // The lease is gone without our cleanup (the finalizer was removed
+            // by hand); unless member mode ended: it stops the claims before
+            // it drops their senders.
+            Next::Gone if !*stopping.borrow() => return clean_up(&shared, &lease, command, done, false).await,
+            Next::Gone | Next::Stop => {
                 command.send_replace(Command::Abandon);
                 return;
             }
