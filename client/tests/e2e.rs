@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use berth_api::BerthLease;
 use berth_client::{
-    AcquireRequest, Client, Error, KeeperOptions, KeeperState, LeaseKeeper, Loss, ReleaseRequest, RenewRequest,
+    AcquireRequest, Client, Error, KeeperOptions, KeeperState, LeaseKeeper, Loss, ReleaseRequest, RenewReport,
+    RenewRequest, RenewResult,
 };
 use berth_testenv::TestNamespace;
 use berth_testenv::apiserver::{ApiServer, Tenant};
@@ -488,4 +489,107 @@ async fn wait_for_state(
         .await
         .expect("the state came within 30 s")
         .expect("the keeper is running");
+}
+
+/// The reports a keeper's observer was given, shared with the test.
+#[derive(Clone, Default)]
+struct Reports(std::sync::Arc<std::sync::Mutex<Vec<RenewReport>>>);
+
+impl Reports {
+    fn observe(&self, options: KeeperOptions) -> KeeperOptions {
+        let reports = self.clone();
+        options.on_renew(move |report| reports.0.lock().expect("reports lock").push(report))
+    }
+
+    fn all(&self) -> Vec<RenewReport> {
+        self.0.lock().expect("reports lock").clone()
+    }
+
+    /// Waits until a report with `result` comes after the first `seen`; returns it.
+    async fn wait_for(&self, result: RenewResult, seen: usize) -> RenewReport {
+        berth_testenv::eventually(&format!("a {result:?} renew is reported"), Duration::from_secs(30), || async {
+            self.all().into_iter().skip(seen).find(|r| r.result == result)
+        })
+        .await
+    }
+}
+
+#[tokio::test]
+async fn keeper_reports_renews_and_abandon_stops_renewing_without_a_release() {
+    let env = Env::start("keeper-abandon").await;
+    let client = env.client("team");
+    let ns = env.ns.name.clone();
+    let reports = Reports::default();
+    let options = reports.observe(
+        KeeperOptions::new(&ns, "left", "team/k", Duration::from_secs(4))
+            .margin(Duration::from_secs(1))
+            .heartbeat(Duration::from_secs(1))
+            .watch(false),
+    );
+    let keeper = LeaseKeeper::acquire(client.clone(), options).await.expect("acquire");
+    let renewed = reports.wait_for(RenewResult::Renewed, 0).await;
+    assert!(renewed.latency > Duration::ZERO, "{renewed:?}");
+
+    keeper.abandon().await;
+    let reported = reports.all().len();
+    let holders = env.leases().get("left").await.expect("lease reads").status.expect("status").holders;
+    assert_eq!(holders.len(), 1, "not released: {holders:?}");
+    assert_eq!((holders[0].identity.as_str(), holders[0].fencing_token), ("team/k", 1));
+    let last_renew = holders[0].renewed_at;
+    match client.acquire(&ns, "left", &acquire("team/j", 4)).await {
+        Err(Error::NotAcquired { current }) => assert_eq!(current.holder, "team/k", "still held after abandon"),
+        other => panic!("the abandoned lease was granted to another at once: {other:?}"),
+    }
+
+    // Granted to a waiter only when the hold expires: had the keeper gone on
+    // renewing, the wait would never end; had it released, it would end at once.
+    let request = acquire("team/j", 4);
+    let grant = client.acquire_with_wait(&ns, "left", &request, Duration::from_secs(20)).await.expect("granted");
+    assert_eq!(grant.fencing_token, 2, "a new tenure after the expiry");
+    let acquired_at = grant.acquired_at.expect("the grant says when");
+    assert!(
+        acquired_at >= last_renew + chrono::TimeDelta::seconds(4),
+        "granted at {acquired_at}, before the abandoned hold (renewed {last_renew}) expired"
+    );
+    assert_eq!(reports.all().len(), reported, "no renew was reported after abandon");
+}
+
+#[tokio::test]
+async fn keeper_reports_a_hung_renew_as_timed_out_and_a_refused_connection_as_an_error() {
+    let env = Env::start("keeper-reports").await;
+    let ns = env.ns.name.clone();
+    let upstream = reqwest::Url::parse(&env.server.url).expect("server URL");
+    let upstream = upstream.socket_addrs(|| None).expect("server address")[0];
+    let proxy = Proxy::start(upstream).expect("proxy starts");
+    let client = Client::builder(format!("https://{}", proxy.addr()))
+        .api_key(env.server.key("team"))
+        .ca_file(&env.server.ca_file)
+        .expect("CA file reads")
+        .timeout(Duration::from_secs(60))
+        .build()
+        .expect("client builds");
+    let reports = Reports::default();
+    let options = reports.observe(
+        KeeperOptions::new(&ns, "reported", "team/k", Duration::from_secs(8))
+            .margin(Duration::from_secs(1))
+            .heartbeat(Duration::from_secs(1))
+            .watch(false),
+    );
+    let keeper = LeaseKeeper::acquire(client, options).await.expect("acquire");
+    reports.wait_for(RenewResult::Renewed, 0).await;
+
+    let seen = reports.all().len();
+    proxy.set_mode(Mode::Blackhole);
+    let timed_out = reports.wait_for(RenewResult::TimedOut, seen).await;
+    assert!(timed_out.latency > Duration::ZERO, "{timed_out:?}");
+
+    let seen = reports.all().len();
+    proxy.set_mode(Mode::Reset);
+    reports.wait_for(RenewResult::Error, seen).await;
+
+    let seen = reports.all().len();
+    proxy.set_mode(Mode::Pass);
+    reports.wait_for(RenewResult::Renewed, seen).await;
+    assert!(keeper.is_held(), "held again after the link healed: {:?}", reports.all());
+    keeper.release().await.expect("release");
 }
