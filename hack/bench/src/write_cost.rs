@@ -372,8 +372,9 @@ async fn inspect(
     let renew =
         RenewRequest { holder: HOLDER.to_owned(), fencing_token: grant.fencing_token, ttl_seconds: TTL_SECONDS };
     let before = serde_json::to_value(berth_api.get("berth-0").await?)?;
-    // Not in the same millisecond as the write before.
-    tokio::time::sleep(Duration::from_millis(20)).await;
+    // managedFields times have a resolution of a second: let one pass, so
+    // that a rewritten time shows.
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
     client.renew(ns, "berth-0", &renew).await?;
     let after = serde_json::to_value(berth_api.get("berth-0").await?)?;
     let mut changed = Vec::new();
