@@ -34,7 +34,7 @@ use tokio::time::Instant;
 use crate::procfs::CpuMeter;
 use crate::profile::Profile;
 use crate::stack::Stack;
-use crate::stats::{Latency, ms};
+use crate::stats::{Latency, median, ms};
 use crate::{Error, Result, seed};
 
 /// The TTL the leases are created with, before their holders start.
@@ -46,6 +46,8 @@ pub struct Phase {
     /// The load as a multiple of the knee's.
     pub load: f64,
     pub seconds: f64,
+    /// Windows of one heartbeat: rates and latencies are medians over them.
+    pub windows: usize,
     /// Renew requests sent per second, retries included.
     pub offered_per_second: f64,
     /// Successful renews per second.
@@ -153,11 +155,11 @@ pub async fn run(stack: &Stack, profile: &Profile, knee: Option<usize>) -> Resul
     eprintln!("[bench] overload: {sustained_count} leases (1.2× the knee) for {:?}", profile.overload_hold);
     start(0..sustained_count, &mut tasks);
     tokio::time::sleep(heartbeat).await;
-    let sustained = measure(stack, &events, profile.overload_hold, sustained_count, 1.2).await;
+    let sustained = measure(stack, &events, profile.overload_hold, heartbeat, sustained_count, 1.2).await;
     eprintln!("[bench] overload: {double_count} leases (2× the knee)");
     start(sustained_count..double_count, &mut tasks);
     tokio::time::sleep(heartbeat).await;
-    let double = measure(stack, &events, heartbeat * profile.overload_windows, double_count, 2.0).await;
+    let double = measure(stack, &events, heartbeat * profile.overload_windows, heartbeat, double_count, 2.0).await;
     stop_tx.send_replace(true);
     while tasks.join_next().await.is_some() {}
 
@@ -203,8 +205,16 @@ async fn seed_all(api: &Api<BerthLease>, count: usize, concurrency: usize) -> Re
     Ok(tokens)
 }
 
-/// Reads the events of the next `span` and the CPU over it.
-async fn measure(stack: &Stack, events: &Events, span: Duration, leases: usize, load: f64) -> Phase {
+/// Reads the events of the next `span` and the CPU over it. Rates and
+/// latencies are medians over windows of one heartbeat; counts are sums.
+async fn measure(
+    stack: &Stack,
+    events: &Events,
+    span: Duration,
+    heartbeat: Duration,
+    leases: usize,
+    load: f64,
+) -> Phase {
     let meter = CpuMeter::start(stack.pids());
     let start = Instant::now();
     tokio::time::sleep(span).await;
@@ -212,18 +222,30 @@ async fn measure(stack: &Stack, events: &Events, span: Duration, leases: usize, 
     let cpu_cores = meter.cores().into_iter().map(|(n, c)| (n.to_owned(), c)).collect();
     let events: Vec<Event> =
         events.lock().expect("events lock").iter().filter(|e| e.at >= start && e.at < end).copied().collect();
-    let seconds = (end - start).as_secs_f64();
+    let windows = ((end - start).as_secs_f64() / heartbeat.as_secs_f64()).floor().max(1.0) as u32;
+    let mut offered_per_second = Vec::new();
+    let mut renewed_per_second = Vec::new();
+    let (mut renew, mut shed) = (Vec::new(), Vec::new());
+    for w in 0..windows {
+        let (from, to) = (start + heartbeat * w, start + heartbeat * (w + 1));
+        let window: Vec<&Event> = events.iter().filter(|e| e.at >= from && e.at < to).collect();
+        let of = |o: Outcome| window.iter().filter(|e| e.outcome == o).map(|e| e.latency_ms).collect::<Vec<_>>();
+        let offered = window.iter().filter(|e| !matches!(e.outcome, Outcome::Lost | Outcome::Reacquired)).count();
+        offered_per_second.push(offered as f64 / heartbeat.as_secs_f64());
+        renewed_per_second.push(of(Outcome::Renewed).len() as f64 / heartbeat.as_secs_f64());
+        renew.push(Latency::of(&of(Outcome::Renewed)));
+        shed.push(Latency::of(&of(Outcome::Shed)));
+    }
     let count = |o: Outcome| events.iter().filter(|e| e.outcome == o).count();
-    let latencies = |o: Outcome| events.iter().filter(|e| e.outcome == o).map(|e| e.latency_ms).collect::<Vec<_>>();
-    let offered = [Outcome::Renewed, Outcome::Shed, Outcome::Refused, Outcome::Other].map(count).iter().sum::<usize>();
     Phase {
         leases,
         load,
-        seconds,
-        offered_per_second: offered as f64 / seconds,
-        renewed_per_second: count(Outcome::Renewed) as f64 / seconds,
-        renew: Latency::of(&latencies(Outcome::Renewed)),
-        shed: Latency::of(&latencies(Outcome::Shed)),
+        seconds: (end - start).as_secs_f64(),
+        windows: windows as usize,
+        offered_per_second: median(&offered_per_second),
+        renewed_per_second: median(&renewed_per_second),
+        renew: Latency::median_of(&renew),
+        shed: Latency::median_of(&shed.into_iter().filter(|l| l.count > 0).collect::<Vec<_>>()),
         failed_shed: count(Outcome::Shed),
         failed_refused: count(Outcome::Refused),
         failed_other: count(Outcome::Other),

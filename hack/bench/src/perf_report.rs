@@ -107,6 +107,9 @@ pub fn targets(scale: Option<&Scale>, cost: Option<&WriteCost>, overload: Option
 
 /// The knee table: each step through Berth and as raw writes.
 pub fn knee_md(md: &mut String, s: &Scale) {
+    if s.steps.iter().all(|st| st.raw.is_none()) {
+        return;
+    }
     let _ = writeln!(
         md,
         "### The knee, side by side\n\nEach step runs twice with the same open-loop generator: through Berth (the \
@@ -246,14 +249,17 @@ pub fn overload_md(md: &mut String, o: &Overload) {
          deadline; `Retry-After` honoured when it ends inside the deadline, else a quick retry). The knee is {} \
          leases ({}), {:.0} renews/s. First 1.2× the knee's leases, held for {:.0} s; then the rest join to 2×. A \
          lease is lost when its holder passes its safe deadline without a renew, or its renew is refused; it is then \
-         acquired again.\n",
+         acquired again. Rates and latencies are medians over windows of one heartbeat ({} at 1.2×, {} at 2×); counts \
+         are sums.\n",
         o.ttl_seconds,
         o.margin_ms,
         o.heartbeat_seconds,
         o.knee_leases,
         if o.knee_from_scale { "this run's scale search" } else { "the profile's: the run had no knee of its own" },
         o.knee_renews_per_second,
-        o.sustained.seconds
+        o.sustained.seconds,
+        o.sustained.windows,
+        o.double.windows
     );
     let _ = writeln!(
         md,
