@@ -82,7 +82,7 @@ impl Profile {
             slow_repetitions: 3,
             hot_path_samples: 400,
             hot_path_warmup: 50,
-            scale_steps: vec![1_000, 2_000, 2_500, 3_000, 3_500, 4_000, 5_000, 6_000, 8_000],
+            scale_steps: vec![1_000, 2_000, 2_400, 2_800, 3_200, 3_600, 4_000, 5_000, 6_000, 8_000],
             heartbeat: Duration::from_secs(10),
             scale_ttl_seconds: 3_600,
             scale_windows: 3,
