@@ -379,3 +379,56 @@ pub fn projection_md(md: &mut String, c: &WriteCost, memory: Option<&MemoryAtCou
 fn round_to(value: f64, step: f64) -> f64 {
     (value / step).round() * step
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+    use crate::stats::Latency;
+    use crate::write_cost::{KindCost, Sizes};
+
+    fn cost(kube_apiserver: f64, etcd: f64, apiserver: f64) -> WriteCost {
+        let cpu = HashMap::from([
+            ("kube-apiserver".to_owned(), kube_apiserver),
+            ("etcd".to_owned(), etcd),
+            ("apiserver".to_owned(), apiserver),
+        ]);
+        let kind = |name: &str| KindCost {
+            kind: name.to_owned(),
+            batches: Vec::new(),
+            latency: Latency::default(),
+            cpu_ms_per_write: cpu.clone(),
+        };
+        WriteCost {
+            workers: 1,
+            writes_per_batch: 1,
+            idle_cores: HashMap::new(),
+            kinds: KINDS.iter().map(|k| kind(k)).collect(),
+            sizes: Sizes::default(),
+            renew_rewrites: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn projection_takes_the_binding_limit() {
+        // 2 ms per renew on the serving kube-apiserver: 3 ms cluster-wide
+        // (two others at 25%); 7,200 ms/s of budget gives 2,400 renews/s;
+        // etcd at 0.5 ms allows 4,800; so 2,400 renews/s, 24,000 leases;
+        // Berth at 0.5 ms needs 1.2 cores: one replica's 60% of 2 cores, so
+        // the minimum of two.
+        let mut md = String::new();
+        projection_md(&mut md, &cost(2.0, 0.5, 0.5), None);
+        assert!(md.contains("**2400 renews/s**"), "{md}");
+        assert!(md.contains("**4800 writes/s**"), "{md}");
+        assert!(md.contains("about 24000 leases"), "{md}");
+        assert!(md.contains("**2 replicas**"), "{md}");
+    }
+
+    #[test]
+    fn projection_is_left_out_without_a_positive_cost() {
+        let mut md = String::new();
+        projection_md(&mut md, &cost(f64::NAN, 0.5, 0.5), None);
+        assert!(md.contains("Not computed"), "{md}");
+    }
+}

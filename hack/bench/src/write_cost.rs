@@ -461,3 +461,27 @@ async fn batch(
         .collect();
     Ok(Batch { writes, errors, seconds, latency: Latency::of(&latencies), cpu_ms_per_write })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn diff_names_the_changed_paths_only() {
+        let a = json!({"metadata": {"resourceVersion": "1", "managedFields": [{"time": "t1"}]},
+            "status": {"holders": [{"expiresAt": "x", "identity": "a"}], "state": "held"}});
+        let b = json!({"metadata": {"resourceVersion": "2", "managedFields": [{"time": "t2"}]},
+            "status": {"holders": [{"expiresAt": "y", "identity": "a"}], "state": "held", "extra": 1}});
+        let mut changed = Vec::new();
+        diff("", &a, &b, &mut changed);
+        assert_eq!(
+            changed,
+            [
+                "metadata.managedFields[0].time",
+                "metadata.resourceVersion",
+                "status.extra",
+                "status.holders[0].expiresAt"
+            ]
+        );
+    }
+}
