@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
+pub mod bare;
 pub mod expiry;
 pub mod failover;
 pub mod hot_path;

@@ -7,10 +7,17 @@
 //!   shape (after the same `decide`), as the hot path's floor;
 //! - a server-side-apply status write carrying `metadata.resourceVersion`
 //!   (a precondition), on the SAME objects as `replace_status`;
+//! - the same BerthLease JSON, and only its holder's fields, written to a
+//!   schemaless twin CRD ([`crate::bare`]): what the schema and CEL cost,
+//!   and what the status's size costs;
 //! - the minimal one-holder object: a `coordination.k8s.io/v1` Lease
 //!   (holder, duration, renew time), replaced with resourceVersion, as
 //!   Kubernetes' own leader election renews. A built-in type: no CRD schema
-//!   or CEL, no operator watching it.
+//!   or CEL.
+//!
+//! BerthLeases are watched by Berth's apiserver and the operator; the twin
+//! and the Lease get two watchers of this process each, so that every kind
+//! pays the same watch fan-out.
 //!
 //! The batches alternate kind by kind, repeated; each batch runs `workers`
 //! writers at once, each on its own object. The control plane's CPU at rest
@@ -19,18 +26,22 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
+use berth_api::BerthLease;
 use berth_api::rules::{self, Request};
 use berth_api::wire::{AcquireRequest, RenewRequest};
-use berth_api::{BerthLease, BerthLeaseStatus};
 use chrono::Utc;
+use futures::StreamExt;
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+use crate::bare::{self, BareLease, minimal_status};
 use crate::procfs::cpu_seconds;
 use crate::profile::Profile;
 use crate::stack::Stack;
@@ -42,12 +53,21 @@ const TTL_SECONDS: i32 = 3_600;
 const FIELD_MANAGER: &str = "berth-bench";
 
 /// The write kinds, in the order of [`WriteCost::kinds`].
-pub const KINDS: [&str; 4] = [
+pub const KINDS: [&str; 6] = [
     "renew through Berth",
     "raw replace_status (BerthLease, same shape)",
     "raw server-side apply with resourceVersion (same objects)",
+    "schemaless twin CRD, the same JSON (replace_status)",
+    "schemaless twin CRD, only the holder's fields (replace_status)",
     "minimal one-holder object (coordination.k8s.io Lease, replace)",
 ];
+/// Indexes into [`KINDS`].
+pub const BERTH: usize = 0;
+pub const RAW: usize = 1;
+pub const APPLY: usize = 2;
+pub const BARE: usize = 3;
+pub const BARE_MINIMAL: usize = 4;
+pub const LEASE: usize = 5;
 /// Processes whose CPU each write is charged.
 const PROCESSES: [&str; 3] = ["kube-apiserver", "etcd", "apiserver"];
 
@@ -105,30 +125,31 @@ pub struct WriteCost {
 }
 
 impl WriteCost {
-    fn kind(&self, index: usize) -> Option<&KindCost> {
+    pub fn kind(&self, index: usize) -> Option<&KindCost> {
         self.kinds.get(index)
     }
     /// kube-apiserver CPU per Berth renew over per minimal-object write.
     pub fn cpu_ratio_minimal(&self) -> f64 {
-        self.ratio(0, 3, "kube-apiserver")
+        self.ratio(BERTH, LEASE)
     }
     /// kube-apiserver CPU per Berth renew over per raw write of the same shape.
     pub fn cpu_ratio_same_shape(&self) -> f64 {
-        self.ratio(0, 1, "kube-apiserver")
+        self.ratio(BERTH, RAW)
     }
     /// kube-apiserver CPU per SSA write over per `replace_status`.
     pub fn cpu_ratio_apply(&self) -> f64 {
-        self.ratio(2, 1, "kube-apiserver")
+        self.ratio(APPLY, RAW)
     }
     pub fn p50_ratio_apply(&self) -> f64 {
-        match (self.kind(2), self.kind(1)) {
+        match (self.kind(APPLY), self.kind(RAW)) {
             (Some(a), Some(b)) => a.latency.p50_ms / b.latency.p50_ms,
             _ => f64::NAN,
         }
     }
-    fn ratio(&self, a: usize, b: usize, process: &str) -> f64 {
+    /// kube-apiserver CPU per write of kind `a` over kind `b`.
+    pub fn ratio(&self, a: usize, b: usize) -> f64 {
         match (self.kind(a), self.kind(b)) {
-            (Some(a), Some(b)) => a.cpu(process) / b.cpu(process),
+            (Some(a), Some(b)) => a.cpu("kube-apiserver") / b.cpu("kube-apiserver"),
             _ => f64::NAN,
         }
     }
@@ -153,6 +174,8 @@ enum Target {
         api: Api<Lease>,
         lease: Lease,
     },
+    /// A status write to the schemaless twin CRD.
+    Bare(BareLease),
 }
 
 impl Target {
@@ -161,6 +184,7 @@ impl Target {
         match self {
             Target::Berth { client, ns, name, renew } => Ok(client.renew(ns, name, renew).await.is_ok()),
             Target::Raw { api, lease, token, apply } => write_berth_status(api, lease, *token, *apply).await,
+            Target::Bare(bare) => bare.renew().await,
             Target::Lease { api, lease } => {
                 let mut next = lease.clone();
                 next.metadata.managed_fields = None;
@@ -246,20 +270,38 @@ pub async fn run(stack: &Stack, profile: &Profile) -> Result<WriteCost> {
             kinds[kind].push(Target::Raw { api: berth_api.clone(), lease, token, apply });
         }
     }
+    // The operator writes the first conditions of each new lease: let that land.
+    wait_for_conditions(&berth_api, workers).await?;
+    for targets in &mut kinds[RAW..=APPLY] {
+        for target in targets.iter_mut() {
+            if let Target::Raw { api, lease, .. } = target {
+                *lease = api.get(&lease.name_any()).await?;
+            }
+        }
+    }
+    bare::install(&stack.kube).await?;
+    for minimal in [false, true] {
+        let mut twins = Vec::new();
+        for w in 0..workers {
+            let like = berth_api.get(&format!("raw-{w}")).await?;
+            let name = format!("bare-{w}{}", if minimal { "-minimal" } else { "" });
+            twins.push(Target::Bare(BareLease::create(&stack.kube, &ns, &name, &like, minimal).await?));
+        }
+        kinds.push(twins);
+    }
     let mut leases = Vec::new();
     for w in 0..workers {
         let lease = minimal_lease(&lease_api, &format!("lease-{w}")).await?;
         leases.push(Target::Lease { api: lease_api.clone(), lease });
     }
     kinds.push(leases);
-    // The operator writes the first conditions of each new lease: let that land.
-    wait_for_conditions(&berth_api, workers).await?;
-    for targets in &mut kinds[1..3] {
-        for target in targets.iter_mut() {
-            if let Target::Raw { api, lease, .. } = target {
-                *lease = api.get(&lease.name_any()).await?;
-            }
-        }
+    // BerthLeases are watched by two informers (Berth's apiserver and the
+    // operator): give the twin and the Lease two watchers each, so that
+    // every kind pays the same watch fan-out.
+    let mut watchers = JoinSet::new();
+    for _ in 0..2 {
+        watchers.spawn(drain(watcher(bare::api(&stack.kube, &ns), watcher::Config::default())));
+        watchers.spawn(drain(watcher(lease_api.clone(), watcher::Config::default())));
     }
     let (sizes, renew_rewrites) = inspect(&client, &ns, &berth_api, &lease_api).await?;
 
@@ -293,6 +335,7 @@ pub async fn run(stack: &Stack, profile: &Profile) -> Result<WriteCost> {
         .iter()
         .map(|p| ((*p).to_owned(), median(&idle.iter().filter_map(|i| i.get(*p).copied()).collect::<Vec<_>>())))
         .collect();
+    watchers.abort_all();
     Ok(WriteCost {
         workers,
         writes_per_batch: profile.write_cost_batch / workers * workers,
@@ -348,13 +391,7 @@ async fn inspect(
     let before = berth_api.get("berth-0").await?;
     let lease = lease_api.get("lease-0").await?;
     let status = before.status.clone().unwrap_or_default();
-    let minimal = BerthLeaseStatus {
-        state: status.state,
-        holders: status.holders.clone(),
-        fencing_token: status.fencing_token,
-        transitions: status.transitions,
-        ..Default::default()
-    };
+    let minimal = minimal_status(&status);
     let sizes = Sizes {
         berth_object: json_len(&before),
         berth_status: json_len(&status),
@@ -381,6 +418,11 @@ async fn inspect(
     diff("", &before, &after, &mut changed);
     changed.retain(|path| path != "metadata.resourceVersion");
     Ok((sizes, changed))
+}
+
+/// Consumes a watch until aborted.
+async fn drain<S: futures::Stream>(stream: S) {
+    stream.for_each(|_| std::future::ready(())).await;
 }
 
 /// Bytes of `value` as JSON.
