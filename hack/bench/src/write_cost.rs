@@ -21,7 +21,7 @@
 //!
 //! The batches alternate kind by kind, repeated; each batch runs `workers`
 //! writers at once, each on its own object. The control plane's CPU at rest
-//! (read over an idle second before each repetition) is subtracted.
+//! (the median of idle seconds read before each repetition) is subtracted.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -77,7 +77,10 @@ pub struct Batch {
     pub errors: usize,
     pub seconds: f64,
     pub latency: Latency,
-    /// CPU-ms per write by process, the idle rate subtracted.
+    /// CPU seconds used over the batch by process, as read.
+    #[serde(default)]
+    pub cpu_seconds: HashMap<String, f64>,
+    /// CPU-ms per write by process, the median idle rate subtracted.
     pub cpu_ms_per_write: HashMap<String, f64>,
 }
 
@@ -310,11 +313,21 @@ pub async fn run(stack: &Stack, profile: &Profile) -> Result<WriteCost> {
     let mut idle = Vec::new();
     let mut batches: Vec<Vec<Batch>> = (0..KINDS.len()).map(|_| Vec::new()).collect();
     for _ in 0..profile.write_cost_repetitions {
-        let rest = idle_cores(&pids).await;
+        idle.push(idle_cores(&pids).await);
         for (k, targets) in kinds.iter_mut().enumerate() {
-            batches[k].push(batch(targets, profile.write_cost_batch / workers, &pids, &rest).await?);
+            batches[k].push(batch(targets, profile.write_cost_batch / workers, &pids).await?);
         }
-        idle.push(rest);
+    }
+    // One idle second can catch a compaction or a GC: subtract the median rate.
+    let idle_cores: HashMap<String, f64> = PROCESSES
+        .iter()
+        .map(|p| ((*p).to_owned(), median(&idle.iter().filter_map(|i| i.get(*p).copied()).collect::<Vec<_>>())))
+        .collect();
+    for batch in batches.iter_mut().flatten() {
+        for (name, used) in &batch.cpu_seconds {
+            let at_rest = idle_cores.get(name).copied().unwrap_or(0.0) * batch.seconds;
+            batch.cpu_ms_per_write.insert(name.clone(), (used - at_rest) * 1000.0 / batch.writes.max(1) as f64);
+        }
     }
     let kinds = KINDS
         .iter()
@@ -330,10 +343,6 @@ pub async fn run(stack: &Stack, profile: &Profile) -> Result<WriteCost> {
                 .collect();
             KindCost { kind: (*kind).to_owned(), batches, latency, cpu_ms_per_write }
         })
-        .collect();
-    let idle_cores = PROCESSES
-        .iter()
-        .map(|p| ((*p).to_owned(), median(&idle.iter().filter_map(|i| i.get(*p).copied()).collect::<Vec<_>>())))
         .collect();
     watchers.abort_all();
     Ok(WriteCost {
@@ -462,14 +471,8 @@ async fn idle_cores(pids: &[(&'static str, u32)]) -> BTreeMap<&'static str, f64>
         .collect()
 }
 
-/// `per_worker` writes by each target's worker at once; CPU per write with
-/// the idle rate subtracted.
-async fn batch(
-    targets: &mut [Target],
-    per_worker: usize,
-    pids: &[(&'static str, u32)],
-    idle: &BTreeMap<&'static str, f64>,
-) -> Result<Batch> {
+/// `per_worker` writes by each target's worker at once, and the CPU used meanwhile.
+async fn batch(targets: &mut [Target], per_worker: usize, pids: &[(&'static str, u32)]) -> Result<Batch> {
     let before: Vec<Option<f64>> = pids.iter().map(|(_, pid)| cpu_seconds(*pid)).collect();
     let started = Instant::now();
     let runs = futures::future::join_all(targets.iter_mut().map(|target| async move {
@@ -493,15 +496,13 @@ async fn batch(
         errors += e;
     }
     let writes = latencies.len() + errors;
-    let cpu_ms_per_write = pids
+    let cpu_seconds = pids
         .iter()
         .zip(before)
-        .filter_map(|((name, pid), before)| {
-            let used = cpu_seconds(*pid)? - before? - idle.get(name).copied().unwrap_or(0.0) * seconds;
-            Some(((*name).to_owned(), used * 1000.0 / writes.max(1) as f64))
-        })
+        .filter_map(|((name, pid), before)| Some(((*name).to_owned(), cpu_seconds(*pid)? - before?)))
         .collect();
-    Ok(Batch { writes, errors, seconds, latency: Latency::of(&latencies), cpu_ms_per_write })
+    let latency = Latency::of(&latencies);
+    Ok(Batch { writes, errors, seconds, latency, cpu_seconds, cpu_ms_per_write: HashMap::new() })
 }
 
 #[cfg(test)]
