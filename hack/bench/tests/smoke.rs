@@ -99,7 +99,7 @@ fn quick_run_writes_well_formed_results() {
         "### The knee, side by side",
         "## 7. What a write costs",
         "### Server-side apply",
-        "schema and CEL",
+        "schema, CEL and managedFields",
         "## 8. Overload",
         "## 9. Projection",
     ] {
