@@ -52,9 +52,10 @@ pub enum ApiError {
     /// Every retry of a conditional write met a conflict.
     #[error("too many concurrent writes to this lease, retry")]
     Contended,
-    /// No write slot to kube-apiserver came in time (an extension of API.md).
+    /// The queue for a write slot to kube-apiserver was full (an extension
+    /// of API.md): nothing was written; retry after this many seconds.
     #[error("overloaded, retry later")]
-    Overloaded,
+    Overloaded { retry_after_seconds: u32 },
     /// kube-apiserver is unreachable or failing: nothing was written (an extension of API.md).
     #[error("kube-apiserver is unavailable, retry later")]
     Unavailable(#[source] crate::leases::Error),
@@ -79,9 +80,10 @@ impl ApiError {
             ApiError::LeaseNotFound | ApiError::NamespaceNotFound | ApiError::RouteNotFound => StatusCode::NOT_FOUND,
             ApiError::ReleaseConflict => StatusCode::CONFLICT,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::Contended | ApiError::Overloaded | ApiError::Unavailable(_) | ApiError::AuthUnavailable(_) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            ApiError::Contended
+            | ApiError::Overloaded { .. }
+            | ApiError::Unavailable(_)
+            | ApiError::AuthUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -108,7 +110,7 @@ impl ApiError {
             ApiError::RouteNotFound => "route_not_found",
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::Contended => "contended",
-            ApiError::Overloaded => "overloaded",
+            ApiError::Overloaded { .. } => "overloaded",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::Internal(_) => "internal",
         }
@@ -135,7 +137,10 @@ impl IntoResponse for ApiError {
             ApiError::MissingAuth | ApiError::UnknownKey => {
                 response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
-            ApiError::Overloaded | ApiError::Unavailable(_) | ApiError::AuthUnavailable(_) => {
+            ApiError::Overloaded { retry_after_seconds } => {
+                response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after_seconds));
+            }
+            ApiError::Unavailable(_) | ApiError::AuthUnavailable(_) => {
                 response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECONDS));
             }
             _ => {}
@@ -144,9 +149,10 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// The `Retry-After` of an overloaded or unavailable answer: a second lets
-/// the backlog of writes drain (or kube-apiserver come back), and is well
-/// inside a renewing holder's safe window.
+/// The `Retry-After` of an unavailable answer: a second lets kube-apiserver
+/// (or an authenticator) come back, and is well inside a renewing holder's
+/// safe window. Overloaded answers take theirs from the write queue
+/// ([`crate::write_queue::Priority::retry_after_seconds`]).
 pub const RETRY_AFTER_SECONDS: &str = "1";
 
 /// `{"error": message}` with `Content-Type: application/json`.
@@ -165,7 +171,9 @@ impl From<crate::leases::Error> for ApiError {
         match error {
             crate::leases::Error::ForeignLease => ApiError::ForeignLease,
             crate::leases::Error::Contended => ApiError::Contended,
-            crate::leases::Error::Overloaded => ApiError::Overloaded,
+            crate::leases::Error::Overloaded(priority) => {
+                ApiError::Overloaded { retry_after_seconds: priority.retry_after_seconds() }
+            }
             crate::leases::Error::NamespaceNotFound => ApiError::NamespaceNotFound,
             other if other.is_unavailable() => ApiError::Unavailable(other),
             other => ApiError::Internal(other),

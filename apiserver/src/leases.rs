@@ -6,10 +6,11 @@
 //! manager `berth-apiserver`. A 409 means someone wrote in between: reread
 //! with a direct GET, decide again, with bounded retries and jitter.
 //!
-//! Writes are load-shed: at most [`WriteLimit::max_concurrent`] requests
-//! write to kube-apiserver at once. A request that finds no free slot within
-//! [`WriteLimit::queue_timeout`] fails at once with [`Error::Overloaded`]
-//! (503 with `Retry-After`) instead of queueing until its client gives up.
+//! Writes pass the [`WriteQueue`]: at most [`WriteLimit::max_concurrent`]
+//! requests write to kube-apiserver at once and at most
+//! [`WriteLimit::max_queued`] wait, renews and releases before acquires. A
+//! request that finds the queue full fails at once with
+//! [`Error::Overloaded`] (503 with `Retry-After`) instead of waiting.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,12 +22,13 @@ use berth_api::{BerthLease, BerthLeaseSpec, BerthLeaseStatus, Semantics};
 use chrono::Utc;
 use kube::api::{Api, PostParams};
 use kube::{Client, ResourceExt};
-use tokio::sync::{Semaphore, SemaphorePermit, watch};
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::auth::Tenant;
 use crate::cache::LeaseCache;
 use crate::metrics::Metrics;
+use crate::write_queue::{Priority, WriteLimit, WriteQueue, WriteSlot};
 
 /// The one field manager of this binary.
 pub const FIELD_MANAGER: &str = "berth-apiserver";
@@ -37,28 +39,6 @@ const MAX_ATTEMPTS: u32 = 8;
 const WAKE_JITTER_MS: u64 = 20;
 /// Shortest pause between two warnings that requests are being shed.
 const SHED_WARN_INTERVAL: Duration = Duration::from_secs(10);
-
-/// How many requests may write to kube-apiserver at once, and how long one
-/// may wait for a slot.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct WriteLimit {
-    pub max_concurrent: usize,
-    pub queue_timeout: Duration,
-}
-
-impl Default for WriteLimit {
-    /// 32 writes at once, and a 2 s wait for a slot.
-    ///
-    /// Each write costs kube-apiserver about 3 ms of CPU, so 32 in flight are
-    /// already about 50 ms of work on two cores: more concurrency only queues
-    /// inside kube-apiserver, where nothing can refuse it in time. A slot that
-    /// has not come within 2 s means the backlog is well past that; a fast 503
-    /// leaves the client most of its 10 s timeout, and of its lease's safe
-    /// window, to retry, instead of a timeout and a reconnect.
-    fn default() -> Self {
-        Self { max_concurrent: 32, queue_timeout: Duration::from_secs(2) }
-    }
-}
 
 /// Why a lease operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -72,9 +52,9 @@ pub enum Error {
     /// Every attempt met a conflicting write.
     #[error("gave up after {MAX_ATTEMPTS} conflicting writes")]
     Contended,
-    /// No write slot became free within the queue timeout: the request was shed.
-    #[error("no write slot within the queue timeout")]
-    Overloaded,
+    /// The write queue was full: the request was shed, nothing was written.
+    #[error("the write queue is full")]
+    Overloaded(Priority),
     #[error("kube-apiserver {verb} failed: {source}")]
     Kube {
         verb: &'static str,
@@ -105,7 +85,7 @@ impl Error {
         match self {
             Error::ForeignLease => "foreign_lease",
             Error::Contended => "contended",
-            Error::Overloaded => "overloaded",
+            Error::Overloaded(_) => "overloaded",
             Error::NamespaceNotFound => "namespace_not_found",
             Error::Kube { .. } => "kube",
             Error::UnexpectedOutcome(_) => "unexpected_outcome",
@@ -170,9 +150,8 @@ pub struct Leases {
     client: Client,
     cache: Arc<LeaseCache>,
     metrics: Arc<Metrics>,
-    /// One permit per request that is writing to kube-apiserver.
-    write_slots: Semaphore,
-    limit: WriteLimit,
+    /// The slots to write to kube-apiserver, and the queue for them.
+    queue: WriteQueue,
     /// Requests shed since the last warning, and when that was.
     shed_unreported: AtomicU64,
     last_shed_warning: Mutex<Option<Instant>>,
@@ -183,9 +162,8 @@ impl Leases {
         Self {
             client,
             cache,
+            queue: WriteQueue::new(limit, metrics.clone()),
             metrics,
-            write_slots: Semaphore::new(limit.max_concurrent),
-            limit,
             shed_unreported: AtomicU64::new(0),
             last_shed_warning: Mutex::new(None),
         }
@@ -202,12 +180,17 @@ impl Leases {
     ///
     /// - A request takes a write slot before its first write and keeps it to
     ///   the end, so it is never shed half-way (after a create, before the
-    ///   grant). Answers that need no write take no slot.
+    ///   grant). Answers that need no write take no slot. Renews and releases
+    ///   queue as [`Priority::Holding`], grants and creates as
+    ///   [`Priority::Acquiring`].
+    /// - Once it has its slot, the request decides again at the current time,
+    ///   on the newest cached copy: a wait in the queue does not age the
+    ///   decision or the `expiresAt` it writes.
     ///
     /// # Errors
     /// [`Error::ForeignLease`] for another tenant's lease, [`Error::Contended`]
-    /// after [`MAX_ATTEMPTS`] conflicts, [`Error::Overloaded`] when no write
-    /// slot came in time (nothing was written), and kube-apiserver failures.
+    /// after [`MAX_ATTEMPTS`] conflicts, [`Error::Overloaded`] when the write
+    /// queue was full (nothing was written), and kube-apiserver failures.
     pub async fn write(&self, w: &Write<'_>) -> Result<Outcome, Error> {
         let api: Api<BerthLease> = Api::namespaced(self.client.clone(), w.namespace);
         let mut current = self.cache.get(w.namespace, w.name);
@@ -251,14 +234,16 @@ impl Leases {
                 }
                 return Ok(decision.outcome);
             };
+            if slot.is_none() {
+                slot = Some(self.write_slot(&w.request, write_priority(&decision.outcome)).await?);
+                current = if fresh { Some(lease) } else { self.cache.get(w.namespace, w.name).or(Some(lease)) };
+                continue;
+            }
             if created.is_some() && status.observed_generation.is_none() {
                 // This grant is the declared holder's acquire for the generation
                 // just created: record it, so the operator does not repeat it
                 // after the holder has perhaps already released.
                 status.observed_generation = created;
-            }
-            if slot.is_none() {
-                slot = Some(self.write_slot(&w.request).await?);
             }
             if self.replace_status(&api, &lease, status).await? {
                 return Ok(decision.outcome);
@@ -284,6 +269,7 @@ impl Leases {
         let deadline = Instant::now() + wait;
         let mut changes = self.cache.subscribe();
         let version = || self.cache.get(w.namespace, w.name).and_then(|l| l.metadata.resource_version.clone());
+        let mut waiting = None;
         loop {
             changes.borrow_and_update();
             let outcome = self.write(w).await?;
@@ -291,6 +277,7 @@ impl Leases {
             if !refused || Instant::now() >= deadline {
                 return Ok(outcome);
             }
+            waiting.get_or_insert_with(|| self.metrics.waiting());
             let seen = version();
             let wake = self.next_change(w.namespace, w.name).map_or(deadline, |t| t.min(deadline));
             loop {
@@ -322,46 +309,51 @@ impl Leases {
         Some(Instant::now() + (at - now).to_std().unwrap_or_default() + Duration::from_millis(1))
     }
 
-    /// A write slot, or [`Error::Overloaded`] when none is free within the queue timeout.
-    async fn write_slot(&self, request: &rules::Request<'_>) -> Result<SemaphorePermit<'_>, Error> {
-        match tokio::time::timeout(self.limit.queue_timeout, self.write_slots.acquire()).await {
-            Ok(permit) => Ok(permit.expect("the write semaphore is never closed")),
+    /// A write slot, or [`Error::Overloaded`] when the queue is full.
+    async fn write_slot(&self, request: &rules::Request<'_>, priority: Priority) -> Result<WriteSlot<'_>, Error> {
+        let asked = Instant::now();
+        match self.queue.slot(priority).await {
+            Ok(slot) => {
+                self.metrics.write_queue_wait.observe(asked.elapsed().as_secs_f64());
+                Ok(slot)
+            }
             Err(_) => {
-                self.shed(operation_label(request));
-                Err(Error::Overloaded)
+                self.shed(operation_label(request), priority);
+                Err(Error::Overloaded(priority))
             }
         }
     }
 
     /// Counts a shed request, and warns at most every [`SHED_WARN_INTERVAL`].
-    fn shed(&self, operation: &'static str) {
+    fn shed(&self, operation: &'static str, priority: Priority) {
         self.metrics.shed(operation);
         self.shed_unreported.fetch_add(1, Ordering::Relaxed);
         let mut last = self.last_shed_warning.lock().expect("shed warning lock");
         if last.is_some_and(|at| at.elapsed() < SHED_WARN_INTERVAL) {
-            tracing::debug!(operation, "no write slot in time: answered 503");
+            tracing::debug!(operation, priority = priority.label(), "write queue full: answered 503");
             return;
         }
         *last = Some(Instant::now());
         let shed = self.shed_unreported.swap(0, Ordering::Relaxed);
+        let limit = self.queue.limit();
         tracing::warn!(
             shed,
-            max_concurrent_writes = self.limit.max_concurrent,
-            queue_timeout_ms = self.limit.queue_timeout.as_millis() as u64,
-            "overloaded: requests found no write slot in time and were answered 503"
+            max_concurrent_writes = limit.max_concurrent,
+            max_queued_writes = limit.max_queued,
+            "overloaded: requests found the write queue full and were answered 503"
         );
     }
 
     /// [`Leases::create`] after taking a write slot, unless `slot` holds one already.
     async fn create_in_slot<'s>(
         &'s self,
-        slot: &mut Option<SemaphorePermit<'s>>,
+        slot: &mut Option<WriteSlot<'s>>,
         api: &Api<BerthLease>,
         w: &Write<'_>,
         spec: &CreateSpec,
     ) -> Result<Option<BerthLease>, Error> {
         if slot.is_none() {
-            *slot = Some(self.write_slot(&w.request).await?);
+            *slot = Some(self.write_slot(&w.request, Priority::Acquiring).await?);
         }
         self.create(api, w, spec).await
     }
@@ -454,6 +446,19 @@ impl Leases {
 
 fn post_params() -> PostParams {
     PostParams { dry_run: false, field_manager: Some(FIELD_MANAGER.to_owned()) }
+}
+
+/// The queue class of a write that `decide` asked for: keeping or ending a
+/// live tenure comes before starting one.
+/// Answers that write nothing never ask (they are listed for exhaustiveness).
+fn write_priority(outcome: &Outcome) -> Priority {
+    match outcome {
+        Outcome::Granted(_) => Priority::Acquiring,
+        Outcome::Renewed(_) | Outcome::Released | Outcome::Expired(_) => Priority::Holding,
+        Outcome::NotAcquired { .. } | Outcome::AlreadyReleased | Outcome::ReleaseConflict | Outcome::NothingExpired => {
+            Priority::Holding
+        }
+    }
 }
 
 /// Answers that a stale cache could get wrong to the caller's harm.

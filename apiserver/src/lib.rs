@@ -18,6 +18,8 @@ pub mod limits;
 pub mod metrics;
 pub mod openapi;
 pub mod serve;
+pub mod warmup;
+pub mod write_queue;
 
 pub use error::ApiError;
 pub use http::{App, router};

@@ -8,9 +8,9 @@ use std::path::PathBuf;
 use anyhow::Context;
 use berth_api::duration::parse as parse_duration;
 use berth_api::serving::BindAddress;
-use berth_apiserver::leases::WriteLimit;
 use berth_apiserver::limits::ConnectionLimits;
 use berth_apiserver::serve::{self, parse_addr};
+use berth_apiserver::write_queue::WriteLimit;
 use clap::{Parser, ValueEnum};
 
 /// Berth's HTTPS lease API. Leases are BerthLease objects: every acquire,
@@ -51,16 +51,19 @@ struct Args {
     #[arg(long = "namespace")]
     namespaces: Vec<String>,
     /// Most requests writing to kube-apiserver at once; further acquires,
-    /// renews and releases that must write wait for a slot. Each write costs
+    /// renews and releases that must write queue for a slot. Each write costs
     /// kube-apiserver about 3 ms of CPU, so 32 already keep two cores busy:
     /// more only queues inside kube-apiserver.
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..))]
     max_concurrent_writes: u32,
-    /// How long a request may wait for a write slot before it is answered 503
-    /// with `Retry-After: 1` (e.g. 2s, 500ms). Keep it well below the clients'
-    /// request timeout, so that they retry instead of timing out.
-    #[arg(long, default_value = "2s", value_parser = parse_duration)]
-    write_queue_timeout: std::time::Duration,
+    /// Most requests waiting for a write slot. A request that finds this many
+    /// waiting is answered 503 at once, with nothing written and
+    /// `Retry-After` (1 s for renews and releases, 5 s for acquires). Renews
+    /// and releases get slots before acquires, and take the place of a
+    /// waiting acquire when the queue is full. 0: shed whatever finds no free
+    /// slot.
+    #[arg(long, default_value_t = 64)]
+    max_queued_writes: u32,
     /// Longest a client may take to finish the TLS handshake on
     /// --listen-addr before its connection is closed (e.g. 10s).
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
@@ -113,7 +116,7 @@ async fn main() -> anyhow::Result<()> {
         namespaces: args.namespaces,
         write_limit: WriteLimit {
             max_concurrent: args.max_concurrent_writes as usize,
-            queue_timeout: args.write_queue_timeout,
+            max_queued: args.max_queued_writes as usize,
         },
         connection_limits: ConnectionLimits {
             tls_handshake_timeout: args.tls_handshake_timeout,

@@ -38,14 +38,37 @@ pub struct Metrics {
     /// Writes against kube-apiserver, by verb and result (`conflict` counts 409s).
     pub kube_writes: Family<WriteLabels, Counter>,
     pub cached_leases: Gauge,
-    /// Requests answered 503 because no write slot came within the queue timeout.
+    /// Requests answered 503 because the write queue was full.
     pub shed_requests: Family<ShedLabels, Counter>,
+    /// Requests holding a write slot.
+    pub writes_in_flight: Gauge,
+    /// Requests waiting for a write slot, by priority.
+    pub queued_writes: Family<QueueLabels, Gauge>,
+    /// How long requests that got a write slot waited for it.
+    pub write_queue_wait: Histogram,
+    /// Acquires with `waitSeconds` that were refused and now wait for the lease to come free.
+    pub waiting_acquires: Gauge,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct QueueLabels {
+    /// `holding` (renews, releases) or `acquiring` (grants, creates).
+    pub priority: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ShedLabels {
     /// `acquire`, `renew` or `release`.
     pub operation: &'static str,
+}
+
+/// One acquire counted in `waiting_acquires` while it lives (see [`Metrics::waiting`]).
+pub struct WaitingAcquire<'a>(&'a Gauge);
+
+impl Drop for WaitingAcquire<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 fn request_histogram() -> Histogram {
@@ -75,10 +98,46 @@ impl Default for Metrics {
         let shed_requests = Family::<ShedLabels, Counter>::default();
         registry.register(
             "shed_requests",
-            "Requests answered 503 because no write slot to kube-apiserver came within the queue timeout",
+            "Requests answered 503 with Retry-After because the queue for a write slot to kube-apiserver was full",
             shed_requests.clone(),
         );
-        Self { registry, requests, lease_outcomes, kube_writes, cached_leases, shed_requests }
+        let writes_in_flight = Gauge::default();
+        registry.register(
+            "writes_in_flight",
+            "Requests holding a write slot to kube-apiserver",
+            writes_in_flight.clone(),
+        );
+        let queued_writes = Family::<QueueLabels, Gauge>::default();
+        registry.register(
+            "queued_writes",
+            "Requests waiting for a write slot, by priority (holding: renews and releases; acquiring: grants and creates)",
+            queued_writes.clone(),
+        );
+        // 100 µs … ~3 s: a length-bounded queue should be passed in milliseconds.
+        let write_queue_wait = Histogram::new(exponential_buckets(0.0001, 2.0, 15));
+        registry.register(
+            "write_queue_wait_seconds",
+            "Time a request waited in the queue for a write slot, of the requests that got one",
+            write_queue_wait.clone(),
+        );
+        let waiting_acquires = Gauge::default();
+        registry.register(
+            "waiting_acquires",
+            "Acquires with waitSeconds that were refused and wait for the lease to come free",
+            waiting_acquires.clone(),
+        );
+        Self {
+            registry,
+            requests,
+            lease_outcomes,
+            kube_writes,
+            cached_leases,
+            shed_requests,
+            writes_in_flight,
+            queued_writes,
+            write_queue_wait,
+            waiting_acquires,
+        }
     }
 }
 
@@ -93,6 +152,17 @@ impl Metrics {
 
     pub fn shed(&self, operation: &'static str) {
         self.shed_requests.get_or_create(&ShedLabels { operation }).inc();
+    }
+
+    /// The gauge of requests of `priority` waiting for a write slot.
+    pub fn queued_writes(&self, priority: &'static str) -> Gauge {
+        self.queued_writes.get_or_create(&QueueLabels { priority }).clone()
+    }
+
+    /// Counts one waiting acquire in `waiting_acquires` until the guard is dropped.
+    pub fn waiting(&self) -> WaitingAcquire<'_> {
+        self.waiting_acquires.inc();
+        WaitingAcquire(&self.waiting_acquires)
     }
 
     /// The OpenMetrics text exposition.

@@ -24,7 +24,7 @@ fn common_errors() -> Value {
         "413": error_response("`request body must be at most 4096 bytes`"),
         "500": {"description": "`{\"error\":\"internal error\",\"requestId\":…}`", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
         "503": {
-            "description": "`too many concurrent writes to this lease, retry` (every conditional write met a conflict), or, an extension of the core API, `overloaded, retry later` with `Retry-After: 1`: no write slot to kube-apiserver came within `--write-queue-timeout`, and nothing was written",
+            "description": "`too many concurrent writes to this lease, retry` (every conditional write met a conflict), or, an extension of the core API, `overloaded, retry later` with `Retry-After` (1 for renews and releases, 5 for acquires): the queue for a write slot to kube-apiserver was full (`--max-queued-writes`), and nothing was written",
             "headers": {"Retry-After": {"description": "Seconds to wait before retrying; sent with `overloaded, retry later`", "schema": {"type": "integer"}}},
             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
         },

@@ -17,9 +17,9 @@ use crate::auth::config::ConfigError;
 use crate::auth::configured::AuthConfigFile;
 use crate::auth::{Authenticator, Chain, KeysFile, KeysFileError, reload};
 use crate::http::{App, metrics_router, probe_router, router};
-use crate::leases::WriteLimit;
 use crate::limits::{CappedAcceptor, ConnectionLimits};
 use crate::metrics::Metrics;
+use crate::write_queue::WriteLimit;
 
 /// How long requests in flight may take to finish after SIGTERM.
 pub const DRAIN: Duration = Duration::from_secs(10);

@@ -588,15 +588,10 @@ async fn writes_while_kube_apiserver_is_down_answer_503_with_retry_after() {
 async fn readyz_turns_503_when_shutdown_starts() {
     let h = Harness::new("contract-ready").await;
     let (app, shutdown) = app_on(h.ns.client.clone(), std::slice::from_ref(&h.ns.name));
-    let mut ready = false;
-    for _ in 0..300 {
-        if oneshot(&app, Request::get("/readyz").body(Body::empty()).unwrap()).await.0 == 200 {
-            ready = true;
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    assert!(ready, "never ready");
+    berth_testenv::eventually("ready", std::time::Duration::from_secs(30), || async {
+        (oneshot(&app, Request::get("/readyz").body(Body::empty()).unwrap()).await.0 == 200).then_some(())
+    })
+    .await;
     shutdown.send(true).unwrap();
     let readyz = oneshot(&app, Request::get("/readyz").body(Body::empty()).unwrap()).await;
     assert_eq!((readyz.0, readyz.2.as_str()), (503, "not ready\n"));
@@ -623,12 +618,10 @@ async fn several_namespace_flags_serve_exactly_those_namespaces() {
         berth_testenv::TestNamespace::new("contract-ns-b").await,
     );
     let (app, _shutdown) = app_on(a.client.clone(), &[b.name.clone(), a.name.clone()]);
-    for _ in 0..300 {
-        if app.cache.is_ready() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    berth_testenv::eventually("the cache syncs", std::time::Duration::from_secs(30), || async {
+        app.cache.is_ready().then_some(())
+    })
+    .await;
     let post = |ns: &str| {
         Request::post(format!("/v1alpha1/namespaces/{ns}/leases/shared-name/acquire"))
             .header("authorization", format!("Bearer {KEY_ANY}"))

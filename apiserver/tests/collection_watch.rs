@@ -182,13 +182,10 @@ async fn another_tenants_changes_never_reach_a_collection_watch() {
     assert_eq!(released.status, 204);
     h.wait_cached("west-secret").await;
     h.ns.api::<BerthLease>().delete("west-secret", &DeleteParams::default()).await.unwrap();
-    for _ in 0..250 {
-        if h.app.cache.get(&h.ns.name, "west-secret").is_none() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(h.app.cache.get(&h.ns.name, "west-secret").is_none(), "the delete reached the cache");
+    berth_testenv::eventually("the delete reaches the cache", Duration::from_secs(5), || async {
+        h.app.cache.get(&h.ns.name, "west-secret").is_none().then_some(())
+    })
+    .await;
 
     // Then east acquires: the first thing either watcher hears of is east's
     // lease (and `any` hears nothing of it: it carries east's label).
@@ -235,12 +232,10 @@ async fn a_quiet_collection_watch_sends_a_comment_line_as_keep_alive() {
         Default::default(),
     );
     std::sync::Arc::get_mut(&mut app).expect("sole owner").keep_alive = Duration::from_millis(200);
-    for _ in 0..300 {
-        if app.cache.is_ready() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    berth_testenv::eventually("the cache syncs", std::time::Duration::from_secs(30), || async {
+        app.cache.is_ready().then_some(())
+    })
+    .await;
     let request = Request::get("/v1alpha1/leases?watch=1")
         .header("authorization", format!("Bearer {KEY_EAST}"))
         .body(Body::empty())

@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use berth_api::BerthLease;
-use berth_testenv::TestNamespace;
 use berth_testenv::apiserver::{ApiServer, Tenant};
+use berth_testenv::{TestNamespace, eventually};
 use common::{https_client, post_json, tls_client_config};
 use k8s_openapi::api::core::v1::ServiceAccount;
 use k8s_openapi::api::rbac::v1::{ClusterRole, Role, RoleBinding};
@@ -101,7 +101,7 @@ async fn whole_lifecycle_over_https_with_takeover_after_expiry() {
 async fn writes_beyond_the_limit_are_shed_with_503_and_retry_after_and_write_nothing() {
     const LEASES: usize = 24;
     let ns = TestNamespace::new("proc-shed").await;
-    let limits = ["--max-concurrent-writes=1", "--write-queue-timeout=1ms"];
+    let limits = ["--max-concurrent-writes=1", "--max-queued-writes=0"];
     let server = ApiServer::start(vec![Tenant::new("east", &[&ns.name])], &[&ns.name], &limits);
     let client = https_client(&server.ca_file);
     let key = server.key("east").to_owned();
@@ -121,7 +121,7 @@ async fn writes_beyond_the_limit_are_shed_with_503_and_retry_after_and_write_not
         granted.push((name, body["expiresAt"].as_str().unwrap().to_owned()));
     }
 
-    // All renews at once: one writes, the others get 1 ms to find the slot free.
+    // All renews at once: one writes, the others find the slot free or are shed.
     let (mut renewed, mut shed) = (0, 0);
     for _round in 0..5 {
         let mut versions = HashMap::new();
@@ -218,28 +218,18 @@ async fn keys_file_reload_takes_effect_and_a_bad_file_keeps_the_old_keys() {
     let rotated = Tenant::new("east", &[]);
     let new_key = rotated.key.clone();
     server.write_keys(vec![rotated, Tenant::new("north", &["n1"])]);
-    let mut switched = false;
-    for _ in 0..100 {
-        if list_status(&client, &server, &new_key).await == 200 {
-            switched = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(switched, "the new key never worked:\n{}", server.log());
+    eventually("the new key works", Duration::from_secs(10), || async {
+        (list_status(&client, &server, &new_key).await == 200).then_some(())
+    })
+    .await;
     assert_eq!(list_status(&client, &server, &old_key).await, 401, "the removed key still works");
 
     // A bad file is refused, logged, and the keys in force stay.
     std::fs::write(&server.keys_file, "east:not-a-hash\n").unwrap();
-    let mut refused = false;
-    for _ in 0..100 {
-        if server.log().contains("refused the changed API keys file") {
-            refused = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(refused, "the bad file was not reported:\n{}", server.log());
+    eventually("the bad file is reported", Duration::from_secs(10), || async {
+        server.log().contains("refused the changed API keys file").then_some(())
+    })
+    .await;
     assert_eq!(list_status(&client, &server, &new_key).await, 200);
     assert_eq!(list_status(&client, &server, &old_key).await, 401);
 }
@@ -254,15 +244,19 @@ async fn sigterm_ends_waiting_requests_and_exits_cleanly() {
     let (_, held) = post_json(&client, &at, &key, &json!({"holder": "east/a", "ttlSeconds": 60})).await;
     assert_eq!(held["acquired"], true);
 
+    // It waits far longer than the 10 s drain, so only the shutdown signal can
+    // answer it: without it the drain would close the connection unanswered.
     let waiter = {
         let (client, at, key) = (client.clone(), at.clone(), key.clone());
         tokio::spawn(async move {
-            post_json(&client, &at, &key, &json!({"holder": "east/b", "ttlSeconds": 60, "waitSeconds": 60})).await
+            post_json(&client, &at, &key, &json!({"holder": "east/b", "ttlSeconds": 60, "waitSeconds": 300})).await
         })
     };
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    eventually("the second acquire is refused and waits", Duration::from_secs(30), || async {
+        (server.metric("berth_apiserver_waiting_acquires") == Some(1.0)).then_some(())
+    })
+    .await;
     assert!(!waiter.is_finished());
-    let started = std::time::Instant::now();
     let exit = tokio::task::spawn_blocking(move || {
         let exit = server.terminate();
         (exit, server.log())
@@ -272,7 +266,6 @@ async fn sigterm_ends_waiting_requests_and_exits_cleanly() {
     let (status, answer) = waiter.await.unwrap();
     assert_eq!((status, answer["acquired"].as_bool()), (200, Some(false)), "the waiting request was cut off");
     assert!(exit.0.success(), "exit {:?}:\n{}", exit.0, exit.1);
-    assert!(started.elapsed() < Duration::from_secs(15), "the drain is bounded by 10 s");
     assert!(exit.1.contains("shutting down"), "{}", exit.1);
 }
 

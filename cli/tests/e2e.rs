@@ -498,7 +498,10 @@ async fn hold_waits_for_the_lease_and_passes_signals_on_to_the_command() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("hold starts");
-    std::thread::sleep(Duration::from_millis(500));
+    berth_testenv::eventually("the hold's acquire waits", Duration::from_secs(30), || async {
+        (env.server.metric("berth_apiserver_waiting_acquires") == Some(1.0)).then_some(())
+    })
+    .await;
     assert!(!started.exists(), "the command runs only once the lease is granted");
     env.run(&["lease", "release", "queue", "--holder", "team/first"]).ok();
     assert_eq!(wait_for_file(&started, Duration::from_secs(20)), "2\n");

@@ -192,16 +192,6 @@ func (f *fakeAPI) nextRenew(t *testing.T) *renewCall {
 	}
 }
 
-// noRenew checks that no renew call comes for a moment.
-func (f *fakeAPI) noRenew(t *testing.T) {
-	t.Helper()
-	select {
-	case call := <-f.renews:
-		t.Fatalf("unexpected renew with token %d", call.token)
-	case <-time.After(50 * time.Millisecond):
-	}
-}
-
 // eventually polls cond for up to 5 s.
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()

@@ -50,7 +50,9 @@ func TestKeeperRenewMovesDeadlineFromSendTime(t *testing.T) {
 	api := newFakeAPI(7)
 	k := startKeeper(t, api, clk)
 
-	api.noRenew(t)
+	// Parked until the first renew is due. A renew sent before it would
+	// leave the deadline checked below at t0 + 9 s.
+	clk.waitTimer(t, t0.Add(3*time.Second))
 	clk.Advance(3 * time.Second)
 	call := api.nextRenew(t)
 	if call.token != 7 || call.ttl != 10*time.Second {
@@ -148,9 +150,13 @@ func TestKeeperRenewsAtOnceWhenTheWatchShowsATakeover(t *testing.T) {
 	api.views = make(chan Lease)
 	k := startKeeper(t, api, clk)
 
+	// A view that shows this grant changes nothing: the watch signals only
+	// views that do not show it.
 	ours := Lease{Holders: []Holder{{Identity: "team-a/worker", FencingToken: 7}}}
+	if !k.shownIn(ours) {
+		t.Fatal("a view of this grant does not show it")
+	}
 	api.views <- ours
-	api.noRenew(t) // a view that shows this grant changes nothing
 	api.views <- Lease{Holders: []Holder{{Identity: "team-a/usurper", FencingToken: 8}}}
 	// No clock movement: the renew comes from the watch, not a timer.
 	api.nextRenew(t).reply <- renewReply{res: AcquireResult{Acquired: false, Holder: "team-a/usurper"}}
@@ -169,7 +175,6 @@ func TestKeeperRetriesFailedRenewsUntilDeadline(t *testing.T) {
 	api.nextRenew(t).reply <- renewReply{err: errors.New("connection refused")}
 	// retry interval = RenewInterval/4 = 750ms
 	clk.waitTimer(t, clk.Now().Add(750*time.Millisecond))
-	api.noRenew(t)
 	clk.Advance(750 * time.Millisecond)
 	api.nextRenew(t).reply <- renewReply{err: &APIError{StatusCode: 503, Message: "unavailable"}}
 	for next := clk.Now().Add(750 * time.Millisecond); next.Before(k.Deadline()); next = next.Add(750 * time.Millisecond) {
@@ -304,7 +309,8 @@ func TestKeeperLostLeaseIsNeverTakenBack(t *testing.T) {
 	clk.Advance(6 * time.Second) // the deadline passes
 	eventually(t, "lost", func() bool { return isDone(k.Done()) })
 	late.reply <- granted(7) // a success that arrives too late
-	api.noRenew(t)
+	// The tenure is over: the keeper's loop ended, so nothing can publish Held again.
+	eventually(t, "the keeper's loop ends", func() bool { return isDone(k.done) })
 	if k.Held() || !errors.Is(k.Err(), ErrLeaseLost) {
 		t.Fatal("a late success revived the keeper")
 	}
@@ -459,6 +465,7 @@ func TestKeeperConfigDefaultsAndChecks(t *testing.T) {
 
 func TestKeeperRenewsAtTheLeasesHeartbeat(t *testing.T) {
 	clk := newFakeClock()
+	t0 := clk.Now()
 	api := newFakeAPI(3)
 	api.heartbeat = 2
 	k, err := keep(t.Context(), api, clk, KeeperConfig{Namespace: "a", Name: "b", Holder: "a", TTL: 10 * time.Second})
@@ -466,8 +473,8 @@ func TestKeeperRenewsAtTheLeasesHeartbeat(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { _ = k.Stop(context.Background()) }()
-	clk.Advance(1999 * time.Millisecond)
-	api.noRenew(t)
-	clk.Advance(time.Millisecond)
+	// The renew is due at the lease's 2 s heartbeat, not the default.
+	clk.waitTimer(t, t0.Add(2*time.Second))
+	clk.Advance(2 * time.Second)
 	api.nextRenew(t).reply <- granted(3)
 }

@@ -206,17 +206,22 @@ func TestWatchKeepAlivesKeepAStreamOpen(t *testing.T) {
 	old := watchIdleTimeout
 	watchIdleTimeout = 150 * time.Millisecond
 	t.Cleanup(func() { watchIdleTimeout = old })
-	srv, conns := sseServer(t, func(_ int, w http.ResponseWriter, r *http.Request) {
+	// Each connection sends the lease, then only keep-alives: 20 of them span
+	// four idle timeouts. Then the first connection sends a change.
+	srv, conns := sseServer(t, func(conn int, w http.ResponseWriter, r *http.Request) {
 		sendLease(w, 1)
 		tick := time.NewTicker(30 * time.Millisecond)
 		defer tick.Stop()
-		for {
+		for sent := 1; ; sent++ {
 			select {
 			case <-r.Context().Done():
 				return
 			case <-tick.C:
 				_, _ = io.WriteString(w, ":\n")
 				w.(http.Flusher).Flush()
+			}
+			if sent == 20 && conn == 1 {
+				sendLease(w, 2)
 			}
 		}
 	})
@@ -226,9 +231,10 @@ func TestWatchKeepAlivesKeepAStreamOpen(t *testing.T) {
 		t.Fatal(err)
 	}
 	receive(t, ch)
-	time.Sleep(500 * time.Millisecond)
-	if conns.Load() != 1 {
-		t.Fatalf("reconnected %d times despite keep-alives", conns.Load()-1)
+	// A stream dropped as idle would never deliver the change: every new
+	// connection again sends only the first state and keep-alives.
+	if l := receive(t, ch); l.Transitions != 2 || conns.Load() != 1 {
+		t.Fatalf("after 20 keep-alives: %+v, reconnected %d times", l, conns.Load()-1)
 	}
 	cancel()
 	waitClosed(t, ch)

@@ -48,5 +48,7 @@ pub use client::{
     Client, ClientBuilder, DEFAULT_TIMEOUT, Grant, LeaseEvent, LeaseEventStream, LeaseStream, WATCH_IDLE_TIMEOUT,
 };
 pub use error::Error;
-pub use keeper::{KeeperOptions, KeeperState, LeaseKeeper, Loss, Schedule, default_margin};
+pub use keeper::{
+    KeeperOptions, KeeperState, LeaseKeeper, Loss, RenewObserver, RenewReport, RenewResult, Schedule, default_margin,
+};
 pub use key::KEY_FILE_RECHECK;

@@ -5,6 +5,7 @@ use std::sync::Mutex;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
+use berth_client::RenewReport;
 use tokio::time::Instant;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -67,6 +68,7 @@ pub struct Metrics {
     /// The safe deadline of each held member lease; `seconds_left` is computed from it at scrape time.
     member_deadlines: Mutex<BTreeMap<MemberLabels, Option<Instant>>>,
     member_renews: Family<ResultLabels, Counter>,
+    member_renew_duration: Histogram,
     member_acquire_duration: Histogram,
     member_fences: Counter,
 }
@@ -131,8 +133,15 @@ impl Metrics {
         let member_renews = Family::default();
         registry.register(
             "member_renews",
-            "Member mode: renews of global leases seen by the keepers: ok per success, failed per switch into at-risk",
+            "Member mode: renews of global leases sent by the keepers, by result \
+             (renewed, refused, rejected, shed, error, timeout)",
             member_renews.clone(),
+        );
+        let member_renew_duration = Histogram::new(exponential_buckets(0.001, 2.0, 16));
+        registry.register(
+            "member_renew_duration_seconds",
+            "Member mode: time from sending a renew of a global lease to its answer, or to its abandon (timeout)",
+            member_renew_duration.clone(),
         );
         let member_acquire_duration = Histogram::new(exponential_buckets(0.001, 2.0, 16));
         registry.register(
@@ -160,6 +169,7 @@ impl Metrics {
             member_reachable,
             member_deadlines: Mutex::default(),
             member_renews,
+            member_renew_duration,
             member_acquire_duration,
             member_fences,
         }
@@ -222,9 +232,10 @@ impl Metrics {
         self.member_reachable.remove(&labels);
     }
 
-    pub fn member_renew(&self, ok: bool) {
-        let result = if ok { "ok" } else { "failed" };
-        self.member_renews.get_or_create(&ResultLabels { result }).inc();
+    /// Member mode: one renew a keeper sent, as its keeper reported it.
+    pub fn member_renew(&self, report: RenewReport) {
+        self.member_renews.get_or_create(&ResultLabels { result: report.result.as_str() }).inc();
+        self.member_renew_duration.observe(report.latency.as_secs_f64());
     }
 
     pub fn member_acquire(&self, took: Duration) {
@@ -262,7 +273,8 @@ mod tests {
         metrics.status_write(true);
         metrics.set_leader(true);
         metrics.member_state("ns", "a", "held", Some(Instant::now() + Duration::from_secs(60)), true);
-        metrics.member_renew(false);
+        let timed_out = RenewReport { result: berth_client::RenewResult::TimedOut, latency: Duration::from_secs(1) };
+        metrics.member_renew(timed_out);
         metrics.member_acquire(Duration::from_millis(5));
         metrics.member_fenced();
         let text = metrics.encode();
@@ -278,7 +290,9 @@ mod tests {
             "berth_operator_member_state{namespace=\"ns\",name=\"a\",state=\"fenced\"} 0",
             "berth_operator_member_safe_deadline_seconds{namespace=\"ns\",name=\"a\"} 59.",
             "berth_operator_member_coordination_reachable{namespace=\"ns\",name=\"a\"} 1",
-            "berth_operator_member_renews_total{result=\"failed\"} 1",
+            "berth_operator_member_renews_total{result=\"timeout\"} 1",
+            "berth_operator_member_renew_duration_seconds_count 1",
+            "berth_operator_member_renew_duration_seconds_sum 1.0",
             "berth_operator_member_acquire_duration_seconds_count 1",
             "berth_operator_member_fences_total 1",
         ] {

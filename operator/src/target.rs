@@ -5,6 +5,7 @@ use std::fmt::Debug;
 
 use chrono::{DateTime, Utc};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, StatefulSet};
+use k8s_openapi::api::autoscaling::v1::Scale;
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use kube::api::{Api, Patch, PatchParams};
 use kube::core::NamespaceResourceScope;
@@ -87,10 +88,23 @@ pub async fn observe(client: &Client, namespace: &str, kind: TargetKind, name: &
     })
 }
 
-/// Writes `setting` to the target with field manager `berth-operator`.
+/// Writes `setting` to the target by server-side apply under field manager
+/// `berth-operator`, so that kubectl and GitOps tools see that Berth owns
+/// `spec.suspend` or `spec.replicas` (`metadata.managedFields`, operation
+/// `Apply`; for replicas through the `/scale` subresource).
+///
+/// # Guarantees
+/// The apply carries only the one field: nothing else of the target is
+/// claimed, and another manager's fields are left alone.
 ///
 /// # Errors
 /// As [`observe`].
+///
+/// # Caveats
+/// An apply creates what is absent. A CronJob or Job deleted between
+/// [`observe`] and this write is not created again, because the one field
+/// is not a valid object. The answer is 422 ([`Failure::Other`]), and the
+/// next reconcile observes the 404. A missing workload's `/scale` answers 404.
 pub async fn write(
     client: &Client,
     namespace: &str,
@@ -98,24 +112,47 @@ pub async fn write(
     name: &str,
     setting: Setting,
 ) -> Result<(), Failure> {
-    let params = PatchParams { field_manager: Some(FIELD_MANAGER.to_owned()), ..Default::default() };
+    // Forced: the field is the lease's safety action (a workload whose holder
+    // lost the lease must stop), so Berth takes it over from whoever set it
+    // before (the manifest's author, `kubectl scale`, a GitOps tool) instead
+    // of failing with a conflict. Those managers see the change of owner.
+    let params = PatchParams::apply(FIELD_MANAGER).force();
     // plan_target pairs suspend only with CronJob and Job, and replicas only with the scalable kinds.
-    let patch = Patch::Merge(match setting {
-        Setting::Suspend(suspend) => json!({"spec": {"suspend": suspend}}),
-        Setting::Replicas(replicas) => json!({"spec": {"replicas": replicas}}),
-    });
+    let spec = match setting {
+        Setting::Suspend(suspend) => json!({"suspend": suspend}),
+        Setting::Replicas(replicas) => json!({"replicas": replicas}),
+    };
     match kind {
-        TargetKind::CronJob => {
-            Api::<CronJob>::namespaced(client.clone(), namespace).patch(name, &params, &patch).await?;
-        }
-        TargetKind::Job => {
-            Api::<Job>::namespaced(client.clone(), namespace).patch(name, &params, &patch).await?;
-        }
-        TargetKind::Deployment => set_scale::<Deployment>(client, namespace, name, &params, &patch).await?,
-        TargetKind::StatefulSet => set_scale::<StatefulSet>(client, namespace, name, &params, &patch).await?,
-        TargetKind::ReplicaSet => set_scale::<ReplicaSet>(client, namespace, name, &params, &patch).await?,
+        TargetKind::CronJob => apply::<CronJob>(client, namespace, name, &params, spec).await?,
+        TargetKind::Job => apply::<Job>(client, namespace, name, &params, spec).await?,
+        TargetKind::Deployment => set_scale::<Deployment>(client, namespace, name, &params, spec).await?,
+        TargetKind::StatefulSet => set_scale::<StatefulSet>(client, namespace, name, &params, spec).await?,
+        TargetKind::ReplicaSet => set_scale::<ReplicaSet>(client, namespace, name, &params, spec).await?,
     }
     Ok(())
+}
+
+/// The apply configuration of `name` of kind `K` with only `spec`.
+fn apply_config<K: k8s_openapi::Resource>(name: &str, spec: serde_json::Value) -> Patch<serde_json::Value> {
+    Patch::Apply(json!({"apiVersion": K::API_VERSION, "kind": K::KIND, "metadata": {"name": name}, "spec": spec}))
+}
+
+async fn apply<K>(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    params: &PatchParams,
+    spec: serde_json::Value,
+) -> Result<(), kube::Error>
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + k8s_openapi::Resource
+        + Clone
+        + serde::de::DeserializeOwned
+        + Debug,
+{
+    let patch = apply_config::<K>(name, spec);
+    Api::<K>::namespaced(client.clone(), namespace).patch(name, params, &patch).await.map(|_| ())
 }
 
 async fn scale_of<K>(client: &Client, namespace: &str, name: &str) -> Result<Observed, kube::Error>
@@ -127,15 +164,18 @@ where
     Ok(Observed { setting: Setting::Replicas(replicas), cron: None })
 }
 
+/// Applies `spec` to the `/scale` subresource: kube-apiserver records the
+/// owner of `spec.replicas` on the workload itself (subresource `scale`).
 async fn set_scale<K>(
     client: &Client,
     namespace: &str,
     name: &str,
     params: &PatchParams,
-    patch: &Patch<serde_json::Value>,
+    spec: serde_json::Value,
 ) -> Result<(), kube::Error>
 where
     K: Resource<Scope = NamespaceResourceScope, DynamicType = ()> + Clone + serde::de::DeserializeOwned + Debug,
 {
-    Api::<K>::namespaced(client.clone(), namespace).patch_scale(name, params, patch).await.map(|_| ())
+    let patch = apply_config::<Scale>(name, spec);
+    Api::<K>::namespaced(client.clone(), namespace).patch_scale(name, params, &patch).await.map(|_| ())
 }

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use berth_api::crd::{AppliedAction, ConditionStatus};
-use berth_api::{BerthLease, LeaseState};
+use berth_api::{BerthLease, BerthLeaseStatus, LeaseState};
 use berth_testenv::TestNamespace;
 use chrono::Utc;
 use futures::StreamExt;
@@ -100,6 +100,43 @@ fn versions(writes: &[BerthLease]) -> Vec<String> {
     writes.iter().map(|l| l.resource_version().unwrap_or_default()).collect()
 }
 
+/// The status of `lease` without the generation it was computed for.
+fn status_but_generation(lease: &BerthLease) -> BerthLeaseStatus {
+    let mut status = lease.status.clone().unwrap_or_default();
+    status.observed_generation = None;
+    for condition in &mut status.conditions {
+        condition.observed_generation = None;
+    }
+    status
+}
+
+/// Proves that the operator wrote nothing to lease `name` after `last`, the
+/// newest version it should have written (`writes` holds what the watch saw
+/// after it). Waiting cannot prove that nothing happens, so a later change
+/// serves as a barrier: an edit of `heartbeatIntervalSeconds`, which changes
+/// no rule and no target, and which the operator answers with one write of
+/// the new observed generation. Every write made before the operator handled
+/// the edit shows up before that one; one merged into it would change more
+/// than the observed generation.
+async fn assert_nothing_written_after(
+    ns: &TestNamespace,
+    name: &str,
+    writes: &Mutex<Vec<BerthLease>>,
+    last: &BerthLease,
+) {
+    let edit = json!({"spec": {"heartbeatIntervalSeconds": last.spec.heartbeat_interval_seconds + 1}});
+    let edited = ns.api::<BerthLease>().patch(name, &PatchParams::default(), &Patch::Merge(&edit)).await.unwrap();
+    let generation = edited.metadata.generation;
+    let seen = eventually("the operator writes the edited generation", SOON, || async {
+        let seen = writes.lock().unwrap().clone();
+        seen.iter().any(|l| l.status.as_ref().is_some_and(|s| s.observed_generation == generation)).then_some(seen)
+    })
+    .await;
+    assert_eq!(seen.len(), 2, "only the edit and the operator's answer to it: {:?}", versions(&seen));
+    assert_eq!(seen[0].resource_version(), edited.resource_version(), "{:?}", versions(&seen));
+    assert_eq!(status_but_generation(&seen[1]), status_but_generation(last), "only the generation changed");
+}
+
 #[tokio::test]
 async fn grant_and_expiry_with_a_cronjob_target_cost_one_status_write_each() {
     let ns = TestNamespace::new("op-one-write").await;
@@ -127,12 +164,6 @@ async fn grant_and_expiry_with_a_cronjob_target_cost_one_status_write_each() {
     })
     .await;
     assert!(!suspended(&ns, "etl").await);
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let grant = std::mem::take(&mut *writes.lock().unwrap());
-    assert_eq!(grant.len(), 2, "the grant, then one write by the operator: {:?}", versions(&grant));
-    let recorded = grant[1].status.clone().unwrap();
-    assert_eq!(recorded.target.map(|t| t.applied), Some(AppliedAction::Acquire));
-    assert_eq!(condition(&grant[1], "Held").map(|c| c.status), Some(ConditionStatus::True));
 
     // The expiry: the CronJob is suspended first, then the expired holder
     // and status.target arrive in one write.
@@ -142,17 +173,29 @@ async fn grant_and_expiry_with_a_cronjob_target_cost_one_status_write_each() {
     })
     .await;
     assert!(suspended(&ns, "etl").await, "suspended before the expired status was written");
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let expiry = std::mem::take(&mut *writes.lock().unwrap());
-    assert_eq!(expiry.len(), 1, "one write for the expiry: {:?}", versions(&expiry));
-    assert_eq!(expiry[0].resource_version(), expired.resource_version());
-    let status = expiry[0].status.clone().unwrap();
+
+    // The expiry is the later change that bounds the grant: every write the
+    // watch saw before it belongs to the grant.
+    let at_expiry = eventually("the watch sees the expiry", SOON, || async {
+        let seen = writes.lock().unwrap();
+        seen.iter().position(|l| l.resource_version() == expired.resource_version())
+    })
+    .await;
+    let mut grant: Vec<BerthLease> = writes.lock().unwrap().drain(..=at_expiry).collect();
+    let expiry = grant.pop().unwrap();
+    assert_eq!(grant.len(), 2, "the grant, then one write by the operator: {:?}", versions(&grant));
+    let recorded = grant[1].status.clone().unwrap();
+    assert_eq!(recorded.target.map(|t| t.applied), Some(AppliedAction::Acquire));
+    assert_eq!(condition(&grant[1], "Held").map(|c| c.status), Some(ConditionStatus::True));
+
+    assert_nothing_written_after(&ns, "etl", &writes, &expiry).await;
+    let status = expiry.status.clone().unwrap();
     assert!(status.holders.is_empty());
     assert_eq!(status.expired_at, Some(holder.expires_at));
     assert_eq!(status.target.map(|t| t.applied), Some(AppliedAction::Release));
-    let ready = condition(&expiry[0], "TargetReady").unwrap();
+    let ready = condition(&expiry, "TargetReady").unwrap();
     assert_eq!(ready.message, "CronJob/etl has suspend=true (releaseAction)");
-    let held = condition(&expiry[0], "Held").unwrap();
+    let held = condition(&expiry, "Held").unwrap();
     assert_eq!((held.status, held.reason.as_str()), (ConditionStatus::False, "Expired"));
     assert_eq!(operator.metric("berth_operator_target_actions_total{kind=\"CronJob\",action=\"release\"}").await, 1.0);
     for reason in ["Acquired", "TargetResumed", "Expired", "TargetSuspended"] {
@@ -293,13 +336,18 @@ async fn deployment_scales_to_n_on_acquire_and_zero_on_release() {
     assert!(note.contains("replicas=3"), "{note}");
 
     // Settled: further reconciles (the Deployment watch keeps waking it) write nothing.
-    let version = get_lease(&ns, "web").await.metadata.resource_version;
-    let writes = operator.metric("berth_operator_status_writes_total{result=\"ok\"}").await;
+    let settled = get_lease(&ns, "web").await;
+    let writes = lease_writes(&ns, "web", &settled.resource_version().unwrap());
+    let ok_writes = operator.metric("berth_operator_status_writes_total{result=\"ok\"}").await;
     let by_hand = json!({"metadata": {"labels": {"touched": "yes"}}});
     ns.api::<Deployment>().patch("web", &PatchParams::default(), &Patch::Merge(&by_hand)).await.unwrap();
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    assert_eq!(get_lease(&ns, "web").await.metadata.resource_version, version);
-    assert_eq!(operator.metric("berth_operator_status_writes_total{result=\"ok\"}").await, writes);
+    assert_nothing_written_after(&ns, "web", &writes, &settled).await;
+    // Counted just after the write returns, which may be after the watch saw it.
+    eventually("one status write counted: the edited generation", SOON, || async {
+        let ok_now = operator.metric("berth_operator_status_writes_total{result=\"ok\"}").await;
+        (ok_now == ok_writes + 1.0).then_some(())
+    })
+    .await;
 
     release(&ns, "web", &holder).await;
     eventually("scaled to 0", SOON, || async { (replicas(&ns, "web").await == 0).then_some(()) }).await;
@@ -427,8 +475,14 @@ async fn declared_holder_manifest_is_held_by_worker_east_1_until_it_expires() {
         suspended(&ns, "ingest-pipeline").await.then_some(())
     })
     .await;
-    // The same generation is not acquired again.
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // The same generation is not acquired again. Waiting cannot show that, so
+    // a later change is the barrier: a hand edit that resumes the CronJob,
+    // which the operator undoes (releaseAction) only while it does not hold
+    // the lease; had it acquired it again, it would keep the CronJob resumed.
+    let by_hand = json!({"spec": {"suspend": false}});
+    ns.api::<CronJob>().patch("ingest-pipeline", &PatchParams::default(), &Patch::Merge(&by_hand)).await.unwrap();
+    eventually("the hand edit is undone", SOON, || async { suspended(&ns, "ingest-pipeline").await.then_some(()) })
+        .await;
     let status = get_lease(&ns, "ingest-coordinator").await.status.unwrap();
     assert_eq!((status.state, status.transitions), (LeaseState::Expired, 1));
 }
@@ -681,14 +735,7 @@ async fn leader_whose_lease_is_taken_stops_acting_and_exits() {
     // Another replica wins the Lease (as after a partition): this one must stop.
     lease.spec.as_mut().unwrap().holder_identity = Some("someone-else".into());
     leases.replace("berth-operator", &Default::default(), &lease).await.unwrap();
-    let deadline = Instant::now() + SOON;
-    let success = loop {
-        if let Some(success) = operator.exited() {
-            break success;
-        }
-        assert!(Instant::now() < deadline, "it did not exit within {SOON:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let success = eventually("it exits", SOON, || std::future::ready(operator.exited())).await;
     assert!(!success, "losing leadership is a failure exit, so that the pod restarts as a standby");
     assert!(operator.logs().contains("lost the leader Lease"), "{}", operator.logs());
 }

@@ -10,8 +10,10 @@ use tokio::sync::watch;
 use crate::auth::{Authenticator, Tenant};
 use crate::cache::LeaseCache;
 use crate::error::ApiError;
-use crate::leases::{Leases, WriteLimit, visible_to};
+use crate::leases::{Leases, visible_to};
 use crate::metrics::Metrics;
+use crate::warmup::CreatePath;
+use crate::write_queue::WriteLimit;
 
 use super::sse::KEEP_ALIVE;
 
@@ -21,6 +23,8 @@ pub struct App {
     pub cache: Arc<LeaseCache>,
     pub authenticator: Arc<dyn Authenticator>,
     pub metrics: Arc<Metrics>,
+    /// Whether kube-apiserver creates BerthLeases without its post-CRD delay ([`crate::warmup`]).
+    pub create_path: Arc<CreatePath>,
     /// Turns `true` when shutdown starts: readiness fails, waits and watches end.
     pub shutdown: watch::Receiver<bool>,
     /// Period of the SSE keep-alive comment; [`KEEP_ALIVE`] unless a test shortens it.
@@ -28,9 +32,10 @@ pub struct App {
 }
 
 impl App {
-    /// Starts the informer cache for `namespaces` (empty: all) on the current
-    /// runtime and wires the handlers' state; `write_limit` bounds the
-    /// concurrent writes to kube-apiserver.
+    /// Starts the informer cache for `namespaces` (empty: all) and the
+    /// create-path warm-up (in the first of them, else `default`) on the
+    /// current runtime, and wires the handlers' state; `write_limit` bounds
+    /// the concurrent writes to kube-apiserver.
     ///
     /// # Caveats
     /// Keep the sender of `shutdown` alive: once it is dropped, waiting
@@ -44,8 +49,11 @@ impl App {
         write_limit: WriteLimit,
     ) -> Arc<Self> {
         let cache = LeaseCache::start(client.clone(), namespaces, metrics.clone());
+        let create_path = Arc::new(CreatePath::default());
+        let probe_namespace = namespaces.first().map_or("default", String::as_str).to_owned();
+        create_path.warm_up(client.clone(), probe_namespace, shutdown.clone());
         let leases = Leases::new(client, cache.clone(), metrics.clone(), write_limit);
-        Arc::new(Self { leases, cache, authenticator, metrics, shutdown, keep_alive: KEEP_ALIVE })
+        Arc::new(Self { leases, cache, authenticator, metrics, create_path, shutdown, keep_alive: KEEP_ALIVE })
     }
 
     /// Step 1 of API.md's checks: the chained authenticators (keys, JWT,
@@ -89,6 +97,6 @@ impl App {
     }
 
     pub(super) fn ready(&self) -> bool {
-        self.cache.is_ready() && !*self.shutdown.borrow()
+        self.cache.is_ready() && self.create_path.is_warm() && !*self.shutdown.borrow()
     }
 }

@@ -71,13 +71,10 @@ impl Harness {
             shutdown,
             Default::default(),
         );
-        for _ in 0..300 {
-            if app.cache.is_ready() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        assert!(app.cache.is_ready(), "the cache did not sync within 30 s");
+        berth_testenv::eventually("the cache syncs", Duration::from_secs(30), || async {
+            app.cache.is_ready().then_some(())
+        })
+        .await;
         let router = router(app.clone());
         Self { ns, app, router, _shutdown: shutdown_tx }
     }
@@ -119,14 +116,15 @@ impl Harness {
     pub async fn wait_cached(&self, name: &str) {
         let api = self.ns.api::<berth_api::BerthLease>();
         let current = api.get(name).await.expect("lease exists").metadata.resource_version;
-        for _ in 0..250 {
-            let cached = self.app.cache.get(&self.ns.name, name);
-            if cached.is_some_and(|l| l.metadata.resource_version == current) {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        panic!("{name} at {current:?} never reached the cache");
+        berth_testenv::eventually(
+            &format!("{name} at {current:?} reaches the cache"),
+            Duration::from_secs(30),
+            || async {
+                let cached = self.app.cache.get(&self.ns.name, name);
+                cached.is_some_and(|l| l.metadata.resource_version == current).then_some(())
+            },
+        )
+        .await;
     }
 }
 

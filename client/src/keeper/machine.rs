@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::{KeeperState, Loss, Schedule};
+use super::{KeeperState, Loss, RenewResult, Schedule};
 use crate::Error;
 
 /// What happened.
@@ -34,24 +34,36 @@ pub(crate) enum Answer {
     Rejected(String),
     /// A failure worth retrying until the deadline: 401 (credentials are
     /// rotated), any other status (5xx, 429, …), a transport error, an
-    /// answer that cannot be decoded.
-    Failed { retry_after: Option<Duration>, message: String },
+    /// answer that cannot be decoded. `shed`: the server answered 503.
+    Failed { retry_after: Option<Duration>, shed: bool, message: String },
 }
 
 impl Answer {
-    pub(crate) fn from_result(result: Result<crate::Grant, Error>) -> Self {
+    pub(crate) fn from_result(result: &Result<crate::Grant, Error>) -> Self {
         match result {
             Ok(grant) => Answer::Renewed { fencing_token: grant.fencing_token },
-            Err(Error::NotAcquired { current }) => Answer::Refused { holder: current.holder },
+            Err(Error::NotAcquired { current }) => Answer::Refused { holder: current.holder.clone() },
             Err(e @ (Error::Conflict(_) | Error::Forbidden(_) | Error::NotFound(_) | Error::InvalidRequest(_))) => {
                 Answer::Rejected(e.to_string())
             }
             Err(e @ (Error::Unauthorized(_) | Error::Server { .. } | Error::Transport { .. } | Error::Decode(_))) => {
-                Answer::Failed { retry_after: e.retry_after(), message: e.to_string() }
+                let shed = matches!(e, Error::Server { status: 503, .. });
+                Answer::Failed { retry_after: e.retry_after(), shed, message: e.to_string() }
             }
             // A configuration error cannot come from a renew; were it to, no
             // retry would fix it.
             Err(e @ Error::Config(_)) => Answer::Rejected(e.to_string()),
+        }
+    }
+
+    /// How the renew ended, for its [`RenewReport`](super::RenewReport).
+    pub(crate) fn result(&self) -> RenewResult {
+        match self {
+            Answer::Renewed { .. } => RenewResult::Renewed,
+            Answer::Refused { .. } => RenewResult::Refused,
+            Answer::Rejected(_) => RenewResult::Rejected,
+            Answer::Failed { shed: true, .. } => RenewResult::Shed,
+            Answer::Failed { shed: false, .. } => RenewResult::Error,
         }
     }
 }
@@ -199,5 +211,34 @@ impl Machine {
         }
         actions.push(Action::Publish(state));
         actions
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Grant;
+
+    fn result_of(answer: Result<Grant, Error>) -> RenewResult {
+        Answer::from_result(&answer).result()
+    }
+
+    #[test]
+    fn each_answer_is_reported_by_its_result() {
+        let grant = Grant { holder: "team/k".into(), fencing_token: 7, expires_at: None, acquired_at: None };
+        let status = |code: u16, retry_after: Option<&str>| Err(Error::from_status(code, b"{}", None, retry_after));
+        let refused = berth_api::wire::AcquireResponse { acquired: false, ..Default::default() };
+        assert_eq!(result_of(Ok(grant)), RenewResult::Renewed);
+        assert_eq!(result_of(Err(Error::NotAcquired { current: refused })), RenewResult::Refused);
+        for code in [400, 403, 404, 409, 413] {
+            assert_eq!(result_of(status(code, None)), RenewResult::Rejected, "{code}");
+        }
+        assert_eq!(result_of(status(503, Some("1"))), RenewResult::Shed);
+        assert_eq!(result_of(status(503, None)), RenewResult::Shed);
+        for code in [401, 429, 500, 502] {
+            assert_eq!(result_of(status(code, None)), RenewResult::Error, "{code}");
+        }
+        let transport = Error::Transport { message: "connection refused".into(), source: None };
+        assert_eq!(result_of(Err(transport)), RenewResult::Error);
     }
 }

@@ -10,14 +10,16 @@ use tokio::time::Instant;
 
 use crate::{Client, Error, Grant};
 use machine::Machine;
-use task::Task;
+use task::{Stop, Task};
 
 mod machine;
+mod report;
 mod schedule;
 mod task;
 #[cfg(test)]
 mod vectors;
 
+pub use report::{RenewObserver, RenewReport, RenewResult};
 pub use schedule::{Schedule, default_margin};
 
 /// What a keeper wants to hold, and how.
@@ -44,6 +46,8 @@ pub struct KeeperOptions {
     /// takeover or deletion is then noticed within one round trip instead of
     /// at the next heartbeat. On by default.
     pub watch: bool,
+    /// Told how every renew ended and how long it took (for metrics).
+    pub on_renew: Option<RenewObserver>,
 }
 
 impl KeeperOptions {
@@ -62,6 +66,7 @@ impl KeeperOptions {
             heartbeat: None,
             wait: None,
             watch: true,
+            on_renew: None,
         }
     }
 
@@ -82,6 +87,12 @@ impl KeeperOptions {
 
     pub fn watch(mut self, watch: bool) -> Self {
         self.watch = watch;
+        self
+    }
+
+    /// Calls `observe` with the [`RenewReport`] of every renew; see [`RenewObserver`].
+    pub fn on_renew(mut self, observe: impl Fn(RenewReport) + Send + Sync + 'static) -> Self {
+        self.on_renew = Some(RenewObserver::new(observe));
         self
     }
 }
@@ -162,7 +173,9 @@ impl KeeperState {
 ///   connection does not cost the lease.
 /// - A lost lease is never taken back, and is not released.
 /// - Dropping the keeper, or calling [`Self::release`], stops renewing and
-///   releases the lease.
+///   releases the lease. [`Self::abandon`] stops renewing without a release.
+/// - With [`KeeperOptions::on_renew`], every renew is reported: its
+///   [`RenewResult`] and its latency.
 ///
 /// # Caveats
 /// On drop the release runs in a spawned task. When the runtime shuts down
@@ -170,7 +183,7 @@ impl KeeperState {
 /// [`Self::release`] to release for certain.
 pub struct LeaseKeeper {
     state: watch::Receiver<KeeperState>,
-    release: mpsc::Sender<oneshot::Sender<Result<(), Error>>>,
+    stop: mpsc::Sender<Stop>,
     grant: Grant,
     schedule: Schedule,
 }
@@ -224,7 +237,7 @@ impl LeaseKeeper {
         let schedule = Schedule::new(options.ttl, margin, heartbeat)?;
         let machine = Machine::new(schedule, grant.fencing_token, sent);
         let (state_tx, state) = watch::channel(machine.state());
-        let (release, release_rx) = mpsc::channel(1);
+        let (stop, stop_rx) = mpsc::channel(1);
         let task = Task {
             client,
             options,
@@ -232,10 +245,10 @@ impl LeaseKeeper {
             fencing_token: grant.fencing_token,
             machine,
             state: state_tx,
-            release: release_rx,
+            stop: stop_rx,
         };
         tokio::spawn(task.run());
-        Ok(Self { state, release, grant, schedule })
+        Ok(Self { state, stop, grant, schedule })
     }
 
     /// The grant this keeper got when it acquired.
@@ -295,10 +308,31 @@ impl LeaseKeeper {
     /// The release call's error (the lease then expires at its TTL).
     pub async fn release(self) -> Result<(), Error> {
         let (done, result) = oneshot::channel();
-        if self.release.send(done).await.is_err() {
+        if self.stop.send(Stop::Release(done)).await.is_err() {
             return Ok(()); // the task ended: the lease was lost, nothing to release
         }
         result.await.unwrap_or(Ok(()))
+    }
+
+    /// Stops renewing WITHOUT releasing: the lease stays held on the server
+    /// until its TTL runs out from the last renew, and then expires on its
+    /// own. Use it to hand a live tenure to a successor that acquires with
+    /// the same holder identity (a re-acquire by the live holder is a renew,
+    /// so it keeps the fencing token): a process that exits for a restart,
+    /// a replica that lost its leader election. Otherwise prefer
+    /// [`Self::release`], which frees the lease at once.
+    ///
+    /// # Guarantees
+    /// When it returns, the keeper sends nothing more: a renew in flight is
+    /// abandoned, and there is no release. The last state published stays,
+    /// so subscribers holding a [`KeeperState::Held`] see it end at its
+    /// deadline ([`KeeperState::holds_at`]); nothing more is published.
+    pub async fn abandon(self) {
+        let (done, stopped) = oneshot::channel();
+        if self.stop.send(Stop::Abandon(done)).await.is_ok() {
+            // An error means the task ended anyway.
+            let _ = stopped.await;
+        }
     }
 }
 
@@ -317,6 +351,9 @@ async fn anchor(
     let (ns, name, holder) = (options.namespace.as_str(), options.name.as_str(), options.holder.clone());
     let renew = RenewRequest { holder: holder.clone(), fencing_token: grant.fencing_token, ttl_seconds };
     let answer = client.renew(ns, name, &renew).await;
+    if let Some(observer) = &options.on_renew {
+        observer.report(machine::Answer::from_result(&answer).result(), sent.elapsed());
+    }
     let in_time = Instant::now() < sent + options.ttl - margin;
     let failure = match answer {
         Ok(renewed) if renewed.fencing_token == grant.fencing_token && in_time => return Ok(renewed),

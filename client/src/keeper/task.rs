@@ -12,10 +12,16 @@ use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio::time::Instant;
 
 use super::machine::{Action, Answer, Event, Machine};
-use super::{KeeperOptions, KeeperState};
+use super::{KeeperOptions, KeeperState, RenewResult};
 use crate::{Client, Error, Grant};
 
-pub(super) type ReleaseRequests = mpsc::Receiver<oneshot::Sender<Result<(), Error>>>;
+/// How the keeper's owner ends the tenure before it is lost.
+pub(super) enum Stop {
+    /// Release the lease; the release call's result goes back.
+    Release(oneshot::Sender<Result<(), Error>>),
+    /// Stop without a release; told once nothing more will be sent.
+    Abandon(oneshot::Sender<()>),
+}
 
 pub(super) struct Task {
     pub(super) client: Client,
@@ -24,7 +30,8 @@ pub(super) struct Task {
     pub(super) fencing_token: i32,
     pub(super) machine: Machine,
     pub(super) state: watch::Sender<KeeperState>,
-    pub(super) release: ReleaseRequests,
+    /// Closed when the keeper is dropped, which releases.
+    pub(super) stop: mpsc::Receiver<Stop>,
 }
 
 impl Task {
@@ -35,30 +42,57 @@ impl Task {
                 watch_for_changes(self.client.clone(), self.options.clone(), self.fencing_token, check_now.clone());
             AbortOnDrop(tokio::spawn(watcher))
         });
-        let mut renew: Option<BoxFuture<'static, Result<Grant, Error>>> = None;
+        // The renew in flight, and when it was sent.
+        let mut renew: Option<(BoxFuture<'static, Result<Grant, Error>>, Instant)> = None;
         let mut requester = None;
         while !self.machine.is_over() {
             let wake = self.machine.wake_at();
             let event = tokio::select! {
-                request = self.release.recv() => {
-                    requester = request;
-                    Event::Release
-                }
-                answer = async { renew.as_mut().expect("guarded").await }, if renew.is_some() => {
-                    renew = None;
-                    Event::Answer(Answer::from_result(answer))
+                stop = self.stop.recv() => match stop {
+                    Some(Stop::Abandon(done)) => {
+                        // Dropping the renew in flight cancels it; nothing else is sent.
+                        drop(renew);
+                        let _ = done.send(());
+                        return;
+                    }
+                    Some(Stop::Release(done)) => {
+                        requester = Some(done);
+                        Event::Release
+                    }
+                    None => Event::Release,
+                },
+                answer = async { renew.as_mut().expect("guarded").0.as_mut().await }, if renew.is_some() => {
+                    let sent = renew.take().expect("guarded").1;
+                    let answer = Answer::from_result(&answer);
+                    self.report(answer.result(), sent);
+                    Event::Answer(answer)
                 }
                 () = check_now.notified() => Event::LeaseChanged,
                 () = sleep_until(wake) => Event::Wake,
             };
+            // Only a wake-up abandons a renew for want of an answer (its bound
+            // or the deadline came); a release abandons it on purpose.
+            let unanswered = event == Event::Wake;
             for action in self.machine.step(event, Instant::now()) {
                 match action {
-                    Action::Renew { bound, fresh_connection } => renew = Some(self.send_renew(bound, fresh_connection)),
-                    Action::Abandon => renew = None,
+                    Action::Renew { bound, fresh_connection } => {
+                        renew = Some((self.send_renew(bound, fresh_connection), Instant::now()));
+                    }
+                    Action::Abandon => {
+                        if let (Some((_, sent)), true) = (renew.take(), unanswered) {
+                            self.report(RenewResult::TimedOut, sent);
+                        }
+                    }
                     Action::Publish(state) => self.publish(state),
                     Action::Release => self.send_release(requester.take()).await,
                 }
             }
+        }
+    }
+
+    fn report(&self, result: RenewResult, sent: Instant) {
+        if let Some(observer) = &self.options.on_renew {
+            observer.report(result, sent.elapsed());
         }
     }
 

@@ -38,7 +38,7 @@ fn answer(spec: &Value) -> Answer {
     } else {
         panic!("unknown answer {spec}")
     };
-    Answer::from_result(result)
+    Answer::from_result(&result)
 }
 
 fn loss_name(loss: &Loss) -> &'static str {

@@ -16,6 +16,7 @@ use berth_testenv::operator::{self, Operator};
 use berth_testenv::proxy::{Mode, Proxy};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::CronJob;
+use k8s_openapi::api::coordination::v1::Lease;
 use kube::Client;
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use kube::discovery::ApiResource;
@@ -27,6 +28,8 @@ use crate::watch::Recorder;
 
 /// The name of the lease and of its target on every member.
 pub const LEASE: &str = "ingest-coordinator";
+/// The leader election Lease of the member operators, with [`Config::leader_election`].
+pub const LEADER_LEASE: &str = "berth-operator";
 
 /// What the lease gates in each member.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -46,6 +49,10 @@ pub struct Config {
     pub heartbeat_seconds: u64,
     /// Where the named control planes live (one subdirectory each).
     pub clusters_dir: PathBuf,
+    /// Member operators run with `--leader-elect` (the Lease [`LEADER_LEASE`]
+    /// in the test namespace, 3 s duration, 2 s renew deadline, 1 s retry),
+    /// so that [`Member::start_replica`] adds a standby.
+    pub leader_election: bool,
 }
 
 impl Config {
@@ -57,6 +64,7 @@ impl Config {
             ttl_seconds: 4,
             heartbeat_seconds: 1,
             clusters_dir: berth_testenv::clusters::clusters_dir(),
+            leader_election: false,
         }
     }
 
@@ -101,6 +109,21 @@ impl Member {
         assert!(self.operator.is_none(), "the operator of {} runs already", self.id);
         let args: Vec<&str> = self.operator_args.iter().map(String::as_str).collect();
         self.operator = Some(Operator::start(&operator::binary(), &self.cluster.kubeconfig, &[namespace], &args));
+    }
+
+    /// Starts one more operator with the member's flags, beside the one in
+    /// [`Self::operator`]; the caller owns (and so stops) it.
+    pub fn start_replica(&self, namespace: &str) -> Operator {
+        let args: Vec<&str> = self.operator_args.iter().map(String::as_str).collect();
+        Operator::start(&operator::binary(), &self.cluster.kubeconfig, &[namespace], &args)
+    }
+
+    /// The PID of the operator that holds the leader election Lease (its
+    /// identity is `<host>_<pid>`), if one does.
+    pub async fn leader_pid(&self, namespace: &str) -> Option<u32> {
+        let leases: Api<Lease> = Api::namespaced(self.client.clone(), namespace);
+        let identity = leases.get_opt(LEADER_LEASE).await.ok()??.spec?.holder_identity?;
+        identity.rsplit('_').next()?.parse().ok()
     }
 
     /// Cuts the member off (or heals it with [`Mode::Pass`]).
@@ -171,7 +194,10 @@ impl Stack {
             let key_file = apiserver.dir.join(format!("{id}.key"));
             std::fs::write(&key_file, apiserver.key(id)).expect("key file writes");
             let proxy = Proxy::start(upstream).expect("proxy starts");
-            let operator_args = member_args(&proxy, &key_file, &apiserver.ca_file, id);
+            let mut operator_args = member_args(&proxy, &key_file, &apiserver.ca_file, id);
+            if config.leader_election {
+                operator_args.extend(leader_args(&namespace));
+            }
             apply_target(&client, &namespace, config.target).await;
             apply_lease(&client, &namespace, &config).await;
             let target = watch_target(&client, &namespace, config.target);
@@ -287,6 +313,26 @@ fn member_args(proxy: &Proxy, key_file: &Path, ca_file: &Path, id: &str) -> Vec<
         "--cluster-id".into(),
         id.into(),
     ]
+}
+
+/// Leader election with short timings, its Lease in the test namespace.
+fn leader_args(namespace: &str) -> Vec<String> {
+    [
+        "--leader-elect",
+        "--leader-elect-namespace",
+        namespace,
+        "--leader-elect-id",
+        LEADER_LEASE,
+        "--leader-elect-lease-duration",
+        "3",
+        "--leader-elect-renew-deadline",
+        "2",
+        "--leader-elect-retry-period",
+        "1",
+    ]
+    .into_iter()
+    .map(str::to_owned)
+    .collect()
 }
 
 /// The holders of the coordination lease, as its status lists them.

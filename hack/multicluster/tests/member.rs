@@ -12,7 +12,8 @@
 use std::time::{Duration, Instant};
 
 use berth_multicluster::overlap::{first_at_or_after, running_intervals, running_now};
-use berth_multicluster::stack::{Config, Stack, Target};
+use berth_multicluster::stack::{Config, LEASE, Member, Stack, Target};
+use berth_testenv::prometheus;
 use berth_testenv::proxy::Mode;
 
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -251,5 +252,155 @@ async fn a_success_that_arrives_after_the_safe_deadline_does_not_resume_the_targ
         "the late success resumed the standby's target: {history:?}\n{}",
         stack.logs()
     );
+    assert_no_overlap(&stack);
+}
+
+/// The sum of the member operator's samples of `name` with `labels`.
+fn metric(member: &Member, name: &str, labels: &[&str]) -> f64 {
+    prometheus::sum(&member.operator.as_ref().expect("the operator runs").metrics(), name, labels)
+}
+
+const RENEWS: &str = "berth_operator_member_renews_total";
+const RENEW_DURATION_COUNT: &str = "berth_operator_member_renew_duration_seconds_count";
+
+/// The holder's link is blackholed, then reset, each only until the
+/// operator's `/metrics` counts a renew of that kind: a hung renew as
+/// `timeout`, a refused connection as `error`. Every renew is also in the
+/// latency histogram. A TTL of 8 s lets the holder usually ride out both.
+#[tokio::test]
+async fn renew_results_and_latency_are_counted_through_cuts_of_the_link() {
+    let _serial = SERIAL.lock().await;
+    let config = Config { ttl_seconds: 8, ..Config::new() };
+    let ttl = config.ttl();
+    let stack = Stack::start(config, "mc-metrics").await;
+    let (holder, _) = steady(&stack, 2).await;
+    let member = stack.member(&holder);
+    let counted = |result: &str| metric(member, RENEWS, &[&format!("result=\"{result}\"")]);
+    // The global lease shows a renew a moment before its answer reaches the operator.
+    berth_testenv::eventually("renews are counted", ttl + SLACK, || async {
+        (counted("renewed") >= 2.0).then_some(())
+    })
+    .await;
+
+    for (mode, result) in [(Mode::Blackhole, "timeout"), (Mode::Reset, "error")] {
+        let before = counted(result);
+        member.set_link(mode);
+        berth_testenv::eventually(&format!("a {result} renew is counted"), ttl + SLACK, || async {
+            (counted(result) > before).then_some(())
+        })
+        .await;
+        member.set_link(Mode::Pass);
+    }
+
+    let renewed = counted("renewed");
+    berth_testenv::eventually("renews succeed again, each in the histogram", ttl + SLACK, || async {
+        let text = member.operator.as_ref().expect("the operator runs").metrics();
+        let renewed_now = prometheus::sum(&text, RENEWS, &["result=\"renewed\""]);
+        let all = prometheus::sum(&text, RENEWS, &[]);
+        let observed = prometheus::sum(&text, RENEW_DURATION_COUNT, &[]);
+        (renewed_now > renewed && all == observed).then_some(())
+    })
+    .await;
+    assert_no_overlap(&stack);
+}
+
+/// Two operator replicas with leader election in the holder's cluster: only
+/// the leader holds and gates. The leader is SIGKILLed; the other replica
+/// becomes leader, resumes the tenure with the same fencing token (a
+/// re-acquire by the same holder is a renew), and the target runs on. Then
+/// that leader is stopped gracefully (SIGTERM): it abandons its tenure
+/// without releasing it, and a third replica resumes it the same way.
+#[tokio::test]
+async fn the_standby_replica_resumes_the_tenure_when_the_leading_operator_is_killed_or_stopped() {
+    let _serial = SERIAL.lock().await;
+    // The standby wins the election within about 4 s of the kill (3 s Lease,
+    // 1 s retry): well inside the tenure the killed leader last renewed.
+    let config = Config { ttl_seconds: 10, leader_election: true, ..Config::new() };
+    let ttl = config.ttl();
+    let mut stack = Stack::start(config, "mc-leader").await;
+    let (holder, other) = steady(&stack, 2).await;
+    let namespace = stack.namespace.clone();
+    let mut standby = stack.member(&holder).start_replica(&namespace);
+    let leader = stack.member(&holder).operator.as_ref().expect("the operator runs").pid();
+    assert_eq!(stack.member(&holder).leader_pid(&namespace).await, Some(leader), "the first operator leads");
+
+    // Ready means the standby has tried the election; renews go on meanwhile.
+    stack.wait_heartbeats(2, ttl + SLACK).await;
+    let standby_text = standby.metrics();
+    assert_eq!(prometheus::value(&standby_text, "berth_operator_is_leader"), Some(0.0));
+    for acting in [RENEWS, "berth_operator_member_acquire_duration_seconds_count", "berth_operator_status_writes_total"]
+    {
+        assert_eq!(prometheus::sum(&standby_text, acting, &[]), 0.0, "the standby does not act: {acting}");
+    }
+    let leading = stack.member(&holder);
+    berth_testenv::eventually("the leader counts its renews", ttl + SLACK, || async {
+        (metric(leading, RENEWS, &["result=\"renewed\""]) >= 2.0).then_some(())
+    })
+    .await;
+    let before = stack.wait_heartbeats(1, ttl + SLACK).await;
+
+    let killed = Instant::now();
+    stack.member_mut(&holder).kill_operator();
+    let member = stack.member(&holder);
+    berth_testenv::eventually("the standby replica becomes the leader", ttl + SLACK, || async {
+        (member.leader_pid(&namespace).await == Some(standby.pid())).then_some(())
+    })
+    .await;
+    let led = Instant::now();
+    let held = format!("berth_operator_member_state{{namespace=\"{namespace}\",name=\"{LEASE}\",state=\"held\"}}");
+    berth_testenv::eventually("the new leader holds the lease", ttl + SLACK, || async {
+        (prometheus::value(&standby.metrics(), &held) == Some(1.0)).then_some(())
+    })
+    .await;
+    let resumed = Instant::now();
+    let after = stack.wait_heartbeats(3, ttl + SLACK).await;
+    assert_eq!(after.identity, holder, "the cluster keeps the lease:\n{}", standby.logs());
+    assert_eq!(after.fencing_token, before.fencing_token, "the new leader resumed the tenure:\n{}", standby.logs());
+
+    eprintln!(
+        "figure leader-failover ttl_ms={} new_leader_ms={} held_again_ms={}",
+        ms(ttl),
+        ms(led - killed),
+        ms(resumed - killed)
+    );
+
+    // A graceful stop hands over at once: the leader Lease is released, the
+    // global lease is not (the other member, waiting for it, would get it).
+    let third = stack.member(&holder).start_replica(&namespace);
+    let member = stack.member(&holder);
+    assert!(
+        standby.terminate(),
+        "SIGTERM exits cleanly:
+{}",
+        standby.logs()
+    );
+    berth_testenv::eventually("the third replica becomes the leader", ttl + SLACK, || async {
+        (member.leader_pid(&namespace).await == Some(third.pid())).then_some(())
+    })
+    .await;
+    berth_testenv::eventually("the third replica holds the lease", ttl + SLACK, || async {
+        (prometheus::value(&third.metrics(), &held) == Some(1.0)).then_some(())
+    })
+    .await;
+    let last = stack.wait_heartbeats(3, ttl + SLACK).await;
+    assert_eq!(
+        last.identity,
+        holder,
+        "the cluster keeps the lease:
+{}",
+        third.logs()
+    );
+    assert_eq!(
+        last.fencing_token,
+        before.fencing_token,
+        "the third replica resumed the tenure:
+{}",
+        third.logs()
+    );
+
+    let runs = running_intervals(&holder, &stack.member(&holder).target.observations());
+    assert_eq!(runs.len(), 1, "the target ran on through both handovers: {runs:?}\n{}", third.logs());
+    assert_eq!(runs[0].end, None, "the target still runs");
+    assert!(running_intervals(&other, &stack.member(&other).target.observations()).is_empty(), "the other ran");
     assert_no_overlap(&stack);
 }

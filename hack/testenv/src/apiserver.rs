@@ -159,6 +159,14 @@ impl ApiServer {
         &self.tenants.iter().find(|t| t.name == name).expect("tenant exists").key
     }
 
+    /// The value of the sample `series` (`name{labels}` as printed) on the
+    /// metrics port, or `None` when it is absent or the port does not answer.
+    pub fn metric(&self, series: &str) -> Option<f64> {
+        let port = self.metrics_url.strip_prefix("http://127.0.0.1:")?.parse().ok()?;
+        let (_, text) = crate::http_get(port, "/metrics")?;
+        crate::prometheus::value(&text, series)
+    }
+
     /// Everything the process has logged so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log_file).unwrap_or_default()

@@ -122,7 +122,11 @@ async fn hold(
     while *command.borrow_and_update() == Command::Hold {
         let (ttl, heartbeat) = timing(&lease.borrow());
         let wait = if waiting { STANDBY_WAIT } else { Duration::ZERO };
-        let options = KeeperOptions::new(&namespace, &name, &shared.cluster_id, ttl).heartbeat(heartbeat).wait(wait);
+        let observer = metrics.clone();
+        let options = KeeperOptions::new(&namespace, &name, &shared.cluster_id, ttl)
+            .heartbeat(heartbeat)
+            .wait(wait)
+            .on_renew(move |report| observer.member_renew(report));
         let started = Instant::now();
         // Bounded: an acquire that hangs (a blackholed connection) is abandoned.
         let attempt = tokio::time::timeout(wait + heartbeat, LeaseKeeper::acquire(client.clone(), options));
@@ -169,7 +173,6 @@ async fn hold(
         };
         let mirror = Mirror { holders: vec![ours], fencing_token: Some(grant.fencing_token), transitions: None };
         let mut states = keeper.subscribe();
-        let mut first = true;
         loop {
             let state = states.borrow_and_update().clone();
             // The keeper gives up at the deadline only when no renew was answered.
@@ -177,18 +180,12 @@ async fn hold(
                 .then(|| "no renew was answered before the safe deadline".to_owned());
             let knowledge = match state {
                 KeeperState::Held { fencing_token, deadline, at_risk } => {
-                    // The keeper republishes on every successful renew, and
-                    // when at_risk flips on.
-                    if !first {
-                        metrics.member_renew(!at_risk);
-                    }
                     Knowledge::Granted { fencing_token, deadline, at_risk }
                 }
                 KeeperState::Lost(Loss::Refused { holder }) => Knowledge::Refused { holder },
                 KeeperState::Lost(loss) => Knowledge::Lost { reason: loss.to_string() },
                 KeeperState::Released => break,
             };
-            first = false;
             let granted = matches!(knowledge, Knowledge::Granted { .. });
             // Wait for the lease only once another holder is named; after a
             // fence, ask at once, so that the claim shows who holds it
@@ -213,11 +210,9 @@ async fn hold(
                     return;
                 }
                 Command::Abandon => {
-                    // Dropping a keeper releases its lease; the next operator
-                    // must instead find the tenure live and resume it. The
-                    // process is exiting, which ends the keeper's task
-                    // without a release.
-                    std::mem::forget(keeper);
+                    // Not released: the next operator (a restart, the next
+                    // leader) finds the tenure live and resumes it.
+                    keeper.abandon().await;
                     return;
                 }
             }
@@ -317,9 +312,11 @@ async fn gate(
         match next {
             Next::Decide => {}
             Next::Lease => lease = lease_rx.borrow_and_update().clone(),
-            // The lease is gone without our cleanup (the finalizer was removed by hand).
-            Next::Gone => return clean_up(&shared, &lease, command, done, false).await,
-            Next::Stop => {
+            // The lease is gone without our cleanup (the finalizer was removed
+            // by hand); unless member mode ended: it stops the claims before
+            // it drops their senders.
+            Next::Gone if !*stopping.borrow() => return clean_up(&shared, &lease, command, done, false).await,
+            Next::Gone | Next::Stop => {
                 command.send_replace(Command::Abandon);
                 return;
             }

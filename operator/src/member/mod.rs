@@ -45,9 +45,10 @@ type Claims = BTreeMap<Key, (usize, watch::Sender<Arc<BerthLease>>)>;
 /// scope has been listed.
 ///
 /// # Guarantees
-/// On stop, every claim ends without releasing its global lease, and without
-/// touching its target: a restarted operator finds the tenure live and
-/// resumes it with the same token (DESIGN.md §6).
+/// On stop, and when this future is dropped (lost leadership), every claim
+/// ends without releasing its global lease, and without touching its
+/// target: a restarted operator, or the next leader, finds the tenure live
+/// and resumes it with the same token (DESIGN.md §6).
 pub async fn run(
     ctx: Arc<Context>,
     settings: MemberSettings,
@@ -67,6 +68,10 @@ pub async fn run(
     });
     let mut events = futures::stream::select_all(streams);
     let mut claims: Claims = BTreeMap::new();
+    // Declared after `claims`, so dropped before it: claims are told to stop
+    // before their lease senders close, which they would take for deletions.
+    let (stop_claims, claims_stopping) = watch::channel(false);
+    let _stop_claims = StopOnDrop(stop_claims);
     let mut relisted: BTreeMap<usize, BTreeSet<Key>> = BTreeMap::new();
     let mut stop = stopping.clone();
     loop {
@@ -90,9 +95,9 @@ pub async fn run(
             }
             watcher::Event::InitApply(lease) => {
                 relisted.entry(scope).or_default().insert(key_of(&lease));
-                feed(&shared, &mut claims, scope, lease, &stopping);
+                feed(&shared, &mut claims, scope, lease, &claims_stopping);
             }
-            watcher::Event::Apply(lease) => feed(&shared, &mut claims, scope, lease, &stopping),
+            watcher::Event::Apply(lease) => feed(&shared, &mut claims, scope, lease, &claims_stopping),
             watcher::Event::Delete(lease) => {
                 claims.remove(&key_of(&lease));
             }
@@ -106,6 +111,15 @@ pub async fn run(
                 }
             }
         }
+    }
+}
+
+/// Tells every claim to stop when member mode ends, however it ends.
+struct StopOnDrop(watch::Sender<bool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.send_replace(true);
     }
 }
 

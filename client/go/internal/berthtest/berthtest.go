@@ -15,11 +15,13 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -130,6 +132,8 @@ type APIServer struct {
 	URL string
 	// HealthURL is the plain-HTTP probe listener.
 	HealthURL string
+	// MetricsURL is the plain-HTTP metrics listener.
+	MetricsURL string
 	// Dir holds the certificates, the keys file and the log.
 	Dir string
 	// CAFile is the CA that signed the serving certificate.
@@ -177,11 +181,12 @@ func StartAPIServerWith(bin string, cp *ControlPlane, tenants []Tenant, extraArg
 		return nil, err
 	}
 	s := &APIServer{
-		URL:       fmt.Sprintf("https://127.0.0.1:%d", ports[0]),
-		HealthURL: fmt.Sprintf("http://127.0.0.1:%d", ports[2]),
-		Dir:       dir,
-		CAFile:    filepath.Join(dir, "ca.crt"),
-		bin:       bin,
+		URL:        fmt.Sprintf("https://127.0.0.1:%d", ports[0]),
+		HealthURL:  fmt.Sprintf("http://127.0.0.1:%d", ports[2]),
+		MetricsURL: fmt.Sprintf("http://127.0.0.1:%d", ports[1]),
+		Dir:        dir,
+		CAFile:     filepath.Join(dir, "ca.crt"),
+		bin:        bin,
 		args: []string{
 			fmt.Sprintf("--listen-addr=127.0.0.1:%d", ports[0]),
 			"--tls-cert-file=" + filepath.Join(dir, "tls.crt"),
@@ -256,6 +261,26 @@ func (s *APIServer) Kill() {
 func (s *APIServer) Close() {
 	s.Kill()
 	_ = os.RemoveAll(s.Dir)
+}
+
+// Metric reads the value of one sample, exactly as printed (`name` or
+// `name{label="value",…}`), from the metrics listener.
+func (s *APIServer) Metric(series string) (float64, error) {
+	resp, err := http.Get(s.MetricsURL + "/metrics")
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	text, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(text), "\n") {
+		if value, ok := strings.CutPrefix(line, series+" "); ok {
+			return strconv.ParseFloat(strings.TrimSpace(value), 64)
+		}
+	}
+	return 0, fmt.Errorf("berthtest: no sample %s in the metrics", series)
 }
 
 // LogFile is where the process logs.
