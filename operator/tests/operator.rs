@@ -330,8 +330,15 @@ async fn deployment_scales_to_n_on_acquire_and_zero_on_release() {
 
     let holder = acquire(&ns, "web", "worker", 60).await;
     eventually("scaled to 3", SOON, || async { (replicas(&ns, "web").await == 3).then_some(()) }).await;
-    let ready = wait_condition(&ns, "web", "TargetReady", ConditionStatus::True, "ActionApplied").await;
-    assert_eq!(ready.message, "Deployment/web has replicas=3 (acquireAction)");
+    // TargetReady already reads ActionApplied from the releaseAction: wait for the acquireAction's message.
+    eventually("TargetReady for the acquireAction", SOON, || async {
+        let ready = condition(&get_lease(&ns, "web").await, "TargetReady")?;
+        (ready.status == ConditionStatus::True
+            && ready.reason == "ActionApplied"
+            && ready.message == "Deployment/web has replicas=3 (acquireAction)")
+            .then_some(())
+    })
+    .await;
     let (_, note) = wait_event(&ns, "web", "TargetScaled").await;
     assert!(note.contains("replicas=3"), "{note}");
 
