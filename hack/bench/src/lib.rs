@@ -9,10 +9,13 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
+pub mod bare;
 pub mod expiry;
 pub mod failover;
 pub mod hot_path;
 pub mod memory;
+pub mod overload;
+pub mod perf_report;
 pub mod procfs;
 pub mod profile;
 pub mod report;
@@ -20,6 +23,7 @@ pub mod scale;
 pub mod seed;
 pub mod stack;
 pub mod stats;
+pub mod write_cost;
 
 /// Everything a scenario can fail with.
 #[derive(Debug, thiserror::Error)]

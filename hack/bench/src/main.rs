@@ -10,7 +10,7 @@ use berth_bench::procfs::{Machine, load_average};
 use berth_bench::profile::Profile;
 use berth_bench::report::{Report, Versions};
 use berth_bench::stack::Stack;
-use berth_bench::{auth, expiry, failover, hot_path, memory, scale};
+use berth_bench::{auth, expiry, failover, hot_path, memory, overload, scale, write_cost};
 use clap::{Parser, Subcommand, ValueEnum};
 
 /// Berth's load generator and benchmark harness.
@@ -68,12 +68,19 @@ enum Scenario {
     Failover,
     /// 3: expiresAt to expired status and to a suspended CronJob.
     Expiry,
-    /// 2: stepped lease counts at a 10 s heartbeat; latency, CPU and memory.
+    /// 2: the knee side by side: stepped lease counts at a 10 s heartbeat,
+    /// through Berth and as raw status writes; latency, CPU and memory.
     Scale,
     /// 5: memory of the apiserver and the operator with 10,000 leases cached.
     Memory,
     /// 6: renew with an API key, a JWT, and TokenReview on a cache hit and a miss.
     Auth,
+    /// 7: kube-apiserver and etcd CPU-ms per write (Berth renew, raw
+    /// replace_status, server-side apply, a minimal Lease), and what a renew rewrites.
+    WriteCost,
+    /// 8: 1.2× and 2× the knee's load with keeper-like holders (the knee from
+    /// this run's scale search, else the profile's).
+    Overload,
 }
 
 #[derive(clap::Args)]
@@ -133,11 +140,18 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let mut stack = Stack::start().await.context("starting the stack")?;
     let versions = Versions::read(&stack.kube).await;
 
-    // Memory and scale run last, each on fresh apiserver and operator
+    // Memory and scale run late, each on fresh apiserver and operator
     // processes: their thousands of leases would weigh on the others.
+    // Overload runs last, on the scale search's processes and knee.
     let hot_path = if wanted(Scenario::HotPath) {
         eprintln!("[bench] hot path");
         Some(hot_path::run(&stack, &profile).await.context("hot path")?)
+    } else {
+        None
+    };
+    let write_cost = if wanted(Scenario::WriteCost) {
+        eprintln!("[bench] write cost");
+        Some(write_cost::run(&stack, &profile).await.context("write cost")?)
     } else {
         None
     };
@@ -171,6 +185,12 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     } else {
         None
     };
+    let overload = if wanted(Scenario::Overload) {
+        let knee = scale.as_ref().map(|s| s.max_leases_holding);
+        Some(overload::run(&stack, &profile, knee).await.context("overload")?)
+    } else {
+        None
+    };
 
     let mut report = Report {
         date,
@@ -186,6 +206,8 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         failover,
         memory,
         auth,
+        write_cost,
+        overload,
         targets: Vec::new(),
     };
     report.judge();

@@ -21,6 +21,7 @@ pub struct Profile {
     /// The renew period of every lease in the scale scenario.
     #[serde(serialize_with = "secs", deserialize_with = "from_secs")]
     pub heartbeat: Duration,
+    /// Longer than the whole run: a side's leases stay held while the other side measures.
     pub scale_ttl_seconds: i32,
     /// Measurement windows per scale step, each one heartbeat long; the
     /// step's figures are the medians over them.
@@ -43,6 +44,26 @@ pub struct Profile {
     #[serde(serialize_with = "secs", deserialize_with = "from_secs")]
     pub memory_renew_period: Duration,
     pub failover_ttl_seconds: i32,
+    /// Write cost: objects written at once (one writer each) per kind.
+    #[serde(default)]
+    pub write_cost_workers: usize,
+    /// Write cost: writes per batch (one batch per kind per repetition).
+    #[serde(default)]
+    pub write_cost_batch: usize,
+    #[serde(default)]
+    pub write_cost_repetitions: usize,
+    /// Overload: the TTL the generated keepers renew with.
+    #[serde(default)]
+    pub overload_ttl_seconds: i32,
+    /// Overload: how long 1.2× the knee is held.
+    #[serde(default, serialize_with = "secs", deserialize_with = "from_secs")]
+    pub overload_hold: Duration,
+    /// Overload: heartbeats measured at 2× the knee.
+    #[serde(default)]
+    pub overload_windows: u32,
+    /// Overload: the knee used when the run has no scale search, or none of its steps held.
+    #[serde(default)]
+    pub overload_fallback_knee: usize,
 }
 
 fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -61,12 +82,12 @@ impl Profile {
             slow_repetitions: 3,
             hot_path_samples: 400,
             hot_path_warmup: 50,
-            scale_steps: vec![1_000, 2_000, 4_000, 6_000, 10_000],
+            scale_steps: vec![1_000, 2_000, 2_400, 2_800, 3_200, 3_600, 4_000, 5_000, 6_000, 8_000],
             heartbeat: Duration::from_secs(10),
-            scale_ttl_seconds: 30,
+            scale_ttl_seconds: 3_600,
             scale_windows: 3,
             contended_share: 0.05,
-            scale_budget: Duration::from_secs(7 * 60),
+            scale_budget: Duration::from_secs(13 * 60),
             create_concurrency: 16,
             expiry_leases: 200,
             expiry_ttl_seconds: 15,
@@ -74,6 +95,13 @@ impl Profile {
             memory_ttl_seconds: 3_600,
             memory_renew_period: Duration::from_secs(60),
             failover_ttl_seconds: 10,
+            write_cost_workers: 4,
+            write_cost_batch: 400,
+            write_cost_repetitions: 5,
+            overload_ttl_seconds: 30,
+            overload_hold: Duration::from_secs(60),
+            overload_windows: 3,
+            overload_fallback_knee: 2_000,
         }
     }
 
@@ -87,7 +115,7 @@ impl Profile {
             hot_path_warmup: 5,
             scale_steps: vec![10, 20],
             heartbeat: Duration::from_secs(1),
-            scale_ttl_seconds: 3,
+            scale_ttl_seconds: 600,
             scale_windows: 2,
             contended_share: 0.2,
             scale_budget: Duration::from_secs(60),
@@ -98,6 +126,13 @@ impl Profile {
             memory_ttl_seconds: 600,
             memory_renew_period: Duration::from_secs(2),
             failover_ttl_seconds: 2,
+            write_cost_workers: 2,
+            write_cost_batch: 20,
+            write_cost_repetitions: 2,
+            overload_ttl_seconds: 6,
+            overload_hold: Duration::from_secs(3),
+            overload_windows: 2,
+            overload_fallback_knee: 10,
         }
     }
 }

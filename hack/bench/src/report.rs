@@ -14,10 +14,13 @@ use crate::expiry::Expiry;
 use crate::failover::Failover;
 use crate::hot_path::HotPath;
 use crate::memory::MemoryAtCount;
+use crate::overload::Overload;
+use crate::perf_report;
 use crate::procfs::{Machine, Memory};
 use crate::profile::Profile;
 use crate::scale::{P99_TARGET_MS, Scale};
 use crate::stats::Latency;
+use crate::write_cost::WriteCost;
 use crate::{Error, Result};
 
 /// Analysis of the committed full run: why a target is missed, what would fix it.
@@ -88,6 +91,10 @@ pub struct Report {
     pub memory: Option<MemoryAtCount>,
     #[serde(default)]
     pub auth: Option<AuthCost>,
+    #[serde(default)]
+    pub write_cost: Option<WriteCost>,
+    #[serde(default)]
+    pub overload: Option<Overload>,
     pub targets: Vec<Target>,
 }
 
@@ -180,7 +187,26 @@ impl Report {
             ),
             None => target("graceful handover", "< 100 ms", UNMEASURED.to_owned(), None),
         });
+        targets.extend(self.performance_targets());
         self.targets = targets;
+    }
+
+    /// The targets of issue 13 (performance at the limit).
+    fn performance_targets(&self) -> Vec<Target> {
+        perf_report::targets(self.scale.as_ref(), self.write_cost.as_ref(), self.overload.as_ref())
+    }
+
+    /// The sections of issue 13: write cost, overload, the projection.
+    fn performance_md(&self, md: &mut String) {
+        if let Some(c) = &self.write_cost {
+            perf_report::write_cost_md(md, c);
+        }
+        if let Some(o) = &self.overload {
+            perf_report::overload_md(md, o);
+        }
+        if let Some(c) = &self.write_cost {
+            perf_report::projection_md(md, c, self.memory.as_ref());
+        }
     }
 
     /// Reads a report written by [`Self::write`], to render it again.
@@ -266,6 +292,7 @@ impl Report {
         }
         if let Some(s) = &self.scale {
             scale_md(&mut md, s);
+            perf_report::knee_md(&mut md, s);
         }
         if let Some(e) = &self.expiry {
             expiry_md(&mut md, e);
@@ -277,6 +304,7 @@ impl Report {
         if let Some(a) = &self.auth {
             auth_md(&mut md, a);
         }
+        self.performance_md(&mut md);
         if !p.quick {
             md.push_str(NOTES);
         }
@@ -324,7 +352,7 @@ impl Report {
     }
 }
 
-const UNMEASURED: &str = "not measured in this run";
+pub(crate) const UNMEASURED: &str = "not measured in this run";
 
 fn auth_md(md: &mut String, a: &AuthCost) {
     let _ = writeln!(
@@ -342,7 +370,7 @@ fn auth_md(md: &mut String, a: &AuthCost) {
     md.push('\n');
 }
 
-fn target(name: &str, target: &str, measured: String, met: Option<bool>) -> Target {
+pub(crate) fn target(name: &str, target: &str, measured: String, met: Option<bool>) -> Target {
     Target { name: name.to_owned(), target: target.to_owned(), measured, met }
 }
 

@@ -38,7 +38,30 @@ fn quick_run_writes_well_formed_results() {
         assert!(step["renew"]["count"].as_u64().unwrap_or(0) > 0, "a step without renews: {step:#}");
         assert!(step["memory"]["apiserver"]["peak_mib"].as_f64().unwrap_or(0.0) > 0.0);
         assert!(step["cpu_cores"]["apiserver"].as_f64().is_some());
+        assert!(step["raw"]["renew"]["count"].as_u64().unwrap_or(0) > 0, "a step without raw writes: {step:#}");
     }
+    assert!(json["scale"]["raw_max_leases_holding"].as_u64().is_some());
+
+    let kinds = json["write_cost"]["kinds"].as_array().expect("write cost per kind");
+    assert_eq!(kinds.len(), 6);
+    for kind in kinds {
+        assert!(kind["latency"]["count"].as_u64().unwrap_or(0) > 0, "{kind:#}");
+        for process in ["kube-apiserver", "etcd"] {
+            assert!(kind["cpu_ms_per_write"][process].as_f64().is_some(), "{process}: {kind:#}");
+        }
+    }
+    assert!(number("/write_cost/sizes/berth_status") > number("/write_cost/sizes/berth_status_minimal"));
+    let rewrites = json["write_cost"]["renew_rewrites"].as_array().expect("renew rewrites");
+    assert!(rewrites.iter().any(|p| p.as_str().is_some_and(|p| p.ends_with("expiresAt"))), "{rewrites:?}");
+
+    for phase in ["sustained", "double"] {
+        let attempts = ["renewed_per_second", "failed_shed", "failed_refused", "failed_other"]
+            .map(|f| number(&format!("/overload/{phase}/{f}")))
+            .iter()
+            .sum::<f64>();
+        assert!(attempts > 0.0, "no renew in the overload's {phase} phase");
+    }
+    assert_eq!(number("/overload/double/leases"), 2.0 * number("/overload/knee_leases"));
 
     let expiry = &json["expiry"];
     assert_eq!(expiry["status_from_objects"]["count"], expiry["repetitions"][0]["leases"]);
@@ -54,7 +77,7 @@ fn quick_run_writes_well_formed_results() {
 
     assert!(number("/failover/kill_to_standby_ms") > 0.0);
     assert!(number("/failover/release_to_standby_ms") > 0.0);
-    assert_eq!(json["targets"].as_array().map(Vec::len), Some(6));
+    assert_eq!(json["targets"].as_array().map(Vec::len), Some(11));
 
     let ways = json["auth"]["ways"].as_array().expect("authentication cost per way");
     assert_eq!(ways.len(), 4);
@@ -73,6 +96,12 @@ fn quick_run_writes_well_formed_results() {
         "## 4. Failover",
         "## 5. Memory",
         "## 6. Authentication",
+        "### The knee, side by side",
+        "## 7. What a write costs",
+        "### Server-side apply",
+        "schema, CEL and managedFields",
+        "## 8. Overload",
+        "## 9. Projection",
     ] {
         assert!(md.contains(heading), "benchmarks.md lacks {heading}:\n{md}");
     }
