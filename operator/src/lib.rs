@@ -32,7 +32,7 @@ use tokio::sync::watch;
 
 pub use error::{Error, Result};
 
-use crate::controller::{Context, Recorder};
+use crate::controller::{Context, GrantJournal, Recorder};
 use crate::http::Health;
 use crate::leader::{LeaderElection, Timing};
 use crate::metrics::Metrics;
@@ -127,6 +127,7 @@ pub async fn run(
             client: client.clone(),
             recorder: Arc::new(Recorder::new(client, reporter)),
             metrics: metrics.clone(),
+            grants: GrantJournal::default(),
         });
         let controllers = async {
             match settings.member.clone() {

@@ -5,6 +5,7 @@
 
 mod act;
 mod events;
+mod grants;
 mod watch;
 mod writes;
 
@@ -25,6 +26,7 @@ use crate::plan::{self, FINALIZER, FinalizerStep, Transition, WriteOrder};
 pub(crate) use act::act_on_target;
 use act::release_on_delete;
 pub(crate) use events::publish;
+pub use grants::GrantJournal;
 pub(crate) use writes::set_finalizer;
 use writes::write_status;
 
@@ -41,6 +43,8 @@ pub struct Context {
     pub client: Client,
     pub recorder: Arc<Recorder>,
     pub metrics: Arc<Metrics>,
+    /// Grants the lease watch showed that no status write has recorded yet.
+    pub grants: GrantJournal,
 }
 
 /// Brings one BerthLease and its target in line with its spec and status.
@@ -117,6 +121,7 @@ async fn reconcile_lease(mut lease: BerthLease, ctx: &Context) -> Result<Action>
     let now = Utc::now();
     let before = lease.status.clone().unwrap_or_default();
     let facts = plan::lease_facts(&lease.spec, &before, lease.metadata.generation, now);
+    let watched = ctx.grants.unrecorded(&lease, before.observed_fencing_token.unwrap_or(0));
     let mut notes = Vec::new();
     if let Some(Outcome::NotAcquired { refusal, current }) = &facts.declared {
         notes.push(Transition::DeclaredHolderRefused {
@@ -131,7 +136,7 @@ async fn reconcile_lease(mut lease: BerthLease, ctx: &Context) -> Result<Action>
     if next != stored && plan::write_order(&before, &next, now) == WriteOrder::GrantFirst {
         lease = write_status(&api, &lease, next.clone(), ctx).await?;
         expired_written(ctx, &lease, &facts);
-        notes.extend(plan::transitions(&before, &next, &facts.expired, now));
+        notes.extend(plan::transitions(&before, &next, &facts.expired, &watched, now));
         publish(ctx, &lease, std::mem::take(&mut notes));
         stored = next.clone();
     }
@@ -177,7 +182,7 @@ async fn reconcile_lease(mut lease: BerthLease, ctx: &Context) -> Result<Action>
                     expired_written(ctx, &lease, &facts);
                 }
             }
-            notes.extend(plan::transitions(&stored, &next, &facts.expired, now));
+            notes.extend(plan::transitions(&stored, &next, &facts.expired, &watched, now));
             notes.extend(ready_notes);
             notes.extend(target_notes);
             publish(ctx, &lease, notes);

@@ -53,7 +53,13 @@ where
     for scope in scopes {
         let client = ctx.client.clone();
         let (store, writer) = reflector::store();
-        let leases = watcher(scoped::<BerthLease>(&client, &scope), watcher::Config::default());
+        // Every version passes the grant journal first: a reconcile sees only the newest.
+        let journal = ctx.clone();
+        let leases = watcher(scoped::<BerthLease>(&client, &scope), watcher::Config::default()).inspect(move |event| {
+            if let Ok(event) = event {
+                journal.grants.observe(event)
+            }
+        });
         let mut controller = Controller::for_stream(cached_leases(leases, writer), store.clone())
             .with_config(controller::Config::default().concurrency(CONCURRENT_RECONCILES));
         for kind in TargetKind::ALL {

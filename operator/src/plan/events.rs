@@ -3,6 +3,8 @@
 //! states), never from the text of a condition, so rewording a message
 //! cannot change which Events fire.
 
+use std::collections::BTreeMap;
+
 use berth_api::crd::{AppliedAction, ConditionStatus};
 use berth_api::rules::{Refusal, is_held};
 use berth_api::{BerthLeaseStatus, Holder, LeaseState};
@@ -144,30 +146,41 @@ impl Transition {
 }
 
 /// The Events of the move from `before` (as stored) to `after` (as about to
-/// be written), given the holders the operator `expired` in this reconcile:
+/// be written), given the holders the operator `expired` in this reconcile
+/// and the grants the lease watch showed since (`watched`, from the
+/// controller's grant journal):
 /// - `Acquired` for every grant whose token is above what `before` recorded in
 ///   `observedFencingToken`, with its own holder and token, in token order
-///   (including a grant that expired before the operator saw it);
+///   (including a grant that expired before the operator saw it, and one that
+///   was made and released between two reconciles);
 /// - `Released` when the lease stops being held by a release, and `Expired`
 ///   when it stops by an expiry that is not the operator's own (those are
 ///   [`expiry_transitions`]).
 ///
 /// # Caveats
-/// A grant that came and went between two reconciles is not seen, and a
-/// holder leaving a lease that others still hold records no `Released`.
+/// A grant made and ended while the operator was not watching is not seen,
+/// and a holder leaving a lease that others still hold records no `Released`.
 pub fn transitions(
     before: &BerthLeaseStatus,
     after: &BerthLeaseStatus,
     expired: &[Holder],
+    watched: &[Holder],
     now: DateTime<Utc>,
 ) -> Vec<Transition> {
     let recorded = before.observed_fencing_token.unwrap_or(0);
-    let mut grants: Vec<&Holder> =
-        after.holders.iter().filter(|h| h.is_live(now)).chain(expired).filter(|h| h.fencing_token > recorded).collect();
-    grants.sort_by_key(|h| h.fencing_token);
+    // One Event per token, whichever source showed the grant.
+    let grants: BTreeMap<i32, &str> = after
+        .holders
+        .iter()
+        .filter(|h| h.is_live(now))
+        .chain(expired)
+        .chain(watched)
+        .filter(|h| h.fencing_token > recorded)
+        .map(|h| (h.fencing_token, h.identity.as_str()))
+        .collect();
     let mut out: Vec<Transition> = grants
         .into_iter()
-        .map(|h| Transition::Acquired { holder: h.identity.clone(), fencing_token: h.fencing_token })
+        .map(|(fencing_token, holder)| Transition::Acquired { holder: holder.to_owned(), fencing_token })
         .collect();
     let was_held = condition(before, HELD).is_some_and(|c| c.status == ConditionStatus::True);
     if was_held && !is_held(after, now) {

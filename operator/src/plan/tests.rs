@@ -162,20 +162,23 @@ fn grants_become_events_once_and_renewals_do_not() {
     let before = lease_facts(&cronjob_lease(), &raw, None, t(1)).status;
     assert_eq!(before.observed_fencing_token, Some(1));
     assert_eq!(
-        transitions(&raw, &before, &[], t(1)),
+        transitions(&raw, &before, &[], &[], t(1)),
         vec![Transition::Acquired { holder: "a".into(), fencing_token: 1 }],
         "a grant the operator has not recorded"
     );
     let renewed = lease_facts(&cronjob_lease(), &before, None, t(5)).status;
-    assert!(transitions(&before, &renewed, &[], t(5)).is_empty());
+    assert!(transitions(&before, &renewed, &[], &[], t(5)).is_empty());
     let expiry = lease_facts(&cronjob_lease(), &before, None, t(10));
     assert_eq!(
         expiry_transitions(&expiry.expired, &expiry.status, t(10)),
         vec![Transition::Expired { holder: "a".into(), fencing_token: 1, expires_at: t(10), still_held: false }]
     );
-    assert!(transitions(&before, &expiry.status, &expiry.expired, t(10)).is_empty(), "the operator's own expiry once");
+    assert!(
+        transitions(&before, &expiry.status, &expiry.expired, &[], t(10)).is_empty(),
+        "the operator's own expiry once"
+    );
     let fresh = lease_facts(&cronjob_lease(), &BerthLeaseStatus::default(), None, t(0)).status;
-    assert!(transitions(&BerthLeaseStatus::default(), &fresh, &[], t(0)).is_empty(), "never held is no event");
+    assert!(transitions(&BerthLeaseStatus::default(), &fresh, &[], &[], t(0)).is_empty(), "never held is no event");
 }
 
 #[test]
@@ -183,11 +186,11 @@ fn a_release_or_an_expiry_written_by_the_apiserver_ends_the_hold() {
     let before = lease_facts(&cronjob_lease(), &held_status(t(10)), None, t(1)).status;
     let released = BerthLeaseStatus { state: LeaseState::Released, holders: vec![], ..before.clone() };
     let released = lease_facts(&cronjob_lease(), &released, None, t(2)).status;
-    assert_eq!(transitions(&before, &released, &[], t(2)), vec![Transition::Released]);
+    assert_eq!(transitions(&before, &released, &[], &[], t(2)), vec![Transition::Released]);
     let expired =
         BerthLeaseStatus { state: LeaseState::Expired, holders: vec![], expired_at: Some(t(10)), ..before.clone() };
     let expired = lease_facts(&cronjob_lease(), &expired, None, t(11)).status;
-    let ended = transitions(&before, &expired, &[], t(11));
+    let ended = transitions(&before, &expired, &[], &[], t(11));
     assert_eq!(ended, vec![Transition::ExpiredElsewhere { expired_at: Some(t(10)) }]);
     assert_eq!(ended[0].note(), "the last holder expired at 2027-01-15T08:00:10.000000000Z without renewing");
 }
@@ -290,7 +293,7 @@ fn each_grant_is_its_own_transition_with_its_holder_and_token() {
     more.holders.extend([holder("b", 2, t(20)), holder("c", 3, t(20))]);
     more.fencing_token = 3;
     let more = lease_facts(&shared, &more, None, t(2)).status;
-    let joined = transitions(&one, &more, &[], t(2));
+    let joined = transitions(&one, &more, &[], &[], t(2));
     assert_eq!(
         joined,
         vec![
@@ -303,10 +306,10 @@ fn each_grant_is_its_own_transition_with_its_holder_and_token() {
     // The Held message does not decide: rewording it changes nothing.
     let mut reworded = one.clone();
     reworded.conditions.iter_mut().for_each(|c| c.message = "(fencing token 3)".into());
-    assert_eq!(transitions(&reworded, &more, &[], t(2)), joined);
+    assert_eq!(transitions(&reworded, &more, &[], &[], t(2)), joined);
     // a expires, b and c stay: one Expired for a, and no Acquired again.
     let facts = lease_facts(&shared, &more, None, t(10));
-    assert!(transitions(&more, &facts.status, &facts.expired, t(10)).is_empty());
+    assert!(transitions(&more, &facts.status, &facts.expired, &[], t(10)).is_empty());
     let expired = expiry_transitions(&facts.expired, &facts.status, t(10));
     assert_eq!(expired.len(), 1);
     assert_eq!(expired[0].reason(), "Expired");
@@ -320,12 +323,34 @@ fn each_grant_is_its_own_transition_with_its_holder_and_token() {
     let facts = lease_facts(&shared, &twelve, None, t(11));
     let unseen = [holder("e", 11, t(5))];
     assert_eq!(
-        transitions(&one, &facts.status, &unseen, t(11)),
+        transitions(&one, &facts.status, &unseen, &[], t(11)),
         vec![
             Transition::Acquired { holder: "e".into(), fencing_token: 11 },
             Transition::Acquired { holder: "d".into(), fencing_token: 12 },
         ]
     );
+}
+
+#[test]
+fn a_grant_seen_only_on_the_watch_gets_its_own_event() {
+    let spec = cronjob_lease();
+    let one = lease_facts(&spec, &held_status(t(10)), None, t(1)).status;
+    // a released; b was granted token 2 and released; c holds token 3. The
+    // reconcile sees only c, the watch showed b (and c) too.
+    let mut three = held_status(t(50));
+    three.holders[0] = holder("c", 3, t(50));
+    three.fencing_token = 3;
+    let facts = lease_facts(&spec, &three, None, t(5));
+    let watched = [holder("b", 2, t(30)), holder("c", 3, t(50))];
+    assert_eq!(
+        transitions(&one, &facts.status, &facts.expired, &watched, t(5)),
+        vec![
+            Transition::Acquired { holder: "b".into(), fencing_token: 2 },
+            Transition::Acquired { holder: "c".into(), fencing_token: 3 },
+        ]
+    );
+    // Recorded once: the next reconcile names neither again.
+    assert!(transitions(&facts.status, &facts.status, &[], &watched, t(6)).is_empty());
 }
 
 #[test]
@@ -409,7 +434,7 @@ fn expired_status_and_target_status_merge_into_one_status() {
     let held = next.conditions.iter().find(|c| c.type_ == HELD).unwrap();
     assert_eq!((held.status, held.last_transition_time), (ConditionStatus::False, t(10)));
     let mut events = expiry_transitions(&facts.expired, &next, t(10));
-    events.extend(transitions(&before, &next, &facts.expired, t(10)));
+    events.extend(transitions(&before, &next, &facts.expired, &[], t(10)));
     let reasons: Vec<&str> = events.iter().map(Transition::reason).collect();
     assert_eq!(reasons, ["Expired"]);
 }
