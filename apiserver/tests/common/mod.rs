@@ -71,9 +71,11 @@ impl Harness {
             shutdown,
             Default::default(),
         );
-        berth_testenv::eventually("the cache syncs", Duration::from_secs(30), || async {
-            app.cache.is_ready().then_some(())
-        })
+        berth_testenv::eventually(
+            "ready: the cache synced, the create path answered",
+            Duration::from_secs(30),
+            || async { (app.cache.is_ready() && app.create_path.is_warm()).then_some(()) },
+        )
         .await;
         let router = router(app.clone());
         Self { ns, app, router, _shutdown: shutdown_tx }
