@@ -17,13 +17,43 @@ use kube::api::{Api, PostParams};
 use crate::stack::TENANT;
 use crate::{Error, Result};
 
+/// Tries of one lease when kube-apiserver drops the connection or answers 429/5xx.
+const TRANSIENT_TRIES: u32 = 5;
+
 /// Creates lease `name` held by `holder` for `ttl_seconds`; returns its
 /// fencing token. A lease that exists already is granted again (an acquire
-/// by the same holder is idempotent).
+/// by the same holder is idempotent), so a try that failed half-way is
+/// simply repeated: seeding 10,000 leases on a loaded machine met a dropped
+/// connection (`SendRequest`) near the end, which used to end the run.
 ///
 /// # Errors
-/// When kube-apiserver refuses a write, or a conflict repeats 8 times.
+/// When kube-apiserver refuses a write, a conflict repeats 8 times, or a
+/// transient failure repeats [`TRANSIENT_TRIES`] times.
 pub async fn held_lease(api: &Api<BerthLease>, name: &str, holder: &str, ttl_seconds: i32) -> Result<i32> {
+    let mut pause = std::time::Duration::from_millis(200);
+    for _ in 1..TRANSIENT_TRIES {
+        match try_held_lease(api, name, holder, ttl_seconds).await {
+            Err(Error::Kube(error)) if is_transient(&error) => {
+                eprintln!("[bench] seeding lease {name} failed ({error}); trying again");
+                tokio::time::sleep(pause).await;
+                pause *= 2;
+            }
+            done => return done,
+        }
+    }
+    try_held_lease(api, name, holder, ttl_seconds).await
+}
+
+/// No answer, or kube-apiserver could not answer now: nothing was decided.
+fn is_transient(error: &kube::Error) -> bool {
+    match error {
+        kube::Error::HyperError(_) | kube::Error::Service(_) => true,
+        kube::Error::Api(status) => status.code == 429 || status.code >= 500,
+        _ => false,
+    }
+}
+
+async fn try_held_lease(api: &Api<BerthLease>, name: &str, holder: &str, ttl_seconds: i32) -> Result<i32> {
     let params = PostParams { dry_run: false, field_manager: Some("berth-bench".to_owned()) };
     let spec =
         BerthLeaseSpec { holder_identity: Some(holder.to_owned()), ..BerthLeaseSpec::created_with_ttl(ttl_seconds) };
