@@ -6,8 +6,6 @@
 //! shows what the schema and CEL cost kube-apiserver; writing only a
 //! holder's fields shows what the status's size costs.
 
-use std::time::Duration;
-
 use berth_api::rules::{self, Request};
 use berth_api::{BerthLease, BerthLeaseStatus};
 use chrono::Utc;
@@ -56,19 +54,8 @@ pub async fn install(client: &Client) -> Result<()> {
         },
     });
     crds.patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&crd)).await?;
-    for _ in 0..300 {
-        let established = crds
-            .get(&name)
-            .await?
-            .status
-            .and_then(|s| s.conditions)
-            .unwrap_or_default()
-            .iter()
-            .any(|c| c.type_ == "Established" && c.status == "True");
-        if established {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    if berth_testenv::crd_established(client, &name).await? {
+        return Ok(());
     }
     Err(Error::Scenario(format!("CRD {name} was not established within 30 s")))
 }

@@ -236,20 +236,31 @@ pub async fn apply_crd(client: &Client) -> Result<(), Error> {
     let crd = BerthLease::crd();
     let name = crd.metadata.name.clone().expect("CRD has a name");
     crds.patch(&name, &PatchParams::apply("berth-testenv").force(), &Patch::Apply(&crd)).await.map_err(Error::Kube)?;
+    if crd_established(client, &name).await.map_err(Error::Kube)? {
+        Ok(())
+    } else {
+        Err(Error::CrdNotEstablished(name))
+    }
+}
+
+/// Waits until CRD `name` is Established: `false` when it is not within 30 s.
+pub async fn crd_established(client: &Client, name: &str) -> Result<bool, kube::Error> {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     for _ in 0..300 {
-        let current = crds.get(&name).await.map_err(Error::Kube)?;
-        let established = current
+        let established = crds
+            .get(name)
+            .await?
             .status
             .and_then(|s| s.conditions)
             .unwrap_or_default()
             .iter()
             .any(|c| c.type_ == "Established" && c.status == "True");
         if established {
-            return Ok(());
+            return Ok(true);
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    Err(Error::CrdNotEstablished(name))
+    Ok(false)
 }
 
 /// A fresh namespace for one test, on a control plane with the CRD installed.
