@@ -434,15 +434,13 @@ async fn take_over(env: &Env, name: &str, usurper: &str) {
     api.replace_status(name, &PostParams::default(), &lease).await.expect("status replaced");
 }
 
-#[tokio::test]
-async fn keeper_abandons_a_hung_renew_and_keeps_the_lease_over_a_fresh_connection() {
-    let env = Env::start("keeper-hung").await;
-    let ns = env.ns.name.clone();
+/// A client of tenant "team" whose connections to the apiserver pass a proxy
+/// the test controls. It would wait a minute for an answer, so only a
+/// keeper's own bounds can end a hung call in time.
+fn proxied_client(env: &Env) -> (Proxy, Client) {
     let upstream = reqwest::Url::parse(&env.server.url).expect("server URL");
     let upstream = upstream.socket_addrs(|| None).expect("server address")[0];
     let proxy = Proxy::start(upstream).expect("proxy starts");
-    // A client that would wait a minute for an answer: only the keeper's
-    // own bound can end a hung renew in time.
     let client = Client::builder(format!("https://{}", proxy.addr()))
         .api_key(env.server.key("team"))
         .ca_file(&env.server.ca_file)
@@ -450,6 +448,14 @@ async fn keeper_abandons_a_hung_renew_and_keeps_the_lease_over_a_fresh_connectio
         .timeout(Duration::from_secs(60))
         .build()
         .expect("client builds");
+    (proxy, client)
+}
+
+#[tokio::test]
+async fn keeper_abandons_a_hung_renew_and_keeps_the_lease_over_a_fresh_connection() {
+    let env = Env::start("keeper-hung").await;
+    let ns = env.ns.name.clone();
+    let (proxy, client) = proxied_client(&env);
     let options = KeeperOptions::new(&ns, "hung", "team/k", Duration::from_secs(8))
         .margin(Duration::from_secs(1))
         .heartbeat(Duration::from_secs(1))
@@ -558,16 +564,7 @@ async fn keeper_reports_renews_and_abandon_stops_renewing_without_a_release() {
 async fn keeper_reports_a_hung_renew_as_timed_out_and_a_refused_connection_as_an_error() {
     let env = Env::start("keeper-reports").await;
     let ns = env.ns.name.clone();
-    let upstream = reqwest::Url::parse(&env.server.url).expect("server URL");
-    let upstream = upstream.socket_addrs(|| None).expect("server address")[0];
-    let proxy = Proxy::start(upstream).expect("proxy starts");
-    let client = Client::builder(format!("https://{}", proxy.addr()))
-        .api_key(env.server.key("team"))
-        .ca_file(&env.server.ca_file)
-        .expect("CA file reads")
-        .timeout(Duration::from_secs(60))
-        .build()
-        .expect("client builds");
+    let (proxy, client) = proxied_client(&env);
     let reports = Reports::default();
     let options = reports.observe(
         KeeperOptions::new(&ns, "reported", "team/k", Duration::from_secs(8))
