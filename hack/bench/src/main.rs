@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use berth_bench::procfs::{Machine, load_average};
 use berth_bench::profile::Profile;
-use berth_bench::report::{Report, Versions};
+use berth_bench::report::{FailedScenario, Report, Versions};
 use berth_bench::stack::Stack;
 use berth_bench::{auth, expiry, failover, hot_path, memory, overload, scale, write_cost};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -143,51 +143,52 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     // Memory and scale run late, each on fresh apiserver and operator
     // processes: their thousands of leases would weigh on the others.
     // Overload runs last, on the scale search's processes and knee.
+    let mut failed = Vec::new();
     let hot_path = if wanted(Scenario::HotPath) {
         eprintln!("[bench] hot path");
-        Some(hot_path::run(&stack, &profile).await.context("hot path")?)
+        attempt("hot path", hot_path::run(&stack, &profile), &mut failed).await
     } else {
         None
     };
     let write_cost = if wanted(Scenario::WriteCost) {
         eprintln!("[bench] write cost");
-        Some(write_cost::run(&stack, &profile).await.context("write cost")?)
+        attempt("write cost", write_cost::run(&stack, &profile), &mut failed).await
     } else {
         None
     };
     let auth = if wanted(Scenario::Auth) {
         eprintln!("[bench] authentication cost");
-        Some(auth::run(&stack, &profile).await.context("authentication cost")?)
+        attempt("authentication cost", auth::run(&stack, &profile), &mut failed).await
     } else {
         None
     };
     let failover = if wanted(Scenario::Failover) {
         eprintln!("[bench] failover");
-        Some(failover::run(&stack, &profile).await.context("failover")?)
+        attempt("failover", failover::run(&stack, &profile), &mut failed).await
     } else {
         None
     };
     let expiry = if wanted(Scenario::Expiry) {
         eprintln!("[bench] expiry");
-        Some(expiry::run(&stack, &profile).await.context("expiry")?)
+        attempt("expiry", expiry::run(&stack, &profile), &mut failed).await
     } else {
         None
     };
     let memory = if wanted(Scenario::Memory) {
         eprintln!("[bench] memory: {} leases", profile.memory_leases);
-        Some(memory::run(&mut stack, &profile).await.context("memory")?)
+        attempt("memory", memory::run(&mut stack, &profile), &mut failed).await
     } else {
         None
     };
     let scale = if wanted(Scenario::Scale) {
         eprintln!("[bench] scale: {:?} leases", profile.scale_steps);
-        Some(scale::run(&mut stack, &profile).await.context("scale")?)
+        attempt("scale", scale::run(&mut stack, &profile), &mut failed).await
     } else {
         None
     };
     let overload = if wanted(Scenario::Overload) {
         let knee = scale.as_ref().map(|s| s.max_leases_holding);
-        Some(overload::run(&stack, &profile, knee).await.context("overload")?)
+        attempt("overload", overload::run(&stack, &profile, knee), &mut failed).await
     } else {
         None
     };
@@ -208,13 +209,38 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         auth,
         write_cost,
         overload,
+        failed: failed.clone(),
         targets: Vec::new(),
     };
     report.judge();
     report.write(&args.out_dir).context("writing the report")?;
     eprintln!("[bench] wrote {}/benchmarks.md and benchmarks.json", args.out_dir.display());
     drop(stack);
+    anyhow::ensure!(
+        failed.is_empty(),
+        "{} scenario(s) failed: {}",
+        failed.len(),
+        failed.iter().map(|f| f.scenario.as_str()).collect::<Vec<_>>().join(", ")
+    );
     Ok(())
+}
+
+/// Runs one scenario. A failure is recorded (and reported, and makes the run
+/// exit non-zero at the end) instead of throwing away the figures of the
+/// scenarios that did finish.
+async fn attempt<T>(
+    scenario: &str,
+    work: impl std::future::Future<Output = berth_bench::Result<T>>,
+    failed: &mut Vec<FailedScenario>,
+) -> Option<T> {
+    match work.await {
+        Ok(result) => Some(result),
+        Err(error) => {
+            eprintln!("[bench] {scenario} failed: {error}");
+            failed.push(FailedScenario { scenario: scenario.to_owned(), error: error.to_string() });
+            None
+        }
+    }
 }
 
 async fn hold(args: HoldArgs) -> anyhow::Result<()> {

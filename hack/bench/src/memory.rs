@@ -6,7 +6,10 @@
 //! Berth, spread evenly over `memory_renew_period` (a rate this machine
 //! sustains, unlike 10,000 leases every 10 s: see scale), and memory is read
 //! again: each renew replaces a cached object, so this is the figure of a
-//! cache in use. The leases are deleted at the end.
+//! cache in use. Last, the operator is restarted over all of them (a cold
+//! start: one list, a reconcile of each lease) and read once it has
+//! reconciled every lease and [`COLD_START_SETTLE`] more has passed. The
+//! leases are deleted at the end.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -41,7 +44,18 @@ pub struct MemoryAtCount {
     pub renew_errors: usize,
     /// After the renew round.
     pub after_renews: HashMap<String, Memory>,
+    /// A fresh operator over all the leases: seconds from its start until it
+    /// had reconciled each, and its memory [`COLD_START_SETTLE`] later (its
+    /// peak is the cold start's).
+    #[serde(default)]
+    pub cold_start_seconds: Option<f64>,
+    #[serde(default)]
+    pub operator_cold_start: Option<Memory>,
 }
+
+/// How long after a cold start's last reconcile the operator's memory is read:
+/// an allocator that returns freed pages to the kernel does so within it.
+pub const COLD_START_SETTLE: Duration = Duration::from_secs(15);
 
 /// Processes whose memory the scenario reads.
 const PROCESSES: [&str; 4] = ["apiserver", "operator", "kube-apiserver", "etcd"];
@@ -100,6 +114,13 @@ pub async fn run(stack: &mut Stack, profile: &Profile) -> Result<MemoryAtCount> 
         .await;
     let after_renews = memory(stack);
 
+    let restarted = Instant::now();
+    stack.restart_operator().await?;
+    wait_until_reconciled(stack, count).await?;
+    let cold_start_seconds = restarted.elapsed().as_secs_f64();
+    tokio::time::sleep(COLD_START_SETTLE).await;
+    let operator_cold_start = memory(stack).remove("operator");
+
     // The next scenario starts with empty caches.
     api.delete_collection(&DeleteParams::default(), &ListParams::default()).await?;
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -115,7 +136,27 @@ pub async fn run(stack: &mut Stack, profile: &Profile) -> Result<MemoryAtCount> 
         renew: Latency::of(&latencies),
         renew_errors: errors.load(Ordering::Relaxed),
         after_renews,
+        cold_start_seconds: Some(cold_start_seconds),
+        operator_cold_start,
     })
+}
+
+/// Waits until the operator's `reconciliations` counter reaches `count`.
+async fn wait_until_reconciled(stack: &Stack, count: usize) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let text = stack.operator_metrics().await;
+        let done = berth_testenv::prometheus::sum(&text, "berth_operator_reconciliations_total", &[]);
+        if done >= count as f64 {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(Error::Scenario(format!(
+                "the restarted operator reconciled {done} of {count} leases within 5 minutes"
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
 
 fn memory(stack: &Stack) -> HashMap<String, Memory> {

@@ -82,7 +82,7 @@ impl Profile {
             slow_repetitions: 3,
             hot_path_samples: 400,
             hot_path_warmup: 50,
-            scale_steps: vec![1_000, 2_000, 2_400, 2_800, 3_200, 3_600, 4_000, 5_000, 6_000, 8_000],
+            scale_steps: vec![800, 1_000, 1_200, 1_400, 1_600, 1_800, 2_000, 2_400, 2_800, 3_200, 4_000, 6_000],
             heartbeat: Duration::from_secs(10),
             scale_ttl_seconds: 3_600,
             scale_windows: 3,
@@ -100,8 +100,8 @@ impl Profile {
             write_cost_repetitions: 5,
             overload_ttl_seconds: 30,
             overload_hold: Duration::from_secs(60),
-            overload_windows: 3,
-            overload_fallback_knee: 2_000,
+            overload_windows: 6,
+            overload_fallback_knee: 1_400,
         }
     }
 

@@ -95,7 +95,17 @@ pub struct Report {
     pub write_cost: Option<WriteCost>,
     #[serde(default)]
     pub overload: Option<Overload>,
+    /// Scenarios that failed: their figures are absent.
+    #[serde(default)]
+    pub failed: Vec<FailedScenario>,
     pub targets: Vec<Target>,
+}
+
+/// A scenario that stopped with an error.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct FailedScenario {
+    pub scenario: String,
+    pub error: String,
 }
 
 impl Report {
@@ -174,6 +184,17 @@ impl Report {
                 }
                 None => target(name, memory_target, UNMEASURED.to_owned(), None),
             });
+        }
+        if let Some((m, cold)) = self.memory.as_ref().and_then(|m| Some((m, m.operator_cold_start.as_ref()?))) {
+            targets.push(target(
+                "operator memory, cold start",
+                "RSS ≤ 64 MiB at 10,000 leases",
+                format!(
+                    "restarted over {} leases: RSS {:.1} MiB, peak {:.1} MiB",
+                    m.leases, cold.rss_mib, cold.peak_mib
+                ),
+                (m.leases == 10_000 || cold.rss_mib > 64.0).then_some(cold.rss_mib <= 64.0),
+            ));
         }
         targets.push(match &self.failover {
             Some(f) => target(
@@ -286,6 +307,9 @@ impl Report {
             let _ = writeln!(md, "| {} | {} | {} | {} |", t.name, t.target, t.measured, verdict);
         }
         md.push('\n');
+        for f in &self.failed {
+            let _ = writeln!(md, "**The {} scenario failed**, so its figures are absent: {}\n", f.scenario, f.error);
+        }
 
         if let Some(h) = &self.hot_path {
             self.hot_path_md(&mut md, h);
@@ -295,7 +319,7 @@ impl Report {
             perf_report::knee_md(&mut md, s);
         }
         if let Some(e) = &self.expiry {
-            expiry_md(&mut md, e);
+            expiry_md(&mut md, e, self.scale.as_ref());
         }
         if let Some(f) = &self.failover {
             failover_md(&mut md, f);
@@ -466,7 +490,7 @@ fn scale_md(md: &mut String, s: &Scale) {
     md.push('\n');
 }
 
-fn expiry_md(md: &mut String, e: &Expiry) {
+fn expiry_md(md: &mut String, e: &Expiry, scale: Option<&Scale>) {
     let leases = e.repetitions.first().map_or(0, |r| r.leases);
     let _ = writeln!(
         md,
@@ -500,11 +524,17 @@ fn expiry_md(md: &mut String, e: &Expiry) {
          {:.1} ms | |\n",
         e.status_histogram_p50_ms, e.status_histogram_p99_ms
     );
+    let raw_rate = match scale.filter(|s| s.raw_max_leases_holding > 0) {
+        Some(s) => format!(
+            "the raw writes' knee in the scale search below: {:.0} writes/s held at p99 < {P99_TARGET_MS} ms",
+            s.raw_max_leases_holding as f64 / s.heartbeat_seconds
+        ),
+        None => "the raw write rate (not measured in this run: no scale search)".to_owned(),
+    };
     let _ = writeln!(
         md,
         "The burst's writes (the operator's status and target writes, from the first `expiresAt` until every \
-         expiry and suspension was seen): {:.0} writes/s (median over the repetitions), against the raw write rate \
-         of the same machine (hot path and scale).\n",
+         expiry and suspension was seen): {:.0} writes/s (median over the repetitions), against {raw_rate}.\n",
         e.burst_writes_per_second
     );
     let late: usize = e.repetitions.iter().map(|r| r.not_resumed_before_expiry).sum();
@@ -573,6 +603,18 @@ fn memory_md(md: &mut String, memory: Option<&MemoryAtCount>, last_step: Option<
             }
         }
         md.push('\n');
+        if let (Some(seconds), Some(cold)) = (m.cold_start_seconds, &m.operator_cold_start) {
+            let _ = writeln!(
+                md,
+                "Cold start: a fresh operator over the same {} leases had reconciled each {:.1} s after its start; \
+                 {} s later its RSS was {:.1} MiB (peak {:.1} MiB).\n",
+                m.leases,
+                seconds,
+                crate::memory::COLD_START_SETTLE.as_secs(),
+                cold.rss_mib,
+                cold.peak_mib
+            );
+        }
     }
     if let Some(last) = last_step {
         let _ = writeln!(

@@ -50,6 +50,16 @@ impl Stack {
         Ok(())
     }
 
+    /// Stops the operator and starts a fresh one; returns once it is ready.
+    ///
+    /// # Errors
+    /// As [`Self::start`].
+    pub async fn restart_operator(&mut self) -> Result<()> {
+        self.operator.terminate();
+        self.operator = ready_operator().await?;
+        Ok(())
+    }
+
     /// A new client of the apiserver (its own connection pool), as the tenant.
     ///
     /// # Errors
@@ -99,6 +109,11 @@ async fn processes() -> Result<(ApiServer, Operator)> {
     let apiserver = tokio::task::spawn_blocking(|| ApiServer::start(vec![Tenant::new(TENANT, &[])], &[], &[]))
         .await
         .map_err(|e| Error::Scenario(format!("starting the apiserver: {e}")))?;
+    Ok((apiserver, ready_operator().await?))
+}
+
+/// A started operator, once its `/readyz` answers 200.
+async fn ready_operator() -> Result<Operator> {
     let operator = Operator::start(&operator::binary(), &berth_testenv::kubeconfig_path(), &[], &[]);
     let deadline = Instant::now() + Duration::from_secs(60);
     let port = operator.probe_port;
@@ -109,7 +124,7 @@ async fn processes() -> Result<(ApiServer, Operator)> {
             .flatten()
             .is_some_and(|(code, _)| code == 200);
         if ready {
-            return Ok((apiserver, operator));
+            return Ok(operator);
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
