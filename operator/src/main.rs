@@ -12,6 +12,13 @@ use clap::{Parser, ValueEnum};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use tracing_subscriber::EnvFilter;
 
+/// jemalloc with its background purging thread: freed pages go back to the
+/// kernel within seconds, so RSS follows the live heap after a peak (a cold
+/// start over thousands of leases) instead of keeping it, as glibc's malloc
+/// did. See docs/operator-memory.md.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// Berth's operator: expires BerthLeases on time, acts on their target
 /// workloads, releases targets of deleted leases, and records Events. With
 /// --berth-api-server it runs in member mode in a workload cluster instead.
