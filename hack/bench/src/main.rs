@@ -209,19 +209,15 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         auth,
         write_cost,
         overload,
-        failed: failed.clone(),
+        failed,
         targets: Vec::new(),
     };
     report.judge();
     report.write(&args.out_dir).context("writing the report")?;
     eprintln!("[bench] wrote {}/benchmarks.md and benchmarks.json", args.out_dir.display());
     drop(stack);
-    anyhow::ensure!(
-        failed.is_empty(),
-        "{} scenario(s) failed: {}",
-        failed.len(),
-        failed.iter().map(|f| f.scenario.as_str()).collect::<Vec<_>>().join(", ")
-    );
+    let failed: Vec<&str> = report.failed.iter().map(|f| f.scenario.as_str()).collect();
+    anyhow::ensure!(failed.is_empty(), "{} scenario(s) failed: {}", failed.len(), failed.join(", "));
     Ok(())
 }
 

@@ -453,7 +453,12 @@ fn scale_md(md: &mut String, s: &Scale) {
         );
     }
     if !s.skipped_steps.is_empty() {
-        let _ = writeln!(md, "\nNot run, the search's time budget being spent: {:?} leases.", s.skipped_steps);
+        let _ = writeln!(
+            md,
+            "\nNot run (the search stops after a step where neither side holds, or once its time budget is spent): \
+             {:?} leases.",
+            s.skipped_steps
+        );
     }
     let _ = writeln!(
         md,

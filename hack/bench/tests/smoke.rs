@@ -74,10 +74,13 @@ fn quick_run_writes_well_formed_results() {
             assert!(number(&format!("/memory/{at}/{process}/rss_mib")) > 0.0, "{at} {process}");
         }
     }
+    assert!(number("/memory/cold_start_seconds") > 0.0);
+    assert!(number("/memory/operator_cold_start/peak_mib") > 0.0);
 
     assert!(number("/failover/kill_to_standby_ms") > 0.0);
     assert!(number("/failover/release_to_standby_ms") > 0.0);
-    assert_eq!(json["targets"].as_array().map(Vec::len), Some(11));
+    assert_eq!(json["targets"].as_array().map(Vec::len), Some(12));
+    assert_eq!(json["failed"].as_array().map(Vec::len), Some(0), "no scenario failed: {:#}", json["failed"]);
 
     let ways = json["auth"]["ways"].as_array().expect("authentication cost per way");
     assert_eq!(ways.len(), 4);
