@@ -115,6 +115,12 @@ impl LeaseCache {
         cache
     }
 
+    /// Every reflector has listed its scope at least once: until then, a lease
+    /// missing from the cache may exist.
+    pub fn has_synced(&self) -> bool {
+        self.feeds.iter().all(|f| f.synced.load(Ordering::Acquire))
+    }
+
     /// Synced at least once, and no reflector is currently failing.
     pub fn is_ready(&self) -> bool {
         self.feeds.iter().all(|f| f.synced.load(Ordering::Acquire) && f.healthy.load(Ordering::Acquire))

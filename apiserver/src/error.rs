@@ -56,6 +56,10 @@ pub enum ApiError {
     /// of API.md): nothing was written; retry after this many seconds.
     #[error("overloaded, retry later")]
     Overloaded { retry_after_seconds: u32 },
+    /// A read before the lease cache has first synced: the cache cannot yet
+    /// tell a missing lease from one not listed yet (an extension of API.md).
+    #[error("the lease cache is still syncing, retry later")]
+    Syncing,
     /// kube-apiserver is unreachable or failing: nothing was written (an extension of API.md).
     #[error("kube-apiserver is unavailable, retry later")]
     Unavailable(#[source] crate::leases::Error),
@@ -82,6 +86,7 @@ impl ApiError {
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Contended
             | ApiError::Overloaded { .. }
+            | ApiError::Syncing
             | ApiError::Unavailable(_)
             | ApiError::AuthUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -111,6 +116,7 @@ impl ApiError {
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::Contended => "contended",
             ApiError::Overloaded { .. } => "overloaded",
+            ApiError::Syncing => "syncing",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::Internal(_) => "internal",
         }
@@ -140,7 +146,7 @@ impl IntoResponse for ApiError {
             ApiError::Overloaded { retry_after_seconds } => {
                 response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after_seconds));
             }
-            ApiError::Unavailable(_) | ApiError::AuthUnavailable(_) => {
+            ApiError::Syncing | ApiError::Unavailable(_) | ApiError::AuthUnavailable(_) => {
                 response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECONDS));
             }
             _ => {}

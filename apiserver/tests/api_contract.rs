@@ -553,6 +553,32 @@ async fn unreachable_kube_apiserver_means_not_ready() {
 }
 
 #[tokio::test]
+async fn reads_before_the_cache_has_synced_answer_503_not_absent() {
+    // Nothing listens on port 1: the cache never lists, so it cannot tell
+    // whether a lease exists. A 404 would end a client's watch of a lease
+    // that a restarted apiserver simply has not listed yet.
+    let config = kube::Config::new("https://127.0.0.1:1".parse().unwrap());
+    let (app, _shutdown) = app_on(kube::Client::try_from(config).unwrap(), &[]);
+    for path in [
+        "/v1alpha1/namespaces/any/leases/l",
+        "/v1alpha1/namespaces/any/leases/l/watch",
+        "/v1alpha1/namespaces/any/leases",
+        "/v1alpha1/namespaces/any/leases?watch=1",
+        "/v1alpha1/leases",
+        "/v1alpha1/leases?watch=1",
+    ] {
+        let request = Request::get(path).header("authorization", format!("Bearer {KEY_ANY}")).body(Body::empty());
+        let (status, headers, body) = oneshot(&app, request.unwrap()).await;
+        assert_eq!(
+            (status, body.as_str()),
+            (503, r#"{"error":"the lease cache is still syncing, retry later"}"#),
+            "{path}"
+        );
+        assert_eq!(headers["retry-after"], "1", "{path}");
+    }
+}
+
+#[tokio::test]
 async fn writes_while_kube_apiserver_is_down_answer_503_with_retry_after() {
     // A control plane of this test's own: its kube-apiserver is stopped below.
     let cluster = berth_testenv::clusters::Cluster::up(&format!("unreachable-{}", std::process::id())).unwrap();

@@ -180,6 +180,7 @@ pub(super) async fn list_namespace(
     let watch = wants_watch(query.as_deref())?;
     app.authorize(&tenant, &path.namespace, None)?;
     path.check(&app)?;
+    app.synced()?;
     if watch {
         return Ok(sse::watch_collection(app, tenant, Some(path.namespace)));
     }
@@ -194,7 +195,9 @@ pub(super) async fn list_all(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let tenant = app.authenticate(&headers).await?;
-    if wants_watch(query.as_deref())? {
+    let watch = wants_watch(query.as_deref())?;
+    app.synced()?;
+    if watch {
         return Ok(sse::watch_collection(app, tenant, None));
     }
     let items = app.cache.list(|l| {

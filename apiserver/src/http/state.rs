@@ -93,7 +93,16 @@ impl App {
         namespace: &str,
         name: &str,
     ) -> Result<Arc<BerthLease>, ApiError> {
+        self.synced()?;
         self.cache.get(namespace, name).filter(|l| visible_to(l, tenant)).ok_or(ApiError::LeaseNotFound)
+    }
+
+    /// Reads are served from the cache, so none is answered before its first
+    /// sync: a restarted apiserver would otherwise call an existing lease
+    /// absent (404, which ends a client's watch) or list none. Writes read
+    /// kube-apiserver directly when the cache has no copy, and do not wait.
+    pub(super) fn synced(&self) -> Result<(), ApiError> {
+        if self.cache.has_synced() { Ok(()) } else { Err(ApiError::Syncing) }
     }
 
     pub(super) fn ready(&self) -> bool {
