@@ -4,12 +4,12 @@
 //! The leases are created held (see [`crate::seed`]); once both caches have
 //! them all, memory is read at rest. Then every lease is renewed once through
 //! Berth, spread evenly over `memory_renew_period` (167 renews/s, a sixth of
-//! 10,000 leases every 10 s; near a 2-core machine's knee, see scale), and memory is read
-//! again: each renew replaces a cached object, so this is the figure of a
-//! cache in use. Last, the operator is restarted over all of them (a cold
-//! start: one list, a reconcile of each lease) and read once it has
-//! reconciled every lease and [`COLD_START_SETTLE`] more has passed. The
-//! leases are deleted at the end.
+//! 10,000 leases every 10 s; near a 2-core machine's knee, see scale), and
+//! memory is read again: each renew replaces a cached object, so this is the
+//! figure of a cache in use. Last, the operator is restarted over all of them
+//! (a cold start: one list, a reconcile of each lease) and read once it has
+//! run as many reconciles as there are leases and [`COLD_START_SETTLE`] more
+//! has passed. The leases are deleted at the end.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -45,8 +45,8 @@ pub struct MemoryAtCount {
     /// After the renew round.
     pub after_renews: HashMap<String, Memory>,
     /// A fresh operator over all the leases: seconds from its start until it
-    /// had reconciled each, and its memory [`COLD_START_SETTLE`] later (its
-    /// peak is the cold start's).
+    /// had run as many reconciles as there are leases, and its memory
+    /// [`COLD_START_SETTLE`] later (its peak is the cold start's).
     #[serde(default)]
     pub cold_start_seconds: Option<f64>,
     #[serde(default)]

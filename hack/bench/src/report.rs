@@ -611,10 +611,10 @@ fn memory_md(md: &mut String, memory: Option<&MemoryAtCount>, last_step: Option<
         if let (Some(seconds), Some(cold)) = (m.cold_start_seconds, &m.operator_cold_start) {
             let _ = writeln!(
                 md,
-                "Cold start: a fresh operator over the same {} leases had reconciled each {:.1} s after its start; \
-                 {} s later its RSS was {:.1} MiB (peak {:.1} MiB).\n",
-                m.leases,
+                "Cold start: {:.1} s after a fresh operator started over the same {} leases, it had run as many \
+                 reconciles as there are leases; {} s later its RSS was {:.1} MiB (peak {:.1} MiB).\n",
                 seconds,
+                m.leases,
                 crate::memory::COLD_START_SETTLE.as_secs(),
                 cold.rss_mib,
                 cold.peak_mib
