@@ -531,7 +531,7 @@ fn expiry_md(md: &mut String, e: &Expiry, scale: Option<&Scale>) {
     );
     let raw_rate = match scale.filter(|s| s.raw_max_leases_holding > 0) {
         Some(s) => format!(
-            "the raw writes' knee in the scale search below: {:.0} writes/s held at p99 < {P99_TARGET_MS} ms",
+            "the raw writes' knee in the scale search (section 2): {:.0} writes/s held at p99 < {P99_TARGET_MS} ms",
             s.raw_max_leases_holding as f64 / s.heartbeat_seconds
         ),
         None => "the raw write rate (not measured in this run: no scale search)".to_owned(),
