@@ -144,54 +144,17 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     // processes: their thousands of leases would weigh on the others.
     // Overload runs last, on the scale search's processes and knee.
     let mut failed = Vec::new();
-    let hot_path = if wanted(Scenario::HotPath) {
-        eprintln!("[bench] hot path");
-        attempt("hot path", hot_path::run(&stack, &profile), &mut failed).await
-    } else {
-        None
-    };
-    let write_cost = if wanted(Scenario::WriteCost) {
-        eprintln!("[bench] write cost");
-        attempt("write cost", write_cost::run(&stack, &profile), &mut failed).await
-    } else {
-        None
-    };
-    let auth = if wanted(Scenario::Auth) {
-        eprintln!("[bench] authentication cost");
-        attempt("authentication cost", auth::run(&stack, &profile), &mut failed).await
-    } else {
-        None
-    };
-    let failover = if wanted(Scenario::Failover) {
-        eprintln!("[bench] failover");
-        attempt("failover", failover::run(&stack, &profile), &mut failed).await
-    } else {
-        None
-    };
-    let expiry = if wanted(Scenario::Expiry) {
-        eprintln!("[bench] expiry");
-        attempt("expiry", expiry::run(&stack, &profile), &mut failed).await
-    } else {
-        None
-    };
-    let memory = if wanted(Scenario::Memory) {
-        eprintln!("[bench] memory: {} leases", profile.memory_leases);
-        attempt("memory", memory::run(&mut stack, &profile), &mut failed).await
-    } else {
-        None
-    };
-    let scale = if wanted(Scenario::Scale) {
-        eprintln!("[bench] scale: {:?} leases", profile.scale_steps);
-        attempt("scale", scale::run(&mut stack, &profile), &mut failed).await
-    } else {
-        None
-    };
-    let overload = if wanted(Scenario::Overload) {
-        let knee = scale.as_ref().map(|s| s.max_leases_holding);
-        attempt("overload", overload::run(&stack, &profile, knee), &mut failed).await
-    } else {
-        None
-    };
+    let hot_path = attempt(wanted(Scenario::HotPath), "hot path", hot_path::run(&stack, &profile), &mut failed).await;
+    let write_cost =
+        attempt(wanted(Scenario::WriteCost), "write cost", write_cost::run(&stack, &profile), &mut failed).await;
+    let auth = attempt(wanted(Scenario::Auth), "authentication cost", auth::run(&stack, &profile), &mut failed).await;
+    let failover = attempt(wanted(Scenario::Failover), "failover", failover::run(&stack, &profile), &mut failed).await;
+    let expiry = attempt(wanted(Scenario::Expiry), "expiry", expiry::run(&stack, &profile), &mut failed).await;
+    let memory = attempt(wanted(Scenario::Memory), "memory", memory::run(&mut stack, &profile), &mut failed).await;
+    let scale = attempt(wanted(Scenario::Scale), "scale", scale::run(&mut stack, &profile), &mut failed).await;
+    let knee = scale.as_ref().map(|s| s.max_leases_holding);
+    let overload =
+        attempt(wanted(Scenario::Overload), "overload", overload::run(&stack, &profile, knee), &mut failed).await;
 
     let mut report = Report {
         date,
@@ -221,14 +184,19 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs one scenario. A failure is recorded (and reported, and makes the run
-/// exit non-zero at the end) instead of throwing away the figures of the
-/// scenarios that did finish.
+/// Runs one scenario when it is wanted (`work` is not polled otherwise). A
+/// failure is recorded (and reported, and makes the run exit non-zero at the
+/// end) instead of throwing away the figures of the scenarios that did finish.
 async fn attempt<T>(
+    wanted: bool,
     scenario: &str,
     work: impl std::future::Future<Output = berth_bench::Result<T>>,
     failed: &mut Vec<FailedScenario>,
 ) -> Option<T> {
+    if !wanted {
+        return None;
+    }
+    eprintln!("[bench] {scenario}");
     match work.await {
         Ok(result) => Some(result),
         Err(error) => {

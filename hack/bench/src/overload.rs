@@ -35,7 +35,7 @@ use crate::procfs::CpuMeter;
 use crate::profile::Profile;
 use crate::stack::Stack;
 use crate::stats::{Latency, median, ms};
-use crate::{Error, Result, seed};
+use crate::{Result, seed};
 
 /// The TTL the leases are created with, before their holders start.
 const SEED_TTL_SECONDS: i32 = 3_600;
@@ -187,15 +187,10 @@ fn holder_name(i: usize) -> String {
 async fn seed_all(api: &Api<BerthLease>, count: usize, concurrency: usize) -> Result<Vec<i32>> {
     let mut tokens = vec![0; count];
     let mut created = futures::stream::iter(0..count)
+        // held_lease retries what can be retried (a dropped connection, 429, 5xx).
         .map(|i| async move {
-            let mut last = None;
-            for _ in 0..5 {
-                match seed::held_lease(api, &lease_name(i), &holder_name(i), SEED_TTL_SECONDS).await {
-                    Ok(token) => return Ok((i, token)),
-                    Err(e) => last = Some(e),
-                }
-            }
-            Err(last.unwrap_or_else(|| Error::Scenario("seeding failed".to_owned())))
+            let token = seed::held_lease(api, &lease_name(i), &holder_name(i), SEED_TTL_SECONDS).await;
+            token.map(|token| (i, token))
         })
         .buffer_unordered(concurrency);
     while let Some(result) = created.next().await {
