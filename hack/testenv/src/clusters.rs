@@ -11,7 +11,9 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
+use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::Client;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
@@ -40,8 +42,20 @@ impl Cluster {
         Self::up_in(&clusters_dir(), name)
     }
 
+    /// Starts (or reuses) control plane `name` under [`clusters_dir`] with a
+    /// real node: kubelet, containerd, kube-proxy, kube-controller-manager and
+    /// kube-scheduler (`hack/control-plane up --node`). Returns once the node
+    /// is Ready and the default ServiceAccount exists.
+    pub fn up_with_node(name: &str) -> Result<Self, Error> {
+        Self::start(&clusters_dir(), name, &["up", "--node"])
+    }
+
     /// Starts (or reuses) control plane `name` in `<base>/<name>`.
     pub fn up_in(base: &Path, name: &str) -> Result<Self, Error> {
+        Self::start(base, name, &["up"])
+    }
+
+    fn start(base: &Path, name: &str, args: &[&str]) -> Result<Self, Error> {
         let valid = !name.is_empty()
             && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
             && !name.starts_with('-');
@@ -50,14 +64,22 @@ impl Cluster {
         }
         let cluster =
             Self { name: name.to_owned(), dir: base.join(name), kubeconfig: base.join(name).join("kubeconfig") };
-        cluster.script("up")?;
+        cluster.script(args)?;
         Ok(cluster)
     }
 
-    /// `https://127.0.0.1:<port>` of its kube-apiserver.
+    /// `https://<host>:<port>` of its kube-apiserver: 127.0.0.1, or with a
+    /// node the host's end of the node's link (see `hack/node`).
     pub fn server(&self) -> Result<String, Error> {
         let port = self.read("apiserver.port")?;
-        Ok(format!("https://127.0.0.1:{}", port.trim()))
+        Ok(format!("https://{}:{}", crate::apiserver_host(&self.dir), port.trim()))
+    }
+
+    /// Imports OCI image archives into its node (`hack/control-plane images`).
+    pub fn import_images(&self, archives: &[PathBuf]) -> Result<(), Error> {
+        let mut args = vec!["images".to_owned()];
+        args.extend(archives.iter().map(|a| a.display().to_string()));
+        self.script(&args.iter().map(String::as_str).collect::<Vec<_>>())
     }
 
     /// An admin client. Make one per runtime: a client belongs to the runtime it was made in.
@@ -85,7 +107,21 @@ impl Cluster {
     /// installed: the same namespace as on another cluster.
     pub async fn namespace_named(&self, name: &str) -> Result<TestNamespace, Error> {
         let client = self.client_with_crd().await?;
-        TestNamespace::create(client, self.kubectl_bin()?, self.kubeconfig.clone(), name).await
+        let namespace = TestNamespace::create(client, self.kubectl_bin()?, self.kubeconfig.clone(), name).await?;
+        if self.has_node() {
+            // Pods are admitted only once the controller made the namespace's default ServiceAccount.
+            let accounts = namespace.api::<ServiceAccount>();
+            crate::eventually(&format!("the default ServiceAccount of {name}"), Duration::from_secs(60), || async {
+                accounts.get_opt("default").await.ok().flatten()
+            })
+            .await;
+        }
+        Ok(namespace)
+    }
+
+    /// Whether it runs a node (`up_with_node`).
+    pub fn has_node(&self) -> bool {
+        self.dir.join("node/slot").exists()
     }
 
     /// `kubectl` against this cluster.
@@ -97,7 +133,7 @@ impl Cluster {
 
     /// Stops its etcd and kube-apiserver.
     pub fn down(&self) -> Result<(), Error> {
-        self.script("down")
+        self.script(&["down"])
     }
 
     /// SIGSTOPs its kube-apiserver and etcd: clients see a hang, not an error.
@@ -161,9 +197,9 @@ impl Cluster {
         Ok(())
     }
 
-    fn script(&self, action: &str) -> Result<(), Error> {
+    fn script(&self, args: &[&str]) -> Result<(), Error> {
         let output = Command::new(repo_root().join("hack/control-plane"))
-            .arg(action)
+            .args(args)
             .env("BERTH_CONTROL_PLANE_DIR", &self.dir)
             .output()
             .map_err(|source| Error::Spawn { what: "hack/control-plane".to_owned(), source })?;
@@ -171,7 +207,7 @@ impl Cluster {
             Ok(())
         } else {
             Err(Error::Script {
-                what: format!("hack/control-plane {action} ({})", self.name),
+                what: format!("hack/control-plane {} ({})", args.join(" "), self.name),
                 output: String::from_utf8_lossy(&output.stderr).into_owned(),
             })
         }

@@ -1,5 +1,5 @@
 //! Service-account identities of a control plane, as Berth sees them: its
-//! issuer (`https://127.0.0.1:<port>`, see `hack/control-plane`), tokens from
+//! issuer (`https://<host>:<port>`, see `hack/control-plane`), tokens from
 //! the TokenRequest API, and the issuer's signing key (to mint tokens that
 //! kube-apiserver would never issue: expired, wrong audience…).
 
@@ -31,10 +31,10 @@ impl ControlPlane {
         Self { dir: cluster.dir }
     }
 
-    /// `https://127.0.0.1:<port>`: the kube-apiserver, and its service-account issuer.
+    /// `https://<host>:<port>`: the kube-apiserver, and its service-account issuer.
     pub fn issuer(&self) -> String {
         let port = std::fs::read_to_string(self.dir.join("apiserver.port")).expect("control plane records its port");
-        format!("https://127.0.0.1:{}", port.trim())
+        format!("https://{}:{}", crate::apiserver_host(&self.dir), port.trim())
     }
 
     /// The PEM of the CA that signed the kube-apiserver's serving certificate.

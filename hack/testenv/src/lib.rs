@@ -74,6 +74,12 @@ pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("repo root exists")
 }
 
+/// The address kube-apiserver of the control plane in `dir` listens on:
+/// 127.0.0.1, or with a node the host's end of the node's link (`hack/node`).
+pub fn apiserver_host(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join("apiserver.host")).map_or_else(|_| "127.0.0.1".to_owned(), |h| h.trim().to_owned())
+}
+
 /// Where the test control plane keeps its state, kubeconfig and logs.
 pub fn control_plane_dir() -> PathBuf {
     std::env::var_os("BERTH_TEST_CONTROL_PLANE_DIR")
