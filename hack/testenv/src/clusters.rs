@@ -119,6 +119,39 @@ impl Cluster {
         Ok(namespace)
     }
 
+    /// SIGKILLs every process of the pod with UID `uid` on this cluster's
+    /// node, its containers' and its sandbox's, as a crash of the pod would:
+    /// nothing runs its shutdown. Returns how many processes it killed.
+    pub fn kill_pod(&self, uid: &str) -> Result<usize, Error> {
+        let slot = self.read("node/slot")?;
+        let kubepods = PathBuf::from(format!("/sys/fs/cgroup/pids/berth-{}/kubepods", slot.trim()));
+        let pod = format!("pod{uid}");
+        let mut pids = Vec::new();
+        let mut pending = vec![kubepods];
+        let mut inside = Vec::new();
+        while let Some(dir) = pending.pop() {
+            let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+            for entry in entries.flatten().filter(|e| e.path().is_dir()) {
+                if entry.file_name() == pod.as_str() { inside.push(entry.path()) } else { pending.push(entry.path()) }
+            }
+        }
+        while let Some(dir) = inside.pop() {
+            let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+            pids.extend(procs.lines().map(str::to_owned));
+            inside.extend(
+                std::fs::read_dir(&dir).into_iter().flatten().flatten().map(|e| e.path()).filter(|p| p.is_dir()),
+            );
+        }
+        if !pids.is_empty() {
+            Command::new("kill")
+                .arg("-KILL")
+                .args(&pids)
+                .status()
+                .map_err(|source| Error::Spawn { what: "kill".to_owned(), source })?;
+        }
+        Ok(pids.len())
+    }
+
     /// Whether it runs a node (`up_with_node`).
     pub fn has_node(&self) -> bool {
         self.dir.join("node/slot").exists()
