@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use berth_api::BerthLease;
 use berth_testenv::clusters::Cluster;
+use berth_testenv::identity::ControlPlane;
 use berth_testenv::{built_binary, eventually, helm, repo_root};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::{CronJob, Job};
@@ -25,9 +26,15 @@ use kube::api::{Api, ListParams, PostParams};
 const CLUSTER: &str = "nodes";
 const SYSTEM: &str = "berth-system";
 
+/// A member cluster with a node of its own, whose operator signs in to the
+/// coordination apiserver with its pod's projected token.
+const MEMBER: &str = "nodes-east";
+
 /// Berth as the charts installed it.
 struct Berth {
     cluster: Cluster,
+    /// The member cluster `east`, whose issuer the apiserver trusts.
+    east: Cluster,
     /// `https://<ClusterIP>:8443`: the apiserver's Service, which the host
     /// reaches through the node (kube-proxy's rules in its namespace).
     url: String,
@@ -76,8 +83,10 @@ fn berth() -> &'static Berth {
 
 fn install() -> Berth {
     let cluster = Cluster::up_with_node(CLUSTER).unwrap();
+    let east = Cluster::up_with_node(MEMBER).unwrap();
     let archives = image_archives();
     cluster.import_images(&archives).unwrap();
+    east.import_images(&archives).unwrap();
     let kubectl = || cluster.kubectl().unwrap();
     let crd = repo_root().join("config/crd/berthlease.yaml");
     run(kubectl().args(["apply", "--server-side", "-f"]).arg(&crd), "applying the CRD");
@@ -127,8 +136,23 @@ fn install() -> Berth {
     // image or a new certificate rolls the pods.
     let inputs: Vec<String> = archives.iter().chain([&tls.join("tls.crt")]).map(|a| a.display().to_string()).collect();
     let digest = sh(&format!("cat {} | sha256sum | cut -c1-16", inputs.join(" ")));
+    // Member east's operator signs in with its service-account token: the
+    // apiserver trusts east's issuer (reached across the nodes, checked
+    // against east's CA) and maps east's operator to tenant `east`.
+    let issuer = ControlPlane { dir: east.dir.clone() };
+    let authentication = serde_json::json!({
+        "apiVersion": "berth.skaphos.io/v1alpha1", "kind": "AuthenticationConfiguration",
+        "jwt": [{
+            "issuer": {"url": issuer.issuer(), "audiences": ["berth"], "certificateAuthority": issuer.ca_pem()},
+            "tenants": [{"serviceAccount": format!("{SYSTEM}:berth-operator"), "tenant": "east"}],
+        }],
+    });
     for (release, image, extra) in [
-        ("berth-apiserver", "berth.local/apiserver", vec![format!("--set=service.clusterIP={ip}")]),
+        (
+            "berth-apiserver",
+            "berth.local/apiserver",
+            vec![format!("--set=service.clusterIP={ip}"), format!("--set-json=authentication.config={authentication}")],
+        ),
         ("berth-operator", "berth.local/operator", vec![]),
     ] {
         run(
@@ -148,7 +172,7 @@ fn install() -> Berth {
             &format!("helm upgrade --install {release}"),
         );
     }
-    Berth { url: format!("https://{ip}:8443"), ca: tls.join("ca.crt"), key, cluster }
+    Berth { url: format!("https://{ip}:8443"), ca: tls.join("ca.crt"), key, cluster, east }
 }
 
 fn kubectl_line(cluster: &Cluster) -> String {
@@ -400,4 +424,99 @@ async fn killing_the_operators_leader_pod_hands_leadership_to_the_other_replica(
     .await;
     // The figure for docs/testing.md; timing is reported, never asserted.
     println!("leadership moved from {leader} to {successor} {:.1} s after the kill", killed.elapsed().as_secs_f64());
+}
+
+#[tokio::test]
+async fn a_member_operator_signs_in_with_its_projected_token_and_holds_the_global_lease() {
+    let berth = berth();
+    let east = &berth.east;
+    let k = kubectl_line(east);
+    let crd = repo_root().join("config/crd/berthlease.yaml");
+    run(east.kubectl().unwrap().args(["apply", "--server-side", "-f"]).arg(&crd), "applying the CRD on east");
+    sh(&format!("{k} create namespace {SYSTEM} --dry-run=client -o yaml | {k} apply -f -"));
+    sh(&format!(
+        "{k} -n {SYSTEM} create secret generic berth-ca --from-file=ca.crt={} --dry-run=client -o yaml | {k} apply -f -",
+        berth.ca.display()
+    ));
+    run(
+        Command::new(helm())
+            .env("KUBECONFIG", &east.kubeconfig)
+            .args(["upgrade", "--install", "berth-operator"])
+            .arg(repo_root().join("deploy/helm/berth-operator"))
+            .args(["--namespace", SYSTEM, "--wait", "--timeout", "5m"])
+            .args([
+                "--set=image.repository=berth.local/operator",
+                "--set=image.tag=dev",
+                "--set=image.pullPolicy=Never",
+                "--set=member.enabled=true",
+                &format!("--set=member.apiServer={}", berth.url),
+                "--set=member.clusterId=east",
+                "--set=member.ca.secretName=berth-ca",
+                "--set=berthApiToken.projected=true",
+            ]),
+        "helm upgrade --install berth-operator on east",
+    );
+
+    // The same namespace on both sides; the global lease in the coordination
+    // cluster has no target and no tenant label (docs/multicluster.md).
+    let name = berth_testenv::TestNamespace::unique_name("member");
+    let global = berth.cluster.namespace_named(&name).await.unwrap();
+    let local = east.namespace_named(&name).await.unwrap();
+    let spec = |extra: serde_json::Value| {
+        let mut spec = serde_json::json!({
+            "leaseName": "ingest", "ttlSeconds": 30, "heartbeatIntervalSeconds": 10, "semantics": "at-most-once",
+        });
+        spec.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        serde_json::from_value::<BerthLease>(serde_json::json!({
+            "apiVersion": "berth.skaphos.io/v1alpha1", "kind": "BerthLease",
+            "metadata": {"name": "ingest"}, "spec": spec,
+        }))
+        .unwrap()
+    };
+    global.api::<BerthLease>().create(&PostParams::default(), &spec(serde_json::json!({}))).await.unwrap();
+    let deployment: Deployment = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "ingest"},
+        "spec": {
+            "replicas": 0,
+            "selector": {"matchLabels": {"app": "ingest"}},
+            "template": {
+                "metadata": {"labels": {"app": "ingest"}},
+                "spec": {"terminationGracePeriodSeconds": 1, "containers": [busybox("exec sleep 3600")]},
+            },
+        },
+    }))
+    .unwrap();
+    local.api::<Deployment>().create(&PostParams::default(), &deployment).await.unwrap();
+    let claim = spec(serde_json::json!({
+        "target": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "ingest"},
+        "acquireAction": {"replicas": 1}, "releaseAction": {"replicas": 0},
+    }));
+    local.api::<BerthLease>().create(&PostParams::default(), &claim).await.unwrap();
+
+    let leases = global.api::<BerthLease>();
+    eventually("east holds the global lease", Duration::from_secs(120), || async {
+        let holders = leases.get("ingest").await.ok()?.status?.holders;
+        holders.iter().any(|h| h.identity == "east").then_some(())
+    })
+    .await;
+    let pods = local.api::<Pod>();
+    eventually("east's workload runs", Duration::from_secs(120), || async {
+        let list = pods.list(&ListParams::default().labels("app=ingest")).await.ok()?.items;
+        list.iter().any(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")).then_some(())
+    })
+    .await;
+
+    // It signed in with the kubelet's projected token: no key Secret exists on east.
+    let client = east.client().await.unwrap();
+    let secrets = Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client.clone(), SYSTEM);
+    assert!(secrets.get_opt("berth-member-key").await.unwrap().is_none(), "a key was copied to east");
+    let operator = Api::<Deployment>::namespaced(client, SYSTEM).get("berth-operator").await.unwrap();
+    let volumes = operator.spec.unwrap().template.spec.unwrap().volumes.unwrap_or_default();
+    let audiences: Vec<String> = volumes
+        .iter()
+        .filter_map(|v| v.projected.as_ref())
+        .flat_map(|p| p.sources.iter().flatten())
+        .filter_map(|s| s.service_account_token.as_ref().and_then(|t| t.audience.clone()))
+        .collect();
+    assert_eq!(audiences, ["berth"], "{volumes:?}");
 }
