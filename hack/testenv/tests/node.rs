@@ -82,3 +82,57 @@ async fn a_service_cluster_ip_reaches_its_pod() {
     phase(&pods, "client", "Succeeded").await;
     assert_eq!(ns.kubectl_output(&["logs", "client"]).trim(), "served by web");
 }
+
+#[tokio::test]
+async fn down_cleans_up_after_a_crashed_node() {
+    let cluster = Cluster::up_with_node("node-crash").unwrap();
+    let ns = cluster.namespace("crash").await.unwrap();
+    let pods = ns.api::<Pod>();
+    pods.create(&PostParams::default(), &busybox_pod("sleeper", "exec sleep 3600", "Always")).await.unwrap();
+    phase(&pods, "sleeper", "Running").await;
+    let slot = std::fs::read_to_string(cluster.dir.join("node/slot")).unwrap().trim().to_owned();
+    let pod_processes = |slot: &str| {
+        let root = format!("/sys/fs/cgroup/pids/berth-{slot}/kubepods");
+        let out = std::process::Command::new("sh")
+            .args(["-c", &format!("cat $(find {root} -name cgroup.procs 2>/dev/null) 2>/dev/null")])
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap().split_whitespace().map(str::to_owned).collect::<Vec<_>>()
+    };
+    let running = pod_processes(&slot);
+    assert!(!running.is_empty(), "the pod's processes are in the node's cgroups");
+
+    // A crash: every process the harness started dies at once, and nothing cleans up.
+    let pid_files = ["etcd", "kube-apiserver"].iter().map(|p| cluster.dir.join(format!("{p}.pid"))).chain(
+        ["containerd", "kubelet", "kube-proxy", "kube-scheduler", "kube-controller-manager"]
+            .iter()
+            .map(|p| cluster.dir.join(format!("node/{p}.pid"))),
+    );
+    for file in pid_files {
+        let pid = std::fs::read_to_string(&file).unwrap();
+        std::process::Command::new("kill").args(["-KILL", pid.trim()]).status().unwrap();
+    }
+    cluster.down().unwrap();
+
+    let node_dir = cluster.dir.join("node").display().to_string();
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let left: Vec<&str> = mounts.lines().filter(|l| l.contains(&node_dir)).collect();
+    assert!(left.is_empty(), "mounts left behind: {left:?}");
+    assert!(!std::path::Path::new(&format!("/run/netns/berth-{slot}")).exists(), "the network namespace is left");
+    let cgroups = std::fs::read_dir("/sys/fs/cgroup")
+        .unwrap()
+        .flatten()
+        .map(|h| h.path().join(format!("berth-{slot}")))
+        .filter(|p| p.exists())
+        .collect::<Vec<_>>();
+    assert!(cgroups.is_empty(), "cgroups left behind: {cgroups:?}");
+    for pid in running {
+        // Gone, or a zombie waiting for its new parent to reap it: either way it runs no more.
+        let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let state = state.rsplit_once(") ").map(|(_, rest)| rest.chars().next());
+        assert!(matches!(state, None | Some(Some('Z'))), "the pod's process {pid} still runs: {state:?}");
+    }
+    let links = std::process::Command::new("ip").args(["-o", "link"]).output().unwrap();
+    let links = String::from_utf8(links.stdout).unwrap();
+    assert!(!links.contains(&format!("berth{slot}@")), "the node's link is left: {links}");
+}
