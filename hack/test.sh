@@ -29,6 +29,9 @@ down() {
 trap down EXIT
 "$repo/hack/control-plane" up >/dev/null
 cd "$repo"
+# The tests on real nodes run the images `make images` builds (static release
+# binaries: the first build takes minutes, later ones reuse Cargo's cache).
+make -s images
 # Run both suites even when the first fails, then report both.
 status=0
 cargo test --workspace --no-fail-fast "$@" || status=$?
