@@ -34,11 +34,12 @@ manifests: ## Write the CRD (config/crd/, and the operator chart's copy) and con
 	cp config/crd/berthlease.yaml deploy/helm/berth-operator/files/berthlease.yaml
 	hack/render-rbac.sh
 
-run: ## Run Berth locally on its own control plane (Ctrl-C stops it).
-	hack/run.sh
+NODES ?= 0
+run: ## Run Berth locally on its own control plane (Ctrl-C stops it); NODES=1 adds a real node that runs the example's Jobs.
+	NODES=$(NODES) hack/run.sh
 
-run-clusters: ## Run Berth across a coordination plane and members east and west, with the example on both (Ctrl-C stops it).
-	hack/run-clusters.sh
+run-clusters: ## Run Berth across a coordination plane and members east and west, with the example on both (Ctrl-C stops it); NODES=1 gives the members real nodes.
+	NODES=$(NODES) hack/run-clusters.sh
 
 DURATION ?= 10m
 CHAOS_BIN_DIR = $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)/debug

@@ -11,6 +11,8 @@
 #   BERTH_BIN_DIR           prebuilt binaries (default: cargo build, then target/debug)
 #   BERTH_API_PORT          the apiserver's HTTPS port (9443); the proxies of east and west
 #                           listen on BERTH_EAST_PROXY_PORT (9444) and BERTH_WEST_PROXY_PORT (9445)
+#   NODES=1                 east and west each get a real node, and the example's CronJob
+#                           runs real Jobs on the member that holds the lease
 # Metrics and probe ports are free ports, printed at the end.
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -41,9 +43,13 @@ else
 fi
 
 mkdir -p "$dir"
-for name in coordination "${members[@]}"; do
-  log "control plane $name"
-  plane "$name" up >/dev/null
+node=
+[[ ${NODES:-0} == 0 ]] || node=--node
+log "control plane coordination"
+plane coordination up >/dev/null
+for name in "${members[@]}"; do
+  log "control plane $name${node:+ with a node}"
+  plane "$name" up $node >/dev/null
 done
 kubectl=$(cat "$dir/coordination/bin-dir")/kubectl
 k() { KUBECONFIG=$dir/$1/kubeconfig "$kubectl" "${@:2}"; }
@@ -118,8 +124,17 @@ for name in "${members[@]}"; do
   wait_ready "http://127.0.0.1:${probe_port[$name]}" "${pids[-1]}" "$dir/$name/operator.log"
   k "$name" apply -f "$repo/config/samples/ingest-pipeline-cronjob.yaml" >/dev/null
   k "$name" apply -f "$repo/config/samples/ingest-coordinator.yaml" >/dev/null
+  [[ -z $node ]] || "$repo/hack/sample-on-node.sh" "$dir/$name/kubeconfig"
 done
 
+if [[ -n $node ]]; then
+  node_hint="With NODES=1 the CronJob fires every minute and its Jobs run as pods on the
+member that holds the lease:
+
+  KUBECONFIG=$dir/east/kubeconfig $kubectl -n pipeline get pods -w
+  KUBECONFIG=$dir/west/kubeconfig $kubectl -n pipeline get pods -w
+"
+fi
 cat <<MSG
 
 Berth runs across three local clusters:
@@ -138,6 +153,7 @@ In another terminal, watch which cluster runs the CronJob (suspend=false runs):
     "\$(KUBECONFIG=$dir/\$c/kubeconfig $kubectl -n pipeline get cronjob ingest-pipeline -o jsonpath='{.spec.suspend}')"; done; echo; done
   KUBECONFIG=$dir/east/kubeconfig $kubectl -n pipeline get berthleases -w     # STATE of east's claim
   KUBECONFIG=$dir/coordination/kubeconfig $kubectl -n pipeline get berthleases -w   # the global holder
+${node_hint:-}
 
 Cut a member off from the apiserver (a hang, dropped connections, or answers
 that come too late), and heal it:

@@ -7,6 +7,8 @@
 #   BERTH_BIN_DIR      prebuilt binaries      (default: cargo build, then target/debug)
 #   BERTH_API_PORT     apiserver HTTPS port   (8443); its metrics and probes: BERTH_API_METRICS_PORT (8080), BERTH_API_PROBE_PORT (8081)
 #   BERTH_OPERATOR_METRICS_PORT (8090), BERTH_OPERATOR_PROBE_PORT (8091)
+#   NODES=1            the control plane gets a real node, and the example's
+#                      CronJob runs real Jobs on it (docs/testing.md, "Real nodes")
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 export BERTH_CONTROL_PLANE_DIR=${BERTH_RUN_DIR:-$repo/.run/control-plane}
@@ -35,7 +37,9 @@ else
   bin=${CARGO_TARGET_DIR:-$repo/target}/debug
 fi
 
-eval "$("$repo/hack/control-plane" up)"
+node=
+[[ ${NODES:-0} == 0 ]] || node=--node
+eval "$("$repo/hack/control-plane" up $node)"
 kubectl=$(cat "$BERTH_CONTROL_PLANE_DIR/bin-dir")/kubectl
 
 log "applying the BerthLease CRD"
@@ -82,6 +86,7 @@ log "applying the example: namespace pipeline, CronJob ingest-pipeline, BerthLea
 "$kubectl" create namespace pipeline --dry-run=client -o yaml | "$kubectl" apply -f - >/dev/null
 "$kubectl" apply -f "$repo/config/samples/ingest-pipeline-cronjob.yaml" >/dev/null
 "$kubectl" apply -f "$repo/config/samples/ingest-coordinator.yaml" >/dev/null
+[[ -z $node ]] || "$repo/hack/sample-on-node.sh" "$KUBECONFIG"
 
 api=https://127.0.0.1:$api_port
 cat <<MSG
