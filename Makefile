@@ -3,7 +3,7 @@ SHELL := bash
 .SHELLFLAGS := -eu -o pipefail -c
 CARGO ?= cargo
 
-.PHONY: all build test lint fmt generate manifests run run-clusters control-plane control-plane-down docker-build clean help bench chaos chaos-clusters
+.PHONY: all build test lint fmt generate manifests run run-clusters control-plane control-plane-down images docker-build clean help bench chaos chaos-clusters
 
 all: build
 
@@ -70,6 +70,9 @@ control-plane-down: ## Stop the local control plane.
 	hack/control-plane down
 
 IMAGE_TAG ?= dev
+images: ## Build the apiserver, operator and berth images as OCI archives, without a Docker engine (target/images/).
+	IMAGE_TAG=$(IMAGE_TAG) hack/build-images.sh
+
 docker-build: ## Build the apiserver, operator and berth images (needs a Docker engine).
 	@docker info >/dev/null 2>&1 || { echo "docker-build: no Docker engine is reachable (none runs on the dev machines)" >&2; exit 1; }
 	docker build --target apiserver -t berth-apiserver:$(IMAGE_TAG) .
