@@ -7,10 +7,13 @@
 //! Watches on the members' targets record, at monotonic instants of this
 //! process, when each cluster ran its target; [`overlap`] turns those
 //! histories into overlaps. The partition suite (`tests/member.rs`) and the
-//! soak ([`soak`], `make chaos-clusters`) judge by them.
+//! soak ([`soak`], `make chaos-clusters`) judge by them. On real nodes the
+//! workload's own processes record their lives instead, and [`processes`]
+//! judges by those.
 #![forbid(unsafe_code)]
 
 pub mod overlap;
+pub mod processes;
 pub mod soak;
 pub mod stack;
 pub mod watch;
