@@ -1,5 +1,6 @@
-//! Reading and writing target workloads: `spec.suspend` on CronJobs and Jobs,
-//! the `/scale` subresource on Deployments, StatefulSets and ReplicaSets.
+//! Reading and writing target workloads: `spec.suspend` on CronJobs (and on
+//! the Jobs they started) and Jobs, the `/scale` subresource on Deployments,
+//! StatefulSets and ReplicaSets.
 
 use std::fmt::Debug;
 
@@ -7,7 +8,7 @@ use chrono::{DateTime, Utc};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::autoscaling::v1::Scale;
 use k8s_openapi::api::batch::v1::{CronJob, Job};
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::core::NamespaceResourceScope;
 use kube::{Client, Resource};
 use serde_json::json;
@@ -123,7 +124,12 @@ pub async fn write(
         Setting::Replicas(replicas) => json!({"replicas": replicas}),
     };
     match kind {
-        TargetKind::CronJob => apply::<CronJob>(client, namespace, name, &params, spec).await?,
+        TargetKind::CronJob => {
+            apply::<CronJob>(client, namespace, name, &params, spec).await?;
+            if let Setting::Suspend(suspend) = setting {
+                set_started_jobs(client, namespace, name, &params, suspend).await?;
+            }
+        }
         TargetKind::Job => apply::<Job>(client, namespace, name, &params, spec).await?,
         TargetKind::Deployment => set_scale::<Deployment>(client, namespace, name, &params, spec).await?,
         TargetKind::StatefulSet => set_scale::<StatefulSet>(client, namespace, name, &params, spec).await?,
@@ -132,9 +138,63 @@ pub async fn write(
     Ok(())
 }
 
+/// The annotation on the Jobs of a CronJob that Berth suspended, so that it
+/// resumes those, and only those, when the CronJob resumes.
+pub const SUSPENDED_BY_BERTH: &str = "berth.skaphos.io/suspended-by-berth";
+
+/// The Jobs a CronJob started keep running after the CronJob is suspended:
+/// a suspended CronJob only starts no new ones. So suspending a CronJob also
+/// suspends every unfinished Job it owns, and the Job controller deletes
+/// their running pods, each with its grace period. Resuming the CronJob
+/// resumes the Jobs Berth suspended: left suspended, they would count as
+/// active forever and block a `concurrencyPolicy: Forbid` CronJob.
+///
+/// # Caveats
+/// A Job that the CronJob starts after this list is not seen here; the
+/// CronJob was suspended first, so the controller starts none.
+async fn set_started_jobs(
+    client: &Client,
+    namespace: &str,
+    cronjob: &str,
+    params: &PatchParams,
+    suspend: bool,
+) -> Result<(), kube::Error> {
+    let jobs = Api::<Job>::namespaced(client.clone(), namespace);
+    for job in jobs.list(&ListParams::default()).await?.items {
+        let owned = job
+            .metadata
+            .owner_references
+            .iter()
+            .flatten()
+            .any(|o| o.kind == "CronJob" && o.name == cronjob && o.controller == Some(true));
+        let finished = job.status.as_ref().and_then(|s| s.conditions.as_ref()).is_some_and(|conditions| {
+            conditions.iter().any(|c| (c.type_ == "Complete" || c.type_ == "Failed") && c.status == "True")
+        });
+        let Some(name) = job.metadata.name.as_deref().filter(|_| owned && !finished) else { continue };
+        let suspended = job.spec.as_ref().and_then(|s| s.suspend) == Some(true);
+        let ours = job.metadata.annotations.as_ref().is_some_and(|a| a.contains_key(SUSPENDED_BY_BERTH));
+        // Under the one field manager, an apply without the annotation removes it.
+        let patch = match (suspend, suspended, ours) {
+            (true, false, _) => json!({
+                "apiVersion": "batch/v1", "kind": "Job",
+                "metadata": {"name": name, "annotations": {SUSPENDED_BY_BERTH: "true"}},
+                "spec": {"suspend": true},
+            }),
+            (false, true, true) => apply_config_value::<Job>(name, json!({"suspend": false})),
+            _ => continue,
+        };
+        jobs.patch(name, params, &Patch::Apply(patch)).await?;
+    }
+    Ok(())
+}
+
+fn apply_config_value<K: k8s_openapi::Resource>(name: &str, spec: serde_json::Value) -> serde_json::Value {
+    json!({"apiVersion": K::API_VERSION, "kind": K::KIND, "metadata": {"name": name}, "spec": spec})
+}
+
 /// The apply configuration of `name` of kind `K` with only `spec`.
 fn apply_config<K: k8s_openapi::Resource>(name: &str, spec: serde_json::Value) -> Patch<serde_json::Value> {
-    Patch::Apply(json!({"apiVersion": K::API_VERSION, "kind": K::KIND, "metadata": {"name": name}, "spec": spec}))
+    Patch::Apply(apply_config_value::<K>(name, spec))
 }
 
 async fn apply<K>(

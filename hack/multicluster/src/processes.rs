@@ -153,10 +153,11 @@ pub fn overlaps(lives: &[Life]) -> Vec<Overlap> {
     found
 }
 
-/// A failover seen in processes: after instant `cut`, when the last process
-/// of cluster `from` stopped, and when the first process of `to` started.
+/// A failover seen in processes: of the processes of cluster `from` live at
+/// instant `cut`, when the last one stopped; and when the first process of
+/// `to` started after `cut`.
 pub fn handover(lives: &[Life], from: &str, to: &str, cut: u64) -> (Option<u64>, Option<u64>) {
-    let last_old = lives.iter().filter(|l| l.cluster == from && l.end > cut).map(|l| l.end).max();
+    let last_old = lives.iter().filter(|l| l.cluster == from && l.start <= cut && l.end > cut).map(|l| l.end).max();
     let first_new = lives.iter().filter(|l| l.cluster == to && l.start >= cut).map(|l| l.start).min();
     (last_old, first_new)
 }

@@ -53,6 +53,11 @@ pub struct Config {
     /// in the test namespace, 3 s duration, 2 s renew deadline, 1 s retry),
     /// so that [`Member::start_replica`] adds a standby.
     pub leader_election: bool,
+    /// Real processes: with `Some(dir)`, every member's plane gets a node
+    /// and the target runs the workload of [`crate::processes`], which
+    /// records its life to `<dir>/history` (a hostPath every node shares).
+    /// With `None` the target's pods never run: its flags are the history.
+    pub processes: Option<PathBuf>,
 }
 
 impl Config {
@@ -65,6 +70,7 @@ impl Config {
             heartbeat_seconds: 1,
             clusters_dir: berth_testenv::clusters::clusters_dir(),
             leader_election: false,
+            processes: None,
         }
     }
 
@@ -188,7 +194,11 @@ impl Stack {
 
         let mut members = Vec::new();
         for id in &config.members {
-            let cluster = Cluster::up_in(&config.clusters_dir, id).unwrap_or_else(|e| panic!("plane {id}: {e}"));
+            let cluster = match config.processes {
+                Some(_) => Cluster::up_with_node_in(&config.clusters_dir, id),
+                None => Cluster::up_in(&config.clusters_dir, id),
+            }
+            .unwrap_or_else(|e| panic!("plane {id}: {e}"));
             let ns = cluster.namespace_named(&namespace).await.unwrap_or_else(|e| panic!("namespace on {id}: {e}"));
             let client = ns.client.clone();
             let key_file = apiserver.dir.join(format!("{id}.key"));
@@ -198,7 +208,7 @@ impl Stack {
             if config.leader_election {
                 operator_args.extend(leader_args(&namespace));
             }
-            apply_target(&client, &namespace, config.target).await;
+            apply_target(&client, &namespace, &config, id).await;
             apply_lease(&client, &namespace, &config).await;
             let target = watch_target(&client, &namespace, config.target);
             let mut member = Member { id: id.clone(), cluster, client, proxy, operator: None, operator_args, target };
@@ -379,16 +389,41 @@ pub fn lease_manifest(namespace: &str, config: &Config) -> Value {
     })
 }
 
-fn target_manifest(namespace: &str, target: Target) -> Value {
-    let pod = json!({
-        "metadata": {"labels": {"app": LEASE}},
-        "spec": {"restartPolicy": "Never", "containers": [{"name": "ingest", "image": "busybox:1.37", "command": ["true"]}]}
-    });
-    match target {
+fn target_manifest(namespace: &str, config: &Config, member: &str) -> Value {
+    let pod = match &config.processes {
+        None => json!({
+            "metadata": {"labels": {"app": LEASE}},
+            "spec": {"restartPolicy": "Never", "containers": [{"name": "ingest", "image": "busybox:1.37", "command": ["true"]}]}
+        }),
+        Some(dir) => json!({
+            "metadata": {"labels": {"app": LEASE}},
+            "spec": {
+                "restartPolicy": "Never",
+                "terminationGracePeriodSeconds": 5,
+                "volumes": [{"name": "history", "hostPath": {"path": dir, "type": "DirectoryOrCreate"}}],
+                "containers": [{
+                    "name": "ingest", "image": "berth.local/busybox:dev", "imagePullPolicy": "Never",
+                    "command": ["sh", "-c", crate::processes::WORKLOAD_SCRIPT],
+                    "env": [
+                        {"name": "CLUSTER", "value": member},
+                        {"name": "POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                        {"name": "HISTORY", "value": "/history/history"},
+                    ],
+                    "volumeMounts": [{"name": "history", "mountPath": "/history"}],
+                }],
+            }
+        }),
+    };
+    // With real processes the CronJob fires every minute and its Job runs until stopped.
+    let schedule = if config.processes.is_some() { "* * * * *" } else { "*/5 * * * *" };
+    match config.target {
         Target::CronJob => json!({
             "apiVersion": "batch/v1", "kind": "CronJob",
             "metadata": {"name": LEASE, "namespace": namespace},
-            "spec": {"schedule": "*/5 * * * *", "suspend": true, "jobTemplate": {"spec": {"template": pod}}}
+            "spec": {
+                "schedule": schedule, "suspend": true, "concurrencyPolicy": "Forbid",
+                "jobTemplate": {"spec": {"template": pod}},
+            }
         }),
         Target::Deployment => {
             let mut template = pod;
@@ -410,12 +445,12 @@ async fn apply(client: &Client, namespace: &str, resource: &ApiResource, manifes
         .unwrap_or_else(|e| panic!("applying {manifest}: {e}"));
 }
 
-async fn apply_target(client: &Client, namespace: &str, target: Target) {
-    let resource = match target {
+async fn apply_target(client: &Client, namespace: &str, config: &Config, member: &str) {
+    let resource = match config.target {
         Target::CronJob => ApiResource::erase::<CronJob>(&()),
         Target::Deployment => ApiResource::erase::<Deployment>(&()),
     };
-    apply(client, namespace, &resource, &target_manifest(namespace, target)).await;
+    apply(client, namespace, &resource, &target_manifest(namespace, config, member)).await;
 }
 
 async fn apply_global_lease(client: &Client, namespace: &str, config: &Config) {

@@ -47,7 +47,12 @@ impl Cluster {
     /// kube-scheduler (`hack/control-plane up --node`). Returns once the node
     /// is Ready and the default ServiceAccount exists.
     pub fn up_with_node(name: &str) -> Result<Self, Error> {
-        Self::start(&clusters_dir(), name, &["up", "--node"])
+        Self::up_with_node_in(&clusters_dir(), name)
+    }
+
+    /// [`Self::up_with_node`] in `<base>/<name>`.
+    pub fn up_with_node_in(base: &Path, name: &str) -> Result<Self, Error> {
+        Self::start(base, name, &["up", "--node"])
     }
 
     /// Starts (or reuses) control plane `name` in `<base>/<name>`.
