@@ -31,10 +31,16 @@ struct Run {
 
 impl Run {
     fn start(state: &Path) -> Self {
+        Self::start_with(state, "0")
+    }
+
+    /// `make run` with `NODES=<nodes>`.
+    fn start_with(state: &Path, nodes: &str) -> Self {
         let ports = [free_port(), free_port(), free_port(), free_port(), free_port()];
         let (stdout, stderr) = (state.with_extension("stdout"), state.with_extension("stderr"));
         let child = Command::new("bash")
             .arg(repo_root().join("hack/run.sh"))
+            .env("NODES", nodes)
             .env("BERTH_RUN_DIR", state)
             .env("BERTH_BIN_DIR", bin_dir())
             .env("BERTH_API_PORT", ports[0].to_string())
@@ -128,11 +134,13 @@ fn ok(output: Output, what: &str) -> String {
 }
 
 /// [`berth_testenv::eventually`] for a blocking check, on a runtime of its own.
-fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+fn eventually(what: &str, check: impl FnMut() -> bool) {
+    eventually_within(what, Duration::from_secs(20), check);
+}
+
+fn eventually_within(what: &str, within: Duration, mut check: impl FnMut() -> bool) {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build().expect("a runtime");
-    runtime.block_on(berth_testenv::eventually(what, Duration::from_secs(20), || {
-        std::future::ready(check().then_some(()))
-    }));
+    runtime.block_on(berth_testenv::eventually(what, within, || std::future::ready(check().then_some(()))));
 }
 
 #[test]
@@ -171,5 +179,26 @@ fn make_run_serves_the_documented_example_and_stops_cleanly_twice() {
         assert!(held.contains("\"released\""), "hold released on exit (round {round}): {held}");
         run.stop();
     }
+    let _ = std::fs::remove_dir_all(&state);
+}
+
+#[test]
+fn make_run_with_a_node_runs_the_examples_jobs_as_pods_and_removes_the_node() {
+    let state = std::env::temp_dir().join(format!("berth-make-run-nodes-{}", std::process::id()));
+    let run = Run::start_with(&state, "1");
+    let slot = std::fs::read_to_string(state.join("node/slot")).expect("the control plane has a node");
+    eventually("the operator resumes the CronJob", || {
+        run.kubectl(&["-n", "pipeline", "get", "cronjob", "ingest-pipeline", "-o", "jsonpath={.spec.suspend}"])
+            == "false"
+    });
+    // With a node the example fires every minute, and its Job runs as a pod.
+    eventually_within("a Job of the example completes on the node", Duration::from_secs(180), || {
+        run.kubectl(&["-n", "pipeline", "get", "jobs", "-o", "jsonpath={.items[*].status.succeeded}"]).contains('1')
+    });
+    let logs = run.kubectl(&["-n", "pipeline", "logs", "-l", "batch.kubernetes.io/job-name", "--tail", "1"]);
+    assert!(logs.contains("ingesting"), "{logs}");
+    run.stop();
+    let netns = format!("/run/netns/berth-{}", slot.trim());
+    assert!(!Path::new(&netns).exists(), "the node's network namespace is left: {netns}");
     let _ = std::fs::remove_dir_all(&state);
 }
