@@ -3,7 +3,7 @@ SHELL := bash
 .SHELLFLAGS := -eu -o pipefail -c
 CARGO ?= cargo
 
-.PHONY: all build test lint fmt generate manifests run run-clusters control-plane control-plane-down images docker-build clean help bench chaos chaos-clusters
+.PHONY: all build test lint fmt generate manifests run run-clusters control-plane control-plane-down images screenshots docker-build clean help bench chaos chaos-clusters
 
 all: build
 
@@ -68,6 +68,9 @@ control-plane: ## Start (or reuse) the local control plane and print its KUBECON
 
 control-plane-down: ## Stop the local control plane.
 	hack/control-plane down
+
+screenshots: ## Retake the console's screenshots in docs/ (headless Chromium, on the test control plane).
+	BERTH_SCREENSHOTS_DIR=$(CURDIR)/docs $(CARGO) test -p berth-apiserver --test console_browser
 
 IMAGE_TAG ?= dev
 images: ## Build the apiserver, operator and berth images as OCI archives, without a Docker engine (target/images/).

@@ -3,7 +3,8 @@
 //! the live table, the lease page, tenant isolation, a bad key, a lost
 //! connection, and the security headers. It also measures the time from a
 //! REST acquire to the row changing in the page, and saves the screenshots
-//! of docs/console.md.
+//! of docs/console.md (under `target/screenshots`, or where
+//! `BERTH_SCREENSHOTS_DIR` says: `make screenshots` writes docs/).
 
 mod common;
 
@@ -192,7 +193,17 @@ async fn console_follows_the_tenants_leases_live_and_never_shows_another_tenants
             PAGE_TIMEOUT,
         )
         .await;
-    let docs = berth_testenv::repo_root().join("docs");
+    // The test writes its screenshots under the target directory, so a run
+    // leaves the tree as it found it; `make screenshots` points this at docs/.
+    let docs = std::env::var_os("BERTH_SCREENSHOTS_DIR").map_or_else(
+        || {
+            std::env::var_os("CARGO_TARGET_DIR")
+                .map_or_else(|| berth_testenv::repo_root().join("target"), std::path::PathBuf::from)
+                .join("screenshots")
+        },
+        std::path::PathBuf::from,
+    );
+    std::fs::create_dir_all(&docs).unwrap();
     std::fs::write(docs.join("console.png"), browser.screenshot().await).unwrap();
 
     // Nothing of west's ever appeared, and the page was never reloaded.
