@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::autoscaling::v1::Scale;
 use k8s_openapi::api::batch::v1::{CronJob, Job};
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::api::{Api, Patch, PatchParams};
 use kube::core::NamespaceResourceScope;
 use kube::{Client, Resource};
 use serde_json::json;
@@ -125,9 +125,18 @@ pub async fn write(
     };
     match kind {
         TargetKind::CronJob => {
-            apply::<CronJob>(client, namespace, name, &params, spec).await?;
+            let cronjob = Api::<CronJob>::namespaced(client.clone(), namespace)
+                .patch(name, &params, &apply_config::<CronJob>(name, spec))
+                .await?;
+            let active: Vec<String> = cronjob
+                .status
+                .and_then(|s| s.active)
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|job| job.name)
+                .collect();
             if let Setting::Suspend(suspend) = setting {
-                set_started_jobs(client, namespace, name, &params, suspend).await?;
+                set_started_jobs(client, namespace, name, &active, &params, suspend).await?;
             }
         }
         TargetKind::Job => apply::<Job>(client, namespace, name, &params, spec).await?,
@@ -144,23 +153,27 @@ pub const SUSPENDED_BY_BERTH: &str = "berth.skaphos.io/suspended-by-berth";
 
 /// The Jobs a CronJob started keep running after the CronJob is suspended:
 /// a suspended CronJob only starts no new ones. So suspending a CronJob also
-/// suspends every unfinished Job it owns, and the Job controller deletes
-/// their running pods, each with its grace period. Resuming the CronJob
-/// resumes the Jobs Berth suspended: left suspended, they would count as
-/// active forever and block a `concurrencyPolicy: Forbid` CronJob.
+/// suspends every unfinished Job of its `status.active`, and the Job
+/// controller deletes their running pods, each with its grace period.
+/// Resuming the CronJob resumes the Jobs Berth suspended: left suspended,
+/// they would count as active forever and block a `concurrencyPolicy:
+/// Forbid` CronJob. A CronJob with no active Job costs nothing more.
 ///
 /// # Caveats
-/// A Job that the CronJob starts after this list is not seen here; the
-/// CronJob was suspended first, so the controller starts none.
+/// `status.active` is the CronJob controller's view, written shortly after
+/// it creates a Job; a Job created in that moment is missed here. The CronJob
+/// was suspended first, so the controller starts no further one.
 async fn set_started_jobs(
     client: &Client,
     namespace: &str,
     cronjob: &str,
+    active: &[String],
     params: &PatchParams,
     suspend: bool,
 ) -> Result<(), kube::Error> {
     let jobs = Api::<Job>::namespaced(client.clone(), namespace);
-    for job in jobs.list(&ListParams::default()).await?.items {
+    for name in active {
+        let Some(job) = jobs.get_opt(name).await? else { continue };
         let owned = job
             .metadata
             .owner_references
@@ -170,7 +183,9 @@ async fn set_started_jobs(
         let finished = job.status.as_ref().and_then(|s| s.conditions.as_ref()).is_some_and(|conditions| {
             conditions.iter().any(|c| (c.type_ == "Complete" || c.type_ == "Failed") && c.status == "True")
         });
-        let Some(name) = job.metadata.name.as_deref().filter(|_| owned && !finished) else { continue };
+        if !owned || finished {
+            continue;
+        }
         let suspended = job.spec.as_ref().and_then(|s| s.suspend) == Some(true);
         let ours = job.metadata.annotations.as_ref().is_some_and(|a| a.contains_key(SUSPENDED_BY_BERTH));
         // Under the one field manager, an apply without the annotation removes it.
