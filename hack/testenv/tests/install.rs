@@ -106,8 +106,9 @@ fn install() -> Berth {
     // A fixed ClusterIP in the node's Service range, so the certificate can name it.
     let cidr = std::fs::read_to_string(cluster.dir.join("node/service-cidr")).unwrap();
     let ip = format!("{}.200", cidr.trim().rsplit_once('.').unwrap().0);
-    // Made once per cluster: a later run reuses the running install and its secrets.
-    let tls = cluster.dir.join("berth-install");
+    // Made once per node: a later run reuses the running install and its
+    // secrets; `down` removes them with the node (a new node may have other addresses).
+    let tls = cluster.dir.join("node/berth-install");
     if !tls.join("api-key").exists() {
         run(
             Command::new(repo_root().join("hack/gen-tls.sh"))
