@@ -128,6 +128,16 @@ impl Run {
     }
 }
 
+impl Drop for Run {
+    /// A failed test stops the script too, and so everything it started.
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 fn ok(output: Output, what: &str) -> String {
     assert!(output.status.success(), "{what}: {}", String::from_utf8_lossy(&output.stderr));
     String::from_utf8(output.stdout).unwrap()
@@ -187,11 +197,27 @@ fn make_run_with_a_node_runs_the_examples_jobs_as_pods_and_removes_the_node() {
     let state = std::env::temp_dir().join(format!("berth-make-run-nodes-{}", std::process::id()));
     let run = Run::start_with(&state, "1");
     let slot = std::fs::read_to_string(state.join("node/slot")).expect("the control plane has a node");
+    // The declared holder never renews, so hold the lease as the README does,
+    // long enough for the next tick: with a node the example fires every
+    // minute, and its Job runs as a pod.
+    ok(
+        run.berth(&[
+            "lease",
+            "acquire",
+            "ingest-coordinator",
+            "--holder",
+            "demo/worker-1",
+            "--ttl",
+            "5m",
+            "--wait",
+            "1m",
+        ]),
+        "berth lease acquire",
+    );
     eventually("the operator resumes the CronJob", || {
         run.kubectl(&["-n", "pipeline", "get", "cronjob", "ingest-pipeline", "-o", "jsonpath={.spec.suspend}"])
             == "false"
     });
-    // With a node the example fires every minute, and its Job runs as a pod.
     eventually_within("a Job of the example completes on the node", Duration::from_secs(180), || {
         run.kubectl(&["-n", "pipeline", "get", "jobs", "-o", "jsonpath={.items[*].status.succeeded}"]).contains('1')
     });
