@@ -210,6 +210,22 @@ fn busybox(command: &str) -> serde_json::Value {
     })
 }
 
+/// A Deployment `name` of busybox pods that sleep, scaled to 0: a lease's target.
+fn sleepers(name: &str) -> Deployment {
+    serde_json::from_value(serde_json::json!({
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": 0,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {"terminationGracePeriodSeconds": 1, "containers": [busybox("exec sleep 3600")]},
+            },
+        },
+    }))
+    .expect("deployment is valid")
+}
+
 #[tokio::test]
 async fn every_pod_becomes_ready_through_its_own_probes() {
     let berth = berth();
@@ -356,19 +372,7 @@ async fn a_cronjob_target_runs_jobs_only_while_its_lease_is_held() {
 async fn a_deployment_targets_pods_come_and_go_with_the_lease() {
     let berth = berth();
     let ns = berth.cluster.namespace("install-deploy").await.unwrap();
-    let deployment: Deployment = serde_json::from_value(serde_json::json!({
-        "metadata": {"name": "worker"},
-        "spec": {
-            "replicas": 0,
-            "selector": {"matchLabels": {"app": "worker"}},
-            "template": {
-                "metadata": {"labels": {"app": "worker"}},
-                "spec": {"terminationGracePeriodSeconds": 1, "containers": [busybox("exec sleep 3600")]},
-            },
-        },
-    }))
-    .unwrap();
-    ns.api::<Deployment>().create(&PostParams::default(), &deployment).await.unwrap();
+    ns.api::<Deployment>().create(&PostParams::default(), &sleepers("worker")).await.unwrap();
     let target = serde_json::json!({"apiVersion": "apps/v1", "kind": "Deployment", "name": "worker"});
     let gate = lease("worker", target, serde_json::json!({"replicas": 2}), serde_json::json!({"replicas": 0}));
     ns.api::<BerthLease>().create(&PostParams::default(), &gate).await.unwrap();
@@ -475,19 +479,7 @@ async fn a_member_operator_signs_in_with_its_projected_token_and_holds_the_globa
         .unwrap()
     };
     global.api::<BerthLease>().create(&PostParams::default(), &spec(serde_json::json!({}))).await.unwrap();
-    let deployment: Deployment = serde_json::from_value(serde_json::json!({
-        "metadata": {"name": "ingest"},
-        "spec": {
-            "replicas": 0,
-            "selector": {"matchLabels": {"app": "ingest"}},
-            "template": {
-                "metadata": {"labels": {"app": "ingest"}},
-                "spec": {"terminationGracePeriodSeconds": 1, "containers": [busybox("exec sleep 3600")]},
-            },
-        },
-    }))
-    .unwrap();
-    local.api::<Deployment>().create(&PostParams::default(), &deployment).await.unwrap();
+    local.api::<Deployment>().create(&PostParams::default(), &sleepers("ingest")).await.unwrap();
     let claim = spec(serde_json::json!({
         "target": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "ingest"},
         "acquireAction": {"replicas": 1}, "releaseAction": {"replicas": 0},
