@@ -1,10 +1,10 @@
 //! Exclusivity judged where users feel it: on the workload's processes, on
 //! real nodes. Two member clusters, each with a node, hold one global lease;
-//! the target is a CronJob whose Job runs until it is stopped, and every
-//! process of it records its life to one file the nodes share
-//! ([`berth_multicluster::processes`]). A fence that only suspends the
-//! CronJob lets the cut-off member's Job run on while the other member's
-//! CronJob starts its own: two clusters' processes at once.
+//! the target is a CronJob whose Job runs until it is stopped, or a
+//! Deployment, and every process of it records its life to one file the
+//! nodes share ([`berth_multicluster::processes`]). A fence that only
+//! suspends the CronJob lets the cut-off member's Job run on while the other
+//! member's CronJob starts its own: two clusters' processes at once.
 
 use std::path::Path;
 use std::time::Duration;
@@ -28,19 +28,31 @@ fn read_lives(file: &Path) -> Vec<Life> {
 
 #[tokio::test]
 async fn a_cut_off_members_running_job_ends_before_the_next_holder_starts_one() {
-    let dir = std::env::temp_dir().join(format!("berth-history-{}", std::process::id()));
+    cut_off_runner_stops_before_the_next_starts(Target::CronJob, "processes-cron").await;
+}
+
+#[tokio::test]
+async fn a_cut_off_members_deployment_pods_end_before_the_next_holders_start() {
+    cut_off_runner_stops_before_the_next_starts(Target::Deployment, "processes-deploy").await;
+}
+
+/// Cuts the member that runs the target off from the Berth apiserver, waits
+/// until the other member's workload runs, and judges the processes.
+async fn cut_off_runner_stops_before_the_next_starts(target: Target, prefix: &str) {
+    let dir = std::env::temp_dir().join(format!("berth-history-{prefix}-{}", std::process::id()));
     let file = dir.join("history");
     let config = Config {
         members: vec!["proc-east".into(), "proc-west".into()],
-        target: Target::CronJob,
+        target,
         ttl_seconds: 20,
         heartbeat_seconds: 5,
         processes: Some(dir.clone()),
         ..Config::new()
     };
-    let stack = Stack::start(config, "processes").await;
+    let stack = Stack::start(config, prefix).await;
 
-    // The holder's CronJob fires on the minute, and its Job runs on.
+    // The holder's CronJob fires on the minute and its Job runs on; or its
+    // Deployment is scaled up and its pod runs on.
     let first = eventually("a workload process starts", Duration::from_secs(180), || async {
         read_lives(&file).first().map(|life| life.cluster.clone())
     })
@@ -64,7 +76,7 @@ async fn a_cut_off_members_running_job_ends_before_the_next_holder_starts_one() 
     let lives = read_lives(&file);
     let (last_old, first_new) = handover(&lives, &first, &other, cut);
     println!(
-        "cut at {cut}; last process of {first} ended at {last_old:?}; first of {other} started at {first_new:?} \
+        "{target:?}: cut at {cut}; last process of {first} ended at {last_old:?}; first of {other} started at {first_new:?} \
          (hundredths of a second since boot)"
     );
     let found = overlaps(&lives);
