@@ -198,7 +198,9 @@ impl Cluster {
         if !status.success() {
             return Err(failed(format!("kill -KILL kube-apiserver of {}", self.name)));
         }
-        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        let host: std::net::IpAddr =
+            crate::apiserver_host(&self.dir).parse().map_err(|_| failed(format!("apiserver.host of {}", self.name)))?;
+        let addr = std::net::SocketAddr::from((host, port));
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
         while std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(1)).is_ok() {
             if std::time::Instant::now() > deadline {

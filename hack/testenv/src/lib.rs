@@ -199,8 +199,8 @@ pub fn service_account_kubeconfig(namespace: &str, name: &str) -> PathBuf {
     assert!(output.status.success(), "kubectl create token: {}", String::from_utf8_lossy(&output.stderr));
     let token = String::from_utf8(output.stdout).expect("token is UTF-8");
     let dir = control_plane_dir();
-    let server =
-        format!("https://127.0.0.1:{}", std::fs::read_to_string(dir.join("apiserver.port")).expect("port").trim());
+    let port = std::fs::read_to_string(dir.join("apiserver.port")).expect("port");
+    let server = format!("https://{}:{}", apiserver_host(&dir), port.trim());
     let config = serde_json::json!({
         "apiVersion": "v1", "kind": "Config",
         "clusters": [{"name": "local", "cluster": {"server": server, "certificate-authority": dir.join("pki/ca.crt")}}],
