@@ -3,7 +3,7 @@ SHELL := bash
 .SHELLFLAGS := -eu -o pipefail -c
 CARGO ?= cargo
 
-.PHONY: all build test lint fmt generate manifests run run-clusters control-plane control-plane-down images screenshots docker-build clean help bench chaos chaos-clusters
+.PHONY: all build test lint fmt generate manifests run run-clusters control-plane control-plane-down images screenshots docker-build clean help bench chaos chaos-clusters failover-processes
 
 all: build
 
@@ -48,10 +48,16 @@ chaos: ## Chaos check: faults against 3 apiservers, 20 LeaseKeeper contenders, c
 	BERTH_APISERVER_BIN=$(CHAOS_BIN_DIR)/apiserver BERTH_OPERATOR_BIN=$(CHAOS_BIN_DIR)/operator \
 		$(CHAOS_BIN_DIR)/chaos --duration $(DURATION)
 
-chaos-clusters: ## Soak across clusters: random partitions, apiserver pauses, operator kills; overlaps of the members' targets (DURATION=10m).
+chaos-clusters: ## Soak across clusters: random partitions, apiserver pauses, operator kills; overlaps of the members' targets (DURATION=10m; NODES=1: of their processes on real nodes).
 	$(CARGO) build -p berth-apiserver -p berth-operator -p berth-multicluster --bins
 	BERTH_APISERVER_BIN=$(CHAOS_BIN_DIR)/apiserver BERTH_OPERATOR_BIN=$(CHAOS_BIN_DIR)/operator \
-		$(CHAOS_BIN_DIR)/chaos-clusters --duration $(DURATION)
+		$(CHAOS_BIN_DIR)/chaos-clusters --duration $(DURATION) $(if $(filter 1,$(NODES)),--nodes)
+
+RUNS ?= 5
+failover-processes: ## Each process-level failover scenario on real nodes RUNS=5 times: overlaps, and failover median and max.
+	$(CARGO) build -p berth-apiserver -p berth-operator -p berth-multicluster --bins
+	BERTH_APISERVER_BIN=$(CHAOS_BIN_DIR)/apiserver BERTH_OPERATOR_BIN=$(CHAOS_BIN_DIR)/operator \
+		$(CHAOS_BIN_DIR)/process-failover --runs $(RUNS)
 
 BENCH_DIR := $(CURDIR)/.run/bench-control-plane
 BENCH_TARGET := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)/release
@@ -86,6 +92,6 @@ clean: ## Remove build output and local control-plane state (not the binary cach
 	hack/control-plane down || true
 	BERTH_CONTROL_PLANE_DIR=$(CURDIR)/.run/test-control-plane hack/control-plane down || true
 	for d in chaos-control-plane chaos-test-control-plane bench-control-plane; do BERTH_CONTROL_PLANE_DIR=$(CURDIR)/.run/$$d hack/control-plane down || true; done
-	for d in $(CURDIR)/.run/{test-clusters,run-clusters,chaos-clusters}/*/; do [[ -d $$d ]] && BERTH_CONTROL_PLANE_DIR=$$d hack/control-plane down || true; done
+	for d in $(CURDIR)/.run/{test-clusters,run-clusters,chaos-clusters,failover-clusters}/*/; do [[ -d $$d ]] && BERTH_CONTROL_PLANE_DIR=$$d hack/control-plane down || true; done
 	rm -rf .run
 	$(CARGO) clean

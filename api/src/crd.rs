@@ -10,6 +10,10 @@ pub const MAX_NAME_LEN: usize = 253;
 /// Longest TTL a lease may have.
 pub const MAX_TTL_SECONDS: i32 = 86_400;
 
+/// The CEL of [`max_stop_seconds`].
+const MAX_STOP_SECONDS: &str =
+    "self.ttlSeconds - self.heartbeatIntervalSeconds - (self.ttlSeconds >= 41 ? 5 : (self.ttlSeconds + 9) / 10) - 1";
+
 const DNS_SUBDOMAIN: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
 
 /// What a lease is. The object's name is the lease name and its namespace is the tenant's.
@@ -42,6 +46,15 @@ const DNS_SUBDOMAIN: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-
     validation = Rule::new("!has(self.maxHolders) || self.semantics == 'at-least-once'")
         .message("maxHolders is only allowed with semantics at-least-once")
         .field_path(".maxHolders"),
+    validation = Rule::new(format!("!has(self.stopSeconds) || self.stopSeconds == 0 || self.stopSeconds <= {MAX_STOP_SECONDS}"))
+        // A static message: kube-apiserver refuses a messageExpression that
+        // prints the numbers as too costly to estimate.
+        .message(
+            "stopSeconds leaves less than one heartbeat to hold the lease: it may be 0, or at most \
+             ttlSeconds - heartbeatIntervalSeconds - the safety margin (a tenth of ttlSeconds rounded up, 1 to 5) - 1, \
+             for example 16 with ttlSeconds 30 and heartbeatIntervalSeconds 10",
+        )
+        .field_path(".stopSeconds"),
 )]
 pub struct BerthLeaseSpec {
     /// Equals metadata.name; kept for manifests that spell it.
@@ -78,6 +91,14 @@ pub struct BerthLeaseSpec {
     #[schemars(range(min = 0, max = 86400))]
     pub lock_delay_seconds: i32,
 
+    /// How long the target's workload may take to stop. A member cluster
+    /// fences this long before its safe deadline, and gives the pods still
+    /// running a grace period that ends at that deadline. 0 (the default):
+    /// fence at the safe deadline, and kill what still runs then; always allowed.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    #[schemars(range(min = 0, max = 86400))]
+    pub stop_seconds: i32,
+
     /// A workload in the same namespace that the operator acts on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<TargetRef>,
@@ -89,6 +110,20 @@ pub struct BerthLeaseSpec {
     /// Applied to the target while the lease has no live holder, and on deletion.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub release_action: Option<TargetAction>,
+}
+
+/// The longest stop budget (`spec.stopSeconds`) the CRD allows: the TTL,
+/// less one heartbeat, less the keeper's default safety margin rounded up to
+/// whole seconds (a tenth of the TTL, within 1 and 5 s), less one second for
+/// a renew's answer. A member then holds for more than one heartbeat after
+/// each renew before it fences, so a renew answered on time never fences.
+pub fn max_stop_seconds(ttl_seconds: i32, heartbeat_seconds: i32) -> i32 {
+    let margin = if ttl_seconds >= 41 { 5 } else { (ttl_seconds + 9) / 10 };
+    ttl_seconds - heartbeat_seconds - margin - 1
+}
+
+fn is_zero(value: &i32) -> bool {
+    *value == 0
 }
 
 pub fn default_ttl_seconds() -> i32 {
@@ -124,6 +159,7 @@ impl Default for BerthLeaseSpec {
             semantics: Semantics::default(),
             max_holders: None,
             lock_delay_seconds: 0,
+            stop_seconds: 0,
             target: None,
             acquire_action: None,
             release_action: None,
@@ -288,6 +324,10 @@ pub struct TargetStatus {
     pub observed_at: DateTime<Utc>,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub message: String,
+    /// After a release: when the operator saw that no pod of the target
+    /// runs any more. Unset while its pods are stopping, and while it runs.
+    #[serde(default, skip_serializing_if = "Option::is_none", serialize_with = "crate::time::serialize_opt")]
+    pub stopped_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
@@ -323,7 +363,7 @@ pub enum ConditionStatus {
 
 #[cfg(test)]
 mod tests {
-    use super::BerthLeaseSpec;
+    use super::{BerthLeaseSpec, max_stop_seconds};
 
     #[test]
     fn a_created_spec_keeps_the_heartbeat_below_the_ttl() {
@@ -336,5 +376,14 @@ mod tests {
         assert_eq!(shape(15), (5, 15));
         assert_eq!(shape(2), (1, 2));
         assert_eq!(shape(1), (1, 2), "a 1 s TTL cannot have a heartbeat below it: the TTL grows");
+    }
+
+    #[test]
+    fn the_stop_budget_leaves_a_heartbeat_the_margin_and_a_second() {
+        assert_eq!(max_stop_seconds(30, 10), 16);
+        assert_eq!(max_stop_seconds(20, 5), 12);
+        assert_eq!(max_stop_seconds(60, 10), 44, "the margin is at most 5 s");
+        assert_eq!(max_stop_seconds(4, 1), 1, "the margin is at least 1 s once rounded up");
+        assert!(max_stop_seconds(2, 1) < 0, "too short a TTL leaves no budget: only 0, which is always allowed");
     }
 }

@@ -19,6 +19,7 @@ pub mod leader;
 pub mod member;
 pub mod metrics;
 pub mod plan;
+pub mod pods;
 pub mod target;
 
 use std::net::SocketAddr;

@@ -143,4 +143,14 @@ mod tests {
         assert_eq!(default_margin(S(1)), Duration::from_millis(250));
         assert_eq!(default_margin(S(3600)), S(5));
     }
+
+    #[test]
+    fn the_crds_stop_budget_rounds_this_margin_up() {
+        // The CRD's CEL cannot call this code: it spells the margin again, and this checks the two agree.
+        for ttl in 2..=600 {
+            let rounded = ttl - 1 - 1 - berth_api::crd::max_stop_seconds(ttl, 1);
+            let margin = default_margin(S(ttl.unsigned_abs().into())).as_secs_f64().ceil();
+            assert_eq!(f64::from(rounded), margin, "ttl {ttl}");
+        }
+    }
 }

@@ -12,6 +12,7 @@
 //! judges by those.
 #![forbid(unsafe_code)]
 
+pub mod failover;
 pub mod overlap;
 pub mod processes;
 pub mod soak;

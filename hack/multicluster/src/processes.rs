@@ -16,11 +16,36 @@ pub const BEAT_CENTIS: u64 = 10;
 
 /// The workload's container script (busybox `sh`): `CLUSTER`, `POD` and
 /// `HISTORY` (the shared file) come from its environment. It records its
-/// start, beats until SIGTERM, and records its end on the way out.
+/// start and beats; on SIGTERM it goes on beating for `DRAIN` seconds (an
+/// app finishing its work: 0 when unset), then records its end and exits.
 pub const WORKLOAD_SCRIPT: &str = r#"record() { read up _ < /proc/uptime; echo "$up $CLUSTER $POD $1" >> "$HISTORY"; }
-trap 'record end; exit 0' TERM INT
+stop=0
+trap 'stop=1' TERM INT
 record start
-while true; do record beat; sleep 0.1; done"#;
+while [ "$stop" = 0 ]; do record beat; sleep 0.1; done
+read up _ < /proc/uptime; until=$(( ${up%.*} + ${DRAIN:-0} ))
+while read up _ < /proc/uptime; [ "${up%.*}" -lt "$until" ]; do record beat; sleep 0.1; done
+record end"#;
+
+/// Hundredths of a second since boot: the clock of the history.
+pub fn uptime() -> u64 {
+    let text = std::fs::read_to_string("/proc/uptime").unwrap_or_default();
+    parse_uptime(text.split_whitespace().next().unwrap_or_default()).unwrap_or(0)
+}
+
+fn parse_uptime(field: &str) -> Option<u64> {
+    let (seconds, hundredths) = field.split_once('.')?;
+    Some(seconds.parse::<u64>().ok()? * 100 + hundredths.parse::<u64>().ok()?)
+}
+
+/// The lives recorded so far in the history `file` (none while it does not exist).
+///
+/// # Panics
+/// When a line other than a torn last one is malformed.
+pub fn read_lives(file: &std::path::Path) -> Vec<Life> {
+    let text = std::fs::read_to_string(file).unwrap_or_default();
+    lives(&parse(&text).unwrap_or_else(|e| panic!("the history {}: {e}", file.display())))
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Event {
@@ -59,8 +84,7 @@ pub fn parse(text: &str) -> Result<Vec<Record>, String> {
 
 fn parse_line(line: &str) -> Option<Record> {
     let mut fields = line.split_whitespace();
-    let (seconds, hundredths) = fields.next()?.split_once('.')?;
-    let at = seconds.parse::<u64>().ok()? * 100 + hundredths.parse::<u64>().ok()?;
+    let at = parse_uptime(fields.next()?)?;
     let (cluster, pod) = (fields.next()?.to_owned(), fields.next()?.to_owned());
     let event = match fields.next()? {
         "start" => Event::Start,

@@ -2,13 +2,15 @@
 //! (partitions of a member by blackhole, reset or a delay longer than the
 //! TTL, the Berth apiserver SIGSTOPped, a member operator SIGKILLed and
 //! restarted), each healed before the next; then the overlap checker on both
-//! members' watch histories. The goal is 0 overlaps.
+//! members' watch histories, and on nodes on the workload's processes too.
+//! The goal is 0 overlaps.
 
 use std::time::{Duration, Instant};
 
 use berth_testenv::proxy::Mode;
 
 use crate::overlap::{Overlap, first_at_or_after, running_intervals};
+use crate::processes::{Life, Overlap as ProcessOverlap, overlaps as process_overlaps, read_lives};
 use crate::stack::{Config, Stack};
 
 /// One kind of fault.
@@ -54,9 +56,17 @@ pub struct Report {
     /// Every start of a running interval, over all members.
     pub starts: usize,
     pub overlaps: Vec<Overlap>,
+    /// On nodes: every process of the workload, and the instants when
+    /// processes of two clusters were live at once.
+    pub processes: Option<(Vec<Life>, Vec<ProcessOverlap>)>,
 }
 
 impl Report {
+    /// No overlap of the targets, nor of the processes on nodes.
+    pub fn passed(&self) -> bool {
+        self.overlaps.is_empty() && self.processes.as_ref().is_none_or(|(_, overlaps)| overlaps.is_empty())
+    }
+
     fn count(&self, kind: FaultKind) -> usize {
         self.faults.iter().filter(|f| f.kind == kind).count()
     }
@@ -91,6 +101,14 @@ impl std::fmt::Display for Report {
         for overlap in &self.overlaps {
             writeln!(f, "  {} and {} for {} ms", overlap.clusters.0, overlap.clusters.1, overlap.length().as_millis())?;
         }
+        if let Some((lives, overlaps)) = &self.processes {
+            writeln!(f, "processes: {} lives, {} process overlaps", lives.len(), overlaps.len())?;
+            for overlap in overlaps {
+                let (a, b) = (&overlap.first, &overlap.second);
+                let span = (overlap.end - overlap.start) * 10;
+                writeln!(f, "  {}/{} and {}/{} for {span} ms", a.cluster, a.pod, b.cluster, b.pod)?;
+            }
+        }
         Ok(())
     }
 }
@@ -115,7 +133,15 @@ pub async fn run(config: Config, duration: Duration, seed: u64) -> Report {
     // Quiet time at the end, so a late overlap would show.
     tokio::time::sleep(2 * ttl).await;
     let starts = stack.histories().iter().map(|(id, h)| running_intervals(id, h).len()).sum();
-    Report { seed, elapsed: began.elapsed(), faults, starts, overlaps: stack.overlaps() }
+    let processes = stack.config.processes.as_ref().map(|dir| {
+        let lives = read_lives(&dir.join("history"));
+        let overlaps = process_overlaps(&lives);
+        (lives, overlaps)
+    });
+    if stack.config.processes.is_some() {
+        stack.delete_workloads().await;
+    }
+    Report { seed, elapsed: began.elapsed(), faults, starts, overlaps: stack.overlaps(), processes }
 }
 
 fn runner(stack: &Stack) -> Option<String> {

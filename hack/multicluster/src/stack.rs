@@ -58,6 +58,14 @@ pub struct Config {
     /// records its life to `<dir>/history` (a hostPath every node shares).
     /// With `None` the target's pods never run: its flags are the history.
     pub processes: Option<PathBuf>,
+    /// The lease's `stopSeconds`.
+    pub stop_seconds: u64,
+    /// The Deployment's replicas while held.
+    pub replicas: u32,
+    /// With [`Self::processes`]: the pods' `terminationGracePeriodSeconds`,
+    /// and how long each process goes on after SIGTERM before it exits.
+    pub grace_seconds: u64,
+    pub drain_seconds: u64,
 }
 
 impl Config {
@@ -71,6 +79,31 @@ impl Config {
             clusters_dir: berth_testenv::clusters::clusters_dir(),
             leader_election: false,
             processes: None,
+            stop_seconds: 0,
+            replicas: 1,
+            grace_seconds: 5,
+            drain_seconds: 0,
+        }
+    }
+
+    /// Real processes on nodes, as the process-level tests and the soak on
+    /// nodes run them: members `proc-east` and `proc-west`, TTL 20 s with a
+    /// heartbeat of 5 s, and a stop budget of 10 s (of at most 12) for a
+    /// workload of 2 replicas that takes 4 s to finish after SIGTERM, with a
+    /// grace period of 30 s: longer than the budget, so the operator must
+    /// shorten it. The history is `<dir>/history`.
+    pub fn on_nodes(target: Target, dir: PathBuf) -> Self {
+        Self {
+            members: vec!["proc-east".into(), "proc-west".into()],
+            target,
+            ttl_seconds: 20,
+            heartbeat_seconds: 5,
+            processes: Some(dir),
+            stop_seconds: 10,
+            replicas: 2,
+            grace_seconds: 30,
+            drain_seconds: 4,
+            ..Self::new()
         }
     }
 
@@ -143,6 +176,15 @@ impl Member {
             Api::namespaced_with(self.client.clone(), namespace, &ApiResource::erase::<BerthLease>(&()));
         let lease = api.get_opt(LEASE).await.ok()??;
         lease.data.pointer("/status/state").and_then(Value::as_str).map(str::to_owned)
+    }
+
+    /// The member lease's `.status.target.stoppedAt`: when its operator saw
+    /// that no pod of the released target runs any more.
+    pub async fn target_stopped_at(&self, namespace: &str) -> Option<String> {
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(self.client.clone(), namespace, &ApiResource::erase::<BerthLease>(&()));
+        let lease = api.get_opt(LEASE).await.ok()??;
+        lease.data.pointer("/status/target/stoppedAt").and_then(Value::as_str).map(str::to_owned)
     }
 
     /// The member operator's log, for failure messages.
@@ -282,6 +324,19 @@ impl Stack {
             .await
     }
 
+    /// Deletes the target in every member (its pods go with it), so that no
+    /// workload runs on after a test on nodes. Best effort.
+    pub async fn delete_workloads(&self) {
+        let resource = match self.config.target {
+            Target::CronJob => ApiResource::erase::<CronJob>(&()),
+            Target::Deployment => ApiResource::erase::<Deployment>(&()),
+        };
+        for member in &self.members {
+            let api: Api<DynamicObject> = Api::namespaced_with(member.client.clone(), &self.namespace, &resource);
+            let _ = api.delete(LEASE, &kube::api::DeleteParams::background()).await;
+        }
+    }
+
     /// SIGSTOPs (`true`) or SIGCONTs the Berth apiserver.
     pub fn pause_apiserver(&self, paused: bool) {
         let pid = self.apiserver.pid().expect("the apiserver runs");
@@ -369,7 +424,7 @@ pub fn lease_manifest(namespace: &str, config: &Config) -> Value {
         ),
         Target::Deployment => (
             json!({"apiVersion": "apps/v1", "kind": "Deployment", "name": LEASE}),
-            json!({"replicas": 1}),
+            json!({"replicas": config.replicas}),
             json!({"replicas": 0}),
         ),
     };
@@ -382,6 +437,7 @@ pub fn lease_manifest(namespace: &str, config: &Config) -> Value {
             "ttlSeconds": config.ttl_seconds,
             "heartbeatIntervalSeconds": config.heartbeat_seconds,
             "semantics": "at-most-once",
+            "stopSeconds": config.stop_seconds,
             "target": target,
             "acquireAction": acquire,
             "releaseAction": release,
@@ -399,7 +455,7 @@ fn target_manifest(namespace: &str, config: &Config, member: &str) -> Value {
             "metadata": {"labels": {"app": LEASE}},
             "spec": {
                 "restartPolicy": "Never",
-                "terminationGracePeriodSeconds": 5,
+                "terminationGracePeriodSeconds": config.grace_seconds,
                 "volumes": [{"name": "history", "hostPath": {"path": dir, "type": "DirectoryOrCreate"}}],
                 "containers": [{
                     "name": "ingest", "image": "berth.local/busybox:dev", "imagePullPolicy": "Never",
@@ -408,6 +464,7 @@ fn target_manifest(namespace: &str, config: &Config, member: &str) -> Value {
                         {"name": "CLUSTER", "value": member},
                         {"name": "POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
                         {"name": "HISTORY", "value": "/history/history"},
+                        {"name": "DRAIN", "value": config.drain_seconds.to_string()},
                     ],
                     "volumeMounts": [{"name": "history", "mountPath": "/history"}],
                 }],

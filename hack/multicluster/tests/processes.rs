@@ -1,85 +1,86 @@
 //! Exclusivity judged where users feel it: on the workload's processes, on
 //! real nodes. Two member clusters, each with a node, hold one global lease;
 //! the target is a CronJob whose Job runs until it is stopped, or a
-//! Deployment, and every process of it records its life to one file the
-//! nodes share ([`berth_multicluster::processes`]). A fence that only
-//! suspends the CronJob lets the cut-off member's Job run on while the other
-//! member's CronJob starts its own: two clusters' processes at once.
+//! Deployment of 2 replicas, and every process of it records its life to one
+//! file the nodes share ([`berth_multicluster::processes`]). The workload
+//! takes 4 s to finish after SIGTERM and has a grace period of 30 s; the
+//! lease's stop budget is 10 s ([`Config::on_nodes`]).
+//!
+//! Without a fence that reaches running Jobs, the cut-off member's Job ran on
+//! while the other member's CronJob started its own; without the stop
+//! budget, the fence came at the safe deadline and the old processes were
+//! still finishing when the next holder's started.
+//!
+//! [`Config::on_nodes`]: berth_multicluster::stack::Config::on_nodes
 
-use std::path::Path;
-use std::time::Duration;
+use berth_multicluster::failover::{self, Fault, Outcome};
+use berth_multicluster::stack::{Config, Target};
 
-use berth_multicluster::processes::{Life, handover, lives, overlaps, parse};
-use berth_multicluster::stack::{Config, Stack, Target};
-use berth_testenv::eventually;
-use berth_testenv::proxy::Mode;
-
-/// Hundredths of a second since boot: the clock of the workload's history.
-fn uptime() -> u64 {
-    let text = std::fs::read_to_string("/proc/uptime").unwrap();
-    let seconds = text.split_whitespace().next().unwrap();
-    let (whole, hundredths) = seconds.split_once('.').unwrap();
-    whole.parse::<u64>().unwrap() * 100 + hundredths.parse::<u64>().unwrap()
+/// The figures of a scenario (timing is reported, never asserted), in seconds.
+fn report(outcome: &Outcome) {
+    let since =
+        |at: Option<u64>| at.map_or("-".to_owned(), |at| format!("{:.2}", (at as f64 - outcome.cut as f64) / 100.0));
+    println!(
+        "{:?} {:?}: runner {}; last old process ended +{} s, first new process started +{} s after the cut",
+        outcome.target,
+        outcome.fault,
+        outcome.runner,
+        since(outcome.last_old_end()),
+        since(outcome.first_new.as_ref().map(|l| l.start)),
+    );
 }
 
-fn read_lives(file: &Path) -> Vec<Life> {
-    lives(&parse(&std::fs::read_to_string(file).unwrap_or_default()).expect("the history parses"))
+/// The judgement every fencing scenario shares: no two clusters' processes
+/// at once, and every old process finished its work within the budget.
+async fn fenced_on_time(target: Target, fault: Fault, prefix: &str) {
+    let outcome = failover::run(Config::on_nodes(target, failover::history_dir(prefix)), fault, prefix).await;
+    report(&outcome);
+    assert!(
+        outcome.overlaps.is_empty(),
+        "processes of two clusters ran at once: {:#?}\n{}",
+        outcome.overlaps,
+        outcome.logs
+    );
+    assert!(!outcome.old.is_empty(), "no process ran at the cut");
+    assert!(
+        outcome.all_old_ended_gracefully(),
+        "an old process was killed before it finished (the stop budget was not given): {:#?}\n{}",
+        outcome.old,
+        outcome.logs
+    );
+    let new = outcome.first_new.as_ref().expect("a process started after the fault");
+    assert!(outcome.old.iter().all(|old| old.end <= new.start), "{outcome:#?}");
+    assert!(outcome.stopped_at.is_some(), "the runner did not record its target stopped\n{}", outcome.logs);
 }
 
 #[tokio::test]
 async fn a_cut_off_members_running_job_ends_before_the_next_holder_starts_one() {
-    cut_off_runner_stops_before_the_next_starts(Target::CronJob, "processes-cron").await;
+    fenced_on_time(Target::CronJob, Fault::Blackhole, "processes-cron").await;
 }
 
 #[tokio::test]
-async fn a_cut_off_members_deployment_pods_end_before_the_next_holders_start() {
-    cut_off_runner_stops_before_the_next_starts(Target::Deployment, "processes-deploy").await;
+async fn a_cut_off_members_pods_finish_within_the_budget_before_the_next_holders_start() {
+    fenced_on_time(Target::Deployment, Fault::Blackhole, "processes-blackhole").await;
 }
 
-/// Cuts the member that runs the target off from the Berth apiserver, waits
-/// until the other member's workload runs, and judges the processes.
-async fn cut_off_runner_stops_before_the_next_starts(target: Target, prefix: &str) {
-    let dir = std::env::temp_dir().join(format!("berth-history-{prefix}-{}", std::process::id()));
-    let file = dir.join("history");
-    let config = Config {
-        members: vec!["proc-east".into(), "proc-west".into()],
-        target,
-        ttl_seconds: 20,
-        heartbeat_seconds: 5,
-        processes: Some(dir.clone()),
-        ..Config::new()
-    };
-    let stack = Stack::start(config, prefix).await;
+#[tokio::test]
+async fn a_reset_link_stops_the_pods_before_the_next_holders_start() {
+    fenced_on_time(Target::Deployment, Fault::Reset, "processes-reset").await;
+}
 
-    // The holder's CronJob fires on the minute and its Job runs on; or its
-    // Deployment is scaled up and its pod runs on.
-    let first = eventually("a workload process starts", Duration::from_secs(180), || async {
-        read_lives(&file).first().map(|life| life.cluster.clone())
-    })
-    .await;
-    let other = stack.members.iter().map(|m| m.id.clone()).find(|id| *id != first).unwrap();
+#[tokio::test]
+async fn a_paused_berth_apiserver_stops_the_pods_before_anyone_holds_again() {
+    fenced_on_time(Target::Deployment, Fault::ApiserverPause, "processes-pause").await;
+}
 
-    // Cut the runner off from the Berth apiserver: it fences, the global
-    // lease expires, and the other member acquires and starts its own Job.
-    stack.member(&first).set_link(Mode::Blackhole);
-    let cut = uptime();
-    let started = eventually(&format!("a process of {other} starts"), Duration::from_secs(240), || async {
-        read_lives(&file).iter().find(|l| l.cluster == other && l.start >= cut).map(|l| l.start)
-    })
-    .await;
-    // One more beat of it, so that the history covers the handover.
-    eventually("the new process beats", Duration::from_secs(30), || async {
-        read_lives(&file).iter().any(|l| l.cluster == other && l.start == started && l.end > started + 20).then_some(())
-    })
-    .await;
-
-    let lives = read_lives(&file);
-    let (last_old, first_new) = handover(&lives, &first, &other, cut);
-    println!(
-        "{target:?}: cut at {cut}; last process of {first} ended at {last_old:?}; first of {other} started at {first_new:?} \
-         (hundredths of a second since boot)"
-    );
-    let found = overlaps(&lives);
-    assert!(found.is_empty(), "processes of two clusters ran at once: {found:#?}\n{}", stack.logs());
-    let _ = std::fs::remove_dir_all(&dir);
+#[tokio::test]
+async fn a_restarted_member_operator_resumes_without_stopping_the_workload() {
+    let config = Config::on_nodes(Target::Deployment, failover::history_dir("processes-restart"));
+    let outcome = failover::run(config, Fault::OperatorRestart, "processes-restart").await;
+    report(&outcome);
+    assert!(outcome.overlaps.is_empty(), "{:#?}\n{}", outcome.overlaps, outcome.logs);
+    assert_eq!(outcome.old.len(), 2, "both replicas ran at the cut: {:#?}", outcome.old);
+    assert!(outcome.first_new.is_none(), "a process started anew: {:#?}\n{}", outcome.first_new, outcome.logs);
+    assert!(outcome.last_old_end().is_none(), "the workload stopped: {:#?}\n{}", outcome.old, outcome.logs);
+    assert!(outcome.stopped_at.is_none(), "the runner recorded a stop: {:?}", outcome.stopped_at);
 }

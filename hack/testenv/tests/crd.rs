@@ -89,6 +89,17 @@ async fn each_cel_rule_rejects_a_bad_object_with_a_clear_message() {
             "target.apiVersion must be [group/]version",
         ),
         ("target-long", json!({"target": target("batch/v1", "CronJob", &"a".repeat(254))}), "Too long"),
+        (
+            "stop-budget",
+            json!({"ttlSeconds": 30, "heartbeatIntervalSeconds": 10, "stopSeconds": 17}),
+            "stopSeconds leaves less than one heartbeat to hold the lease: it may be 0, or at most \
+             ttlSeconds - heartbeatIntervalSeconds - the safety margin",
+        ),
+        (
+            "stop-budget-none",
+            json!({"ttlSeconds": 3, "heartbeatIntervalSeconds": 1, "stopSeconds": 1}),
+            "stopSeconds leaves less than one heartbeat to hold the lease",
+        ),
     ];
     for (name, spec, message) in cases {
         let object: BerthLease = serde_json::from_value(json!({
@@ -104,11 +115,22 @@ async fn each_cel_rule_rejects_a_bad_object_with_a_clear_message() {
     // The same rules accept what they should.
     let good: BerthLease = serde_json::from_value(json!({
         "apiVersion": "berth.skaphos.io/v1alpha1", "kind": "BerthLease", "metadata": {"name": "good"},
-        "spec": {"leaseName": "good", "semantics": "at-least-once", "maxHolders": 2,
+        "spec": {"leaseName": "good", "semantics": "at-least-once", "maxHolders": 2, "stopSeconds": 16,
                  "target": target("apps/v1", "Deployment", "web.v2"), "acquireAction": {"replicas": 3}}
     }))
     .unwrap();
     api.create(&PostParams::default(), &good).await.unwrap();
+    // An edit that leaves the budget no room is refused, and changes nothing.
+    let shorter = json!({"spec": {"ttlSeconds": 20}});
+    let err = api.patch("good", &PatchParams::default(), &Patch::Merge(&shorter)).await.expect_err("a shorter TTL");
+    let kube::Error::Api(status) = err else { panic!("{err}") };
+    assert!(status.message.contains("stopSeconds leaves less than one heartbeat"), "{:?}", status.message);
+    assert_eq!(api.get("good").await.unwrap().spec.ttl_seconds, 30);
+    // A budget of 0 fits every TTL: the shortest lease a creating acquire writes takes it.
+    let shortest = json!({"apiVersion": "berth.skaphos.io/v1alpha1", "kind": "BerthLease",
+                          "metadata": {"name": "shortest"}, "spec": {"ttlSeconds": 2, "heartbeatIntervalSeconds": 1, "stopSeconds": 0}});
+    // (Applied as raw JSON: the Rust type leaves a 0 out.)
+    api.patch("shortest", &PatchParams::apply("berth-testenv"), &Patch::Apply(&shortest)).await.unwrap();
 }
 
 #[tokio::test]

@@ -66,6 +66,56 @@ pub(crate) async fn act_on_target(
     Ok(done(true))
 }
 
+/// How long one look at a released target's pods may take.
+const FOLLOW_BOUND: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Follows the pods of a target that `outcome` released (see
+/// [`crate::pods::follow`], which deletes those that would outlive `grace`),
+/// and once none runs, records `status.target.stoppedAt` in `next` and a
+/// `TargetStopped` Event in `notes`.
+///
+/// Returns whether pods are still stopping: the caller looks again soon.
+/// A target the operator may not follow (403 on pods) is not followed: that
+/// is logged, and nothing is recorded.
+pub(crate) async fn follow_stop(
+    lease: &BerthLease,
+    next: &mut berth_api::BerthLeaseStatus,
+    outcome: &TargetOutcome,
+    grace: Option<u32>,
+    ctx: &Context,
+    notes: &mut Vec<Transition>,
+) -> bool {
+    let Some((kind, name)) = plan::to_follow(next, outcome) else { return false };
+    let namespace = lease.metadata.namespace.clone().unwrap_or_default();
+    let shown = format!("{}/{name}", kind.as_str());
+    match tokio::time::timeout(FOLLOW_BOUND, crate::pods::follow(&ctx.client, &namespace, kind, &name, grace)).await {
+        Ok(Ok(crate::pods::Progress::Stopped)) => {
+            if let Some(after) = plan::record_stopped(next, Utc::now()) {
+                tracing::info!(lease = %key(lease), target = %shown, after_ms = after.num_milliseconds(), "target stopped");
+                notes.push(Transition::TargetStopped { target: shown, after });
+            }
+            false
+        }
+        Ok(Ok(crate::pods::Progress::Stopping { pods })) => {
+            tracing::debug!(lease = %key(lease), target = %shown, pods, "target stopping");
+            true
+        }
+        Ok(Err(Failure::Forbidden(detail))) => {
+            tracing::warn!(lease = %key(lease), target = %shown, %detail, "the operator may not list or delete pods: their stop is not followed");
+            false
+        }
+        Ok(Err(Failure::NotFound)) => false,
+        Ok(Err(Failure::Other(error))) => {
+            tracing::warn!(lease = %key(lease), target = %shown, %error, "following the target's pods failed");
+            true
+        }
+        Err(_) => {
+            tracing::warn!(lease = %key(lease), target = %shown, "following the target's pods took too long");
+            true
+        }
+    }
+}
+
 fn applied_label(applied: AppliedAction) -> &'static str {
     match applied {
         AppliedAction::Acquire => "acquire",

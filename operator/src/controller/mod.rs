@@ -23,8 +23,8 @@ use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::plan::{self, FINALIZER, FinalizerStep, Transition, WriteOrder};
 
-pub(crate) use act::act_on_target;
 use act::release_on_delete;
+pub(crate) use act::{act_on_target, follow_stop};
 pub(crate) use events::publish;
 pub use grants::GrantJournal;
 pub(crate) use writes::set_finalizer;
@@ -37,6 +37,9 @@ pub use watch::{cached_leases, run};
 /// How long the target step of a reconcile may take before the status is
 /// written without it: an expiry waits at most this long on a hung target.
 const TARGET_DEADLINE: Duration = Duration::from_secs(2);
+
+/// How often the pods of a released target are looked at while they stop.
+const STOPPING_LOOK: Duration = Duration::from_millis(500);
 
 /// What every reconcile shares.
 pub struct Context {
@@ -144,6 +147,7 @@ async fn reconcile_lease(mut lease: BerthLease, ctx: &Context) -> Result<Action>
     // 4. The target: acquireAction while a holder is live, releaseAction otherwise.
     let mut target_notes = Vec::new();
     let mut ready_notes = Vec::new();
+    let mut stopping = false;
     let target_failed = match lease.spec.target.clone() {
         Some(target) => {
             let applied = plan::phase(is_held(&next, now));
@@ -153,6 +157,9 @@ async fn reconcile_lease(mut lease: BerthLease, ctx: &Context) -> Result<Action>
                     if plan::record_target(&mut next, Some(&outcome), lease.metadata.generation, Utc::now()) {
                         ready_notes.extend(Transition::target_not_ready(&outcome));
                     }
+                    // A released target is stopped once its pods are gone.
+                    let grace = plan::coordination_grace(&lease.spec, &next, Utc::now());
+                    stopping = follow_stop(&lease, &mut next, &outcome, grace, ctx, &mut target_notes).await;
                     None
                 }
                 Ok(Err(error)) => Some(error),
@@ -195,7 +202,8 @@ async fn reconcile_lease(mut lease: BerthLease, ctx: &Context) -> Result<Action>
     if let Some(error) = target_failed {
         return Err(error);
     }
-    Ok(Action::requeue(plan::requeue_after(&next, Utc::now())))
+    let wake = plan::requeue_after(&next, Utc::now());
+    Ok(Action::requeue(if stopping { wake.min(STOPPING_LOOK) } else { wake }))
 }
 
 /// Metrics and logs for the holders dropped by expiry, once their status is written.

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use berth_api::crd::{AppliedAction, Holder};
-use berth_api::{BerthLease, LeaseState};
+use berth_api::{BerthLease, BerthLeaseStatus, LeaseState};
 use berth_client::{Client as BerthClient, Error as BerthError, KeeperOptions, KeeperState, LeaseKeeper, Loss};
 use chrono::Utc;
 use kube::ResourceExt;
@@ -22,7 +22,7 @@ use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
 
 use crate::FIELD_MANAGER;
-use crate::controller::{Context, act_on_target, publish, set_finalizer};
+use crate::controller::{Context, act_on_target, follow_stop, publish, set_finalizer};
 use crate::member::state::{self, Decision, Knowledge};
 use crate::member::status::{Facts, Mirror, member_status};
 use crate::plan::{self, FINALIZER, TargetOutcome, Transition};
@@ -37,6 +37,8 @@ const TARGET_BOUND: Duration = Duration::from_secs(2);
 const RESYNC: Duration = Duration::from_secs(60);
 /// At most one RenewFailed Event per lease in this period.
 const RENEW_FAILED_EVERY: Duration = Duration::from_secs(60);
+/// How often the pods of a fenced target are looked at while they stop.
+const STOPPING_LOOK: Duration = Duration::from_millis(250);
 /// How long deletion waits for the REST release before the finalizer goes anyway.
 const RELEASE_BOUND: Duration = Duration::from_secs(10);
 
@@ -269,10 +271,11 @@ async fn gate(
             }
         }
         let (_, grace) = timing(&lease);
+        let stop = Duration::from_secs(lease.spec.stop_seconds.max(0).unsigned_abs().into());
         let now = Instant::now();
         let known = learned.borrow_and_update().clone();
-        let decision = state::decide(&known.knowledge, grace, now);
-        let mut notes = transition_notes(&shared, previous, &decision, &known, &mut renew_failed_at, now);
+        let decision = state::decide(&known.knowledge, grace, stop, now);
+        let mut notes = transition_notes(&shared, previous, &decision, &known, stop, &mut renew_failed_at, now);
         if decision.state != LeaseState::Unknown {
             if decision.state == LeaseState::Fenced && previous != Some(LeaseState::Fenced) {
                 ctx.metrics.member_fenced();
@@ -286,14 +289,23 @@ async fn gate(
         };
         let (namespace, name) = (lease.namespace().unwrap_or_default(), lease.name_any());
         ctx.metrics.member_state(&namespace, &name, decision.state.as_str(), deadline, known.unreachable.is_none());
-        if let Some(written) = write_status(&shared, &lease, &decision, &known, outcome.as_ref()).await {
+        let mut next = next_status(&shared, &lease, &decision, &known, outcome.as_ref());
+        // A fenced target is stopped once its pods are gone; those that
+        // would run past the deadline get a grace period that ends before it.
+        let grace = state::stop_grace(decision.stop_by, Instant::now());
+        let pods_stopping = match &outcome {
+            Some(outcome) => follow_stop(&lease, &mut next, outcome, Some(grace), &ctx, &mut notes).await,
+            None => false,
+        };
+        if let Some(written) = write_status(&shared, &lease, next).await {
             lease = Arc::new(written);
         }
         publish(&ctx, &lease, notes);
 
         let wake = match (settled, decision.wake_at) {
-            // A target write that did not finish: try again soon.
+            // A target write that did not finish, or pods that still stop: look again soon.
             (false, _) => now + Duration::from_millis(200),
+            (true, _) if pods_stopping => now + STOPPING_LOOK,
             (true, Some(at)) => at.min(now + RESYNC),
             (true, None) => now + RESYNC,
         };
@@ -337,6 +349,7 @@ fn transition_notes(
     previous: Option<LeaseState>,
     decision: &Decision,
     known: &Learned,
+    stop: Duration,
     renew_failed_at: &mut Option<Instant>,
     now: Instant,
 ) -> Vec<Transition> {
@@ -368,7 +381,12 @@ fn transition_notes(
             let why = match &known.knowledge {
                 Knowledge::Lost { reason } => reason.clone(),
                 Knowledge::Nothing { .. } => "no answer from the Berth apiserver since the operator started".to_owned(),
-                _ => "the safe deadline passed without a confirmed renew".to_owned(),
+                _ if stop.is_zero() => "the safe deadline passed without a confirmed renew".to_owned(),
+                _ => format!(
+                    "no renew was confirmed by {} s before the safe deadline (the lease's stopSeconds), \
+                     so that the workload stops before the deadline",
+                    stop.as_secs()
+                ),
             };
             notes.push(Transition::Fenced { why });
         }
@@ -411,14 +429,14 @@ async fn apply_target(
     }
 }
 
-/// Writes the member status when it differs from the stored one.
-async fn write_status(
+/// The member status to hold after this decision.
+fn next_status(
     shared: &Shared,
     lease: &BerthLease,
     decision: &Decision,
     known: &Learned,
     outcome: Option<&TargetOutcome>,
-) -> Option<BerthLease> {
+) -> BerthLeaseStatus {
     let previous = lease.status.clone().unwrap_or_default();
     let facts = Facts {
         cluster_id: &shared.cluster_id,
@@ -438,7 +456,12 @@ async fn write_status(
         }
         (None, Some(_)) => {}
     }
-    if next == previous {
+    next
+}
+
+/// Writes `next` when it differs from the stored status.
+async fn write_status(shared: &Shared, lease: &BerthLease, next: BerthLeaseStatus) -> Option<BerthLease> {
+    if lease.status.clone().unwrap_or_default() == next {
         return None;
     }
     let api: Api<BerthLease> = Api::namespaced(shared.ctx.client.clone(), &lease.namespace().unwrap_or_default());
@@ -473,7 +496,8 @@ async fn clean_up(
     remove_finalizer: bool,
 ) {
     let ctx = &shared.ctx;
-    let release = Decision { state: LeaseState::Standby, action: Some(AppliedAction::Release), wake_at: None };
+    let release =
+        Decision { state: LeaseState::Standby, action: Some(AppliedAction::Release), wake_at: None, stop_by: None };
     loop {
         let mut notes = Vec::new();
         let (outcome, settled) = apply_target(ctx, lease, &release, &mut notes).await;

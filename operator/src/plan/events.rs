@@ -28,6 +28,8 @@ pub enum Transition {
     /// The operator wrote `setting` on the target, in the phase of the lease
     /// whose last grant is `fencing_token`.
     TargetWritten { target: String, applied: AppliedAction, setting: Setting, fencing_token: i32 },
+    /// The last pod of the released target is gone, `after` its releaseAction was written.
+    TargetStopped { target: String, after: chrono::Duration },
     /// A CronJob resumed after a long suspension may not be scheduled again (kubernetes#42649).
     CronJobMayNotSchedule { target: String, warning: String },
     /// The declared holder was not granted the lease.
@@ -52,6 +54,7 @@ impl Transition {
             Transition::Expired { .. } | Transition::ExpiredElsewhere { .. } => "Expired",
             Transition::Released => "Released",
             Transition::TargetWritten { setting, .. } => setting.event_reason(),
+            Transition::TargetStopped { .. } => "TargetStopped",
             Transition::CronJobMayNotSchedule { .. } => "CronJobMayNotSchedule",
             Transition::DeclaredHolderRefused { .. } => "DeclaredHolderRefused",
             Transition::TargetNotReady { reason, .. } => reason,
@@ -73,6 +76,7 @@ impl Transition {
             Transition::Released => "Release",
             Transition::Expired { .. } | Transition::ExpiredElsewhere { .. } => "Expire",
             Transition::TargetWritten { .. }
+            | Transition::TargetStopped { .. }
             | Transition::CronJobMayNotSchedule { .. }
             | Transition::TargetNotReady { .. } => "ApplyTarget",
         }
@@ -121,6 +125,10 @@ impl Transition {
                     action_field(*applied)
                 )
             }
+            Transition::TargetStopped { target, after } => format!(
+                "{target}: no pod runs any more, {:.1} s after releaseAction",
+                after.num_milliseconds().max(0) as f64 / 1000.0
+            ),
             Transition::CronJobMayNotSchedule { target, warning } => format!("{target} {warning}"),
             Transition::DeclaredHolderRefused { holder, refusal, current } => {
                 let by = current.as_ref().map(|h| format!(", held by {h}")).unwrap_or_default();

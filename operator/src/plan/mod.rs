@@ -22,7 +22,10 @@ pub use conditions::{HELD, TARGET_READY, held_condition, set_condition};
 pub use cronjob::{MAX_MISSED_SCHEDULES, long_suspension_warning};
 pub use events::{Transition, expiry_transitions, transitions};
 pub use finalizer::{FINALIZER, FinalizerStep};
-pub use target::{Setting, TargetKind, TargetOutcome, TargetPlan, action_field, phase, plan_target, record_target};
+pub use target::{
+    Setting, TargetKind, TargetOutcome, TargetPlan, action_field, coordination_grace, phase, plan_target,
+    record_stopped, record_target, to_follow,
+};
 
 /// The longest the operator sleeps on a lease: a safety net, not a poll.
 pub const RESYNC: Duration = Duration::from_secs(300);

@@ -233,7 +233,42 @@ pub fn record_target(
     };
     let same = status.target.as_ref().is_some_and(|t| t.applied == applied && t.message == message);
     if written || !same {
-        status.target = Some(TargetStatus { applied, observed_at: now, message });
+        status.target = Some(TargetStatus { applied, observed_at: now, message, stopped_at: None });
     }
     changed
+}
+
+/// The released target whose pods are to be followed until none runs: the
+/// outcome applied `releaseAction`, and `status` (as about to be written)
+/// does not record the stop yet.
+pub fn to_follow(status: &BerthLeaseStatus, outcome: &TargetOutcome) -> Option<(TargetKind, String)> {
+    match outcome {
+        TargetOutcome::Applied { kind, name, applied: AppliedAction::Release, .. }
+            if status
+                .target
+                .as_ref()
+                .is_some_and(|t| t.applied == AppliedAction::Release && t.stopped_at.is_none()) =>
+        {
+            Some((*kind, name.clone()))
+        }
+        _ => None,
+    }
+}
+
+/// Records in `status.target.stoppedAt` that no pod of the released target
+/// runs any more; returns how long after the release that was.
+pub fn record_stopped(status: &mut BerthLeaseStatus, now: DateTime<Utc>) -> Option<chrono::Duration> {
+    let target = status.target.as_mut().filter(|t| t.applied == AppliedAction::Release)?;
+    target.stopped_at = Some(now);
+    Some(now - target.observed_at)
+}
+
+/// The grace period the coordination cluster gives the pods of a released
+/// target: what is left of `spec.stopSeconds` since the release was
+/// written, or `None` (their own grace period) without a budget. There is
+/// no safe deadline here: the lease has ended when its target is released.
+pub fn coordination_grace(spec: &BerthLeaseSpec, status: &BerthLeaseStatus, now: DateTime<Utc>) -> Option<u32> {
+    let budget = u32::try_from(spec.stop_seconds).ok().filter(|s| *s > 0)?;
+    let since = status.target.as_ref().map_or(0, |t| (now - t.observed_at).num_seconds().max(0));
+    Some(budget.saturating_sub(u32::try_from(since).unwrap_or(u32::MAX)))
 }

@@ -240,6 +240,56 @@ fn target_status_moves_only_on_a_write_or_a_new_report() {
 }
 
 #[test]
+fn a_released_target_is_followed_until_its_stop_is_recorded() {
+    let outcome = |applied, written| TargetOutcome::Applied {
+        kind: TargetKind::Deployment,
+        name: "web".into(),
+        applied,
+        setting: Setting::Replicas(0),
+        written,
+    };
+    let mut status = BerthLeaseStatus::default();
+    record_target(&mut status, Some(&outcome(AppliedAction::Release, true)), Some(1), t(0));
+    assert_eq!(
+        to_follow(&status, &outcome(AppliedAction::Release, true)),
+        Some((TargetKind::Deployment, "web".into()))
+    );
+    assert_eq!(record_stopped(&mut status, t(4)), Some(chrono::Duration::seconds(4)));
+    assert_eq!(status.target.as_ref().unwrap().stopped_at, Some(t(4)));
+    // Recorded: an unchanged release follows nothing more, and keeps the record.
+    record_target(&mut status, Some(&outcome(AppliedAction::Release, false)), Some(1), t(9));
+    assert_eq!(to_follow(&status, &outcome(AppliedAction::Release, false)), None);
+    assert_eq!(status.target.as_ref().unwrap().stopped_at, Some(t(4)));
+    // A release written again (drift) is followed again.
+    record_target(&mut status, Some(&outcome(AppliedAction::Release, true)), Some(1), t(10));
+    assert!(to_follow(&status, &outcome(AppliedAction::Release, true)).is_some());
+    // A running target, or a lease that leaves its target alone, is not followed.
+    record_target(&mut status, Some(&outcome(AppliedAction::Acquire, true)), Some(1), t(11));
+    assert_eq!(to_follow(&status, &outcome(AppliedAction::Acquire, true)), None);
+    assert_eq!(record_stopped(&mut status, t(12)), None);
+    let untouched = TargetOutcome::NoAction { applied: AppliedAction::Release };
+    record_target(&mut status, Some(&untouched), Some(1), t(13));
+    assert_eq!(to_follow(&status, &untouched), None);
+}
+
+#[test]
+fn the_coordination_cluster_caps_the_grace_at_what_is_left_of_the_budget() {
+    let mut status = BerthLeaseStatus::default();
+    let released = TargetOutcome::Applied {
+        kind: TargetKind::Job,
+        name: "once".into(),
+        applied: AppliedAction::Release,
+        setting: Setting::Suspend(true),
+        written: true,
+    };
+    record_target(&mut status, Some(&released), Some(1), t(0));
+    let budget = |stop_seconds| BerthLeaseSpec { stop_seconds, ..Default::default() };
+    assert_eq!(coordination_grace(&budget(0), &status, t(1)), None, "no budget: the pods' own grace stands");
+    assert_eq!(coordination_grace(&budget(10), &status, t(3)), Some(7));
+    assert_eq!(coordination_grace(&budget(10), &status, t(30)), Some(0));
+}
+
+#[test]
 fn requeue_wakes_just_after_the_earliest_expiry() {
     let mut status = held_status(t(10));
     status.holders.push(holder("b", 2, t(4)));

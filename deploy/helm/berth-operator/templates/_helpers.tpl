@@ -50,4 +50,9 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 - apiGroups: ["apps"]
   resources: ["deployments/scale", "statefulsets/scale", "replicasets/scale"]
   verbs: ["get", "patch", "update"]
+# A released target's pods: followed until gone, and deleted with a shorter
+# grace period when they would outlive the lease's stop budget.
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["list", "delete"]
 {{- end -}}
