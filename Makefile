@@ -28,11 +28,11 @@ fmt: ## Format the code.
 
 generate: manifests ## Regenerate everything generated from the Rust types.
 
-manifests: ## Write the CRD (config/crd/, and the operator chart's copy) and config/rbac/ from their sources.
+manifests: ## Write the CRD (config/crd/, and the operator chart's copy), config/rbac/ and config/admission/ from their sources.
 	$(CARGO) run -q -p berth-api --bin crdgen > config/crd/berthlease.yaml.tmp
 	mv config/crd/berthlease.yaml.tmp config/crd/berthlease.yaml
 	cp config/crd/berthlease.yaml deploy/helm/berth-operator/files/berthlease.yaml
-	hack/render-rbac.sh
+	hack/render-config.sh
 
 NODES ?= 0
 run: ## Run Berth locally on its own control plane (Ctrl-C stops it); NODES=1 adds a real node that runs the example's Jobs.

@@ -108,14 +108,14 @@ fn charts_reject_values_outside_their_schema() {
 }
 
 #[test]
-fn crd_and_rbac_manifests_match_their_sources() {
+fn crd_rbac_and_admission_manifests_match_their_sources() {
     let fresh = std::env::temp_dir().join(format!("berth-rbac-{}", std::process::id()));
-    let out = Command::new(repo_root().join("hack/render-rbac.sh")).arg(&fresh).output().unwrap();
-    ok(out, "hack/render-rbac.sh");
-    for file in ["apiserver.yaml", "operator.yaml"] {
-        let committed = std::fs::read_to_string(repo_root().join("config/rbac").join(file)).unwrap();
+    let out = Command::new(repo_root().join("hack/render-config.sh")).arg(&fresh).output().unwrap();
+    ok(out, "hack/render-config.sh");
+    for file in ["rbac/apiserver.yaml", "rbac/operator.yaml", "admission/operator.yaml"] {
+        let committed = std::fs::read_to_string(repo_root().join("config").join(file)).unwrap();
         let rendered = std::fs::read_to_string(fresh.join(file)).unwrap();
-        assert!(committed == rendered, "config/rbac/{file} is stale: run `make manifests`");
+        assert!(committed == rendered, "config/{file} is stale: run `make manifests`");
     }
     let _ = std::fs::remove_dir_all(&fresh);
     let crd = std::fs::read_to_string(repo_root().join("config/crd/berthlease.yaml")).unwrap();

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Renders the charts' ServiceAccounts and RBAC into plain manifests under
-# config/rbac/ (or the directory given as $1) (release named after the chart, namespace "berth-system", all namespaces),
-# so the charts stay the one source of the rules.
+# Renders the charts' ServiceAccounts and RBAC into config/rbac/, and the
+# operator chart's admission policy into config/admission/ (under the
+# directory given as $1 instead of config/), as plain manifests (release
+# named after the chart, namespace "berth-system", all namespaces), so that
+# the charts stay the one source of both.
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 helm=$("$repo/hack/build-helm.sh")
@@ -15,10 +17,12 @@ render() {
   } >"$out.tmp"
   mv "$out.tmp" "$out"
 }
-out=${1:-$repo/config/rbac}
-mkdir -p "$out"
+config=${1:-$repo/config}
+out=$config/rbac
+mkdir -p "$out" "$config/admission"
 render berth-apiserver "$out/apiserver.yaml" \
   --show-only templates/serviceaccount.yaml --show-only templates/rbac.yaml
 render berth-operator "$out/operator.yaml" \
   --show-only templates/serviceaccount.yaml --show-only templates/rbac.yaml \
   --show-only templates/leader-election-rbac.yaml
+render berth-operator "$config/admission/operator.yaml" --show-only templates/admission-policy.yaml
