@@ -143,7 +143,7 @@ pub async fn run(config: Config, fault: Fault, prefix: &str) -> Outcome {
     };
     // One more beat of the new process, so that the history covers the handover.
     let lives = read_lives(&file);
-    if let Some(new) = lives.iter().filter(|l| l.start >= cut).min_by_key(|l| l.start) {
+    if let Some(new) = lives.iter().filter(|l| l.start > cut).min_by_key(|l| l.start) {
         let (cluster, pod, start) = (new.cluster.clone(), new.pod.clone(), new.start);
         eventually("the new process beats", Duration::from_secs(30), || async {
             read_lives(&file).iter().any(|l| l.cluster == cluster && l.pod == pod && l.end > start + 20).then_some(())
@@ -152,7 +152,7 @@ pub async fn run(config: Config, fault: Fault, prefix: &str) -> Outcome {
     }
     let (lives, observed) = (read_lives(&file), uptime());
     let old = lives.iter().filter(|l| l.cluster == runner && l.start <= cut && l.end > cut).cloned().collect();
-    let first_new = lives.iter().filter(|l| l.start >= cut).min_by_key(|l| l.start).cloned();
+    let first_new = lives.iter().filter(|l| l.start > cut).min_by_key(|l| l.start).cloned();
     let overlaps = overlaps(&lives);
     let logs = stack.logs();
     let outcome = Outcome { target, fault, runner, cut, observed, old, first_new, overlaps, stopped_at, logs };
@@ -173,10 +173,11 @@ async fn recorded_stop(stack: &Stack, runner: &str) -> Option<String> {
     tokio::time::timeout(Duration::from_secs(30), recorded).await.ok()
 }
 
-/// Waits until a process that `matches` started at or after `cut`.
+/// Waits until a process that `matches` started after `cut` (one that
+/// started in the same hundredth was already running when the cut was read).
 async fn started_after(file: &std::path::Path, cut: u64, matches: impl Fn(&Life) -> bool) -> u64 {
     eventually("a new process starts", Duration::from_secs(240), || async {
-        read_lives(file).iter().find(|l| l.start >= cut && matches(l)).map(|l| l.start)
+        read_lives(file).iter().find(|l| l.start > cut && matches(l)).map(|l| l.start)
     })
     .await
 }

@@ -54,7 +54,8 @@ impl Run {
             .spawn()
             .expect("hack/run.sh starts");
         let run = Self { child, stdout, stderr, state: state.to_path_buf(), ports };
-        run.wait_for_output("Press Ctrl-C", Duration::from_secs(120));
+        // A bound on a hang, not a timing: a node starting on a loaded machine takes minutes.
+        run.wait_for_output("Press Ctrl-C", Duration::from_secs(300));
         run
     }
 
