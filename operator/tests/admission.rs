@@ -10,40 +10,27 @@
 #[allow(dead_code)]
 mod support;
 
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 use std::time::Duration;
 
-use berth_testenv::{TestNamespace, helm, kubectl, repo_root, service_account_kubeconfig};
+use berth_testenv::{TestNamespace, kubectl, service_account_kubeconfig};
 use serde_json::json;
-use support::{Operator, create_cronjob, create_deployment, create_lease, cronjob_target, eventually, replicas};
+use support::{
+    Operator, apply_chart, create_cronjob, create_deployment, create_lease, cronjob_target, eventually, replicas,
+};
 
-/// Renders the operator chart's ServiceAccount, RBAC and admission policy
+/// Applies the operator chart's ServiceAccount, RBAC and admission policy
 /// for `release`, the policy bound to `namespace` only (the control plane is
-/// shared with other tests), and applies them; returns the rendered text.
-fn install(release: &str, namespace: &str) -> String {
+/// shared with other tests).
+fn install(release: &str, namespace: &str) {
     let selector = json!({"matchLabels": {"kubernetes.io/metadata.name": namespace}});
-    let rendered = Command::new(helm())
-        .args(["template", release])
-        .arg(repo_root().join("deploy/helm/berth-operator"))
-        .arg(format!("--namespace={namespace}"))
-        .arg(format!("--set-json=admissionPolicy.namespaceSelector={selector}"))
-        .args(["--show-only=templates/serviceaccount.yaml", "--show-only=templates/rbac.yaml"])
-        .arg("--show-only=templates/admission-policy.yaml")
-        .output()
-        .expect("helm runs");
-    assert!(rendered.status.success(), "helm template: {}", String::from_utf8_lossy(&rendered.stderr));
-    let mut apply = kubectl()
-        .args(["apply", "-f", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("kubectl runs");
-    apply.stdin.take().unwrap().write_all(&rendered.stdout).unwrap();
-    let applied = apply.wait_with_output().unwrap();
-    assert!(applied.status.success(), "kubectl apply: {}", String::from_utf8_lossy(&applied.stderr));
-    String::from_utf8(rendered.stdout).unwrap()
+    let args = [
+        format!("--set-json=admissionPolicy.namespaceSelector={selector}"),
+        "--show-only=templates/serviceaccount.yaml".to_owned(),
+        "--show-only=templates/rbac.yaml".to_owned(),
+        "--show-only=templates/admission-policy.yaml".to_owned(),
+    ];
+    apply_chart("berth-operator", release, namespace, &args);
 }
 
 /// `kubectl ARGS -n <ns>` as the test's admin user: not the operator.

@@ -7,44 +7,25 @@
 #[allow(dead_code)]
 mod support;
 
-use std::io::Write;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use berth_api::BerthLease;
 use berth_api::wire::{AcquireRequest, ReleaseRequest, RenewRequest};
 use berth_client::Client;
 use berth_testenv::apiserver::{ApiServer, Tenant};
-use berth_testenv::{TestNamespace, helm, kubectl, repo_root, service_account_kubeconfig};
+use berth_testenv::{TestNamespace, service_account_kubeconfig};
 use kube::api::DeleteParams;
-use support::{Operator, create_cronjob, create_lease, cronjob_target, eventually, suspended};
+use support::{Operator, apply_chart, create_cronjob, create_lease, cronjob_target, eventually, suspended};
 
 /// Renders `chart`'s ServiceAccount and RBAC for release `release` in `namespace`
 /// and applies them with the admin identity.
 fn apply_chart_rbac(chart: &str, release: &str, namespace: &str) {
-    let mut args = vec![
-        "template".to_owned(),
-        release.to_owned(),
-        repo_root().join("deploy/helm").join(chart).to_str().unwrap().to_owned(),
-        format!("--namespace={namespace}"),
-        "--show-only=templates/serviceaccount.yaml".to_owned(),
-        "--show-only=templates/rbac.yaml".to_owned(),
-    ];
+    let mut args =
+        vec!["--show-only=templates/serviceaccount.yaml".to_owned(), "--show-only=templates/rbac.yaml".to_owned()];
     if chart == "berth-operator" {
         args.push("--show-only=templates/leader-election-rbac.yaml".to_owned());
     }
-    let rendered = Command::new(helm()).args(&args).output().expect("helm runs");
-    assert!(rendered.status.success(), "helm template: {}", String::from_utf8_lossy(&rendered.stderr));
-    let mut apply = kubectl()
-        .args(["apply", "-f", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("kubectl runs");
-    apply.stdin.take().unwrap().write_all(&rendered.stdout).unwrap();
-    let applied = apply.wait_with_output().unwrap();
-    assert!(applied.status.success(), "kubectl apply: {}", String::from_utf8_lossy(&applied.stderr));
+    apply_chart(chart, release, namespace, &args);
 }
 
 #[tokio::test]

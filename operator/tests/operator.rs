@@ -2,6 +2,7 @@
 //! kube-controller-manager, so the tests assert on the fields the operator
 //! sets). Each test runs its own `operator` process scoped to its namespace.
 
+#[allow(dead_code)] // the support module serves every test binary
 mod support;
 
 use std::sync::{Arc, Mutex};

@@ -107,6 +107,17 @@ impl Config {
         }
     }
 
+    /// Stops the planes this configuration names (the coordination plane and
+    /// every member), as `hack/control-plane down` does. Best effort.
+    pub fn stop_planes(&self) {
+        for name in std::iter::once("coordination").chain(self.members.iter().map(String::as_str)) {
+            let _ = std::process::Command::new(berth_testenv::repo_root().join("hack/control-plane"))
+                .arg("down")
+                .env("BERTH_CONTROL_PLANE_DIR", self.clusters_dir.join(name))
+                .status();
+        }
+    }
+
     pub fn ttl(&self) -> Duration {
         Duration::from_secs(self.ttl_seconds)
     }

@@ -59,6 +59,31 @@ impl std::ops::DerefMut for Operator {
     }
 }
 
+/// Renders `chart` (under `deploy/helm`) as release `release` in `namespace`
+/// with `args` (`--show-only=…`, `--set…`) and applies the result with the
+/// admin identity.
+pub fn apply_chart(chart: &str, release: &str, namespace: &str, args: &[String]) {
+    use std::io::Write;
+    let rendered = std::process::Command::new(berth_testenv::helm())
+        .args(["template", release])
+        .arg(berth_testenv::repo_root().join("deploy/helm").join(chart))
+        .arg(format!("--namespace={namespace}"))
+        .args(args)
+        .output()
+        .expect("helm runs");
+    assert!(rendered.status.success(), "helm template: {}", String::from_utf8_lossy(&rendered.stderr));
+    let mut apply = berth_testenv::kubectl()
+        .args(["apply", "-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kubectl runs");
+    apply.stdin.take().unwrap().write_all(&rendered.stdout).unwrap();
+    let applied = apply.wait_with_output().unwrap();
+    assert!(applied.status.success(), "kubectl apply: {}", String::from_utf8_lossy(&applied.stderr));
+}
+
 /// A plain HTTP GET on 127.0.0.1: (status code, body).
 pub async fn http_get(port: u16, path: &str) -> (u16, String) {
     berth_testenv::http_get(port, path).expect("the port answers")

@@ -4,7 +4,6 @@
 #![forbid(unsafe_code)]
 
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -47,17 +46,11 @@ async fn main() -> anyhow::Result<()> {
     } else {
         Config { ttl_seconds: args.ttl_seconds, clusters_dir: clusters_dir.clone(), ..Config::new() }
     };
-    let names: Vec<String> = std::iter::once("coordination".to_owned()).chain(config.members.clone()).collect();
     let seed = args.seed.unwrap_or_else(|| {
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1)
     });
-    let report = tokio::spawn(soak::run(config, args.duration, seed)).await;
-    for name in &names {
-        let _ = Command::new(berth_testenv::repo_root().join("hack/control-plane"))
-            .arg("down")
-            .env("BERTH_CONTROL_PLANE_DIR", clusters_dir.join(name))
-            .status();
-    }
+    let report = tokio::spawn(soak::run(config.clone(), args.duration, seed)).await;
+    config.stop_planes();
     let report = report.context("the soak panicked")?;
     print!("{report}");
     if !report.passed() {

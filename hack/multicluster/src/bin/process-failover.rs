@@ -6,7 +6,6 @@
 #![forbid(unsafe_code)]
 
 use std::path::PathBuf;
-use std::process::Command;
 
 use anyhow::{Context, bail};
 use berth_multicluster::failover::{self, Fault};
@@ -63,12 +62,8 @@ async fn main() -> anyhow::Result<()> {
             ));
         }
     }
-    for name in ["coordination", "proc-east", "proc-west"] {
-        let _ = Command::new(berth_testenv::repo_root().join("hack/control-plane"))
-            .arg("down")
-            .env("BERTH_CONTROL_PLANE_DIR", clusters_dir.join(name))
-            .status();
-    }
+    let planes = Config { clusters_dir, ..Config::on_nodes(Target::Deployment, PathBuf::new()) };
+    planes.stop_planes();
     println!(
         "| target | fault | runs | process overlaps | cut → last old process ended (median / max) | cut → first new process started (median / max) |"
     );
