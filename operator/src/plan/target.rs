@@ -239,16 +239,19 @@ pub fn record_target(
 }
 
 /// The released target whose pods are to be followed until none runs: the
-/// outcome applied `releaseAction`, and `status` (as about to be written)
-/// does not record the stop yet.
+/// outcome applied a `releaseAction` that stops the workload (`suspend:
+/// true`, `replicas: 0`), and `status` (as about to be written) does not
+/// record the stop yet. A release that only scales down leaves pods that
+/// are meant to run: they are neither followed nor hastened.
 pub fn to_follow(status: &BerthLeaseStatus, outcome: &TargetOutcome) -> Option<(TargetKind, String)> {
     match outcome {
-        TargetOutcome::Applied { kind, name, applied: AppliedAction::Release, .. }
-            if status
-                .target
-                .as_ref()
-                .is_some_and(|t| t.applied == AppliedAction::Release && t.stopped_at.is_none()) =>
-        {
+        TargetOutcome::Applied {
+            kind,
+            name,
+            applied: AppliedAction::Release,
+            setting: Setting::Suspend(true) | Setting::Replicas(0),
+            ..
+        } if status.target.as_ref().is_some_and(|t| t.applied == AppliedAction::Release && t.stopped_at.is_none()) => {
             Some((*kind, name.clone()))
         }
         _ => None,

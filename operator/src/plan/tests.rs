@@ -270,6 +270,16 @@ fn a_released_target_is_followed_until_its_stop_is_recorded() {
     let untouched = TargetOutcome::NoAction { applied: AppliedAction::Release };
     record_target(&mut status, Some(&untouched), Some(1), t(13));
     assert_eq!(to_follow(&status, &untouched), None);
+    // A release that scales down to 1 keeps a pod meant to run: nothing to follow.
+    let scaled_down = TargetOutcome::Applied {
+        kind: TargetKind::Deployment,
+        name: "web".into(),
+        applied: AppliedAction::Release,
+        setting: Setting::Replicas(1),
+        written: true,
+    };
+    record_target(&mut status, Some(&scaled_down), Some(1), t(14));
+    assert_eq!(to_follow(&status, &scaled_down), None);
 }
 
 #[test]
