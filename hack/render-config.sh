@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Renders the charts' ServiceAccounts and RBAC into config/rbac/, and the
-# operator chart's admission policy into config/admission/ (under the
+# operator chart's admission policies into config/admission/ (under the
 # directory given as $1 instead of config/), as plain manifests (release
 # named after the chart, namespace "berth-system", all namespaces), so that
 # the charts stay the one source of both.
@@ -25,4 +25,5 @@ render berth-apiserver "$out/apiserver.yaml" \
 render berth-operator "$out/operator.yaml" \
   --show-only templates/serviceaccount.yaml --show-only templates/rbac.yaml \
   --show-only templates/leader-election-rbac.yaml
-render berth-operator "$config/admission/operator.yaml" --show-only templates/admission-policy.yaml
+render berth-operator "$config/admission/operator.yaml" --show-only templates/admission-policy.yaml \
+  --show-only templates/pod-gate-policy.yaml

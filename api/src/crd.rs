@@ -138,6 +138,15 @@ pub fn default_heartbeat_interval_seconds() -> i32 {
 /// Other tenants never see or touch such a lease.
 pub const TENANT_LABEL: &str = "berth.skaphos.io/tenant";
 
+/// On a pod (through its workload's template): the lease, in the pod's
+/// namespace, that the pod may run only under. The operator chart's
+/// MutatingAdmissionPolicy gives such a pod [`SCHEDULING_GATE`] at creation.
+pub const LEASE_LABEL: &str = "berth.skaphos.io/lease";
+
+/// The scheduling gate a pod with [`LEASE_LABEL`] waits behind until the
+/// operator removes it, which it does only while the lease is held.
+pub const SCHEDULING_GATE: &str = "berth.skaphos.io/lease";
+
 impl BerthLeaseSpec {
     /// The spec a creating acquire writes for `ttl_seconds`: the heartbeat is
     /// a third of it (as the defaults, 10 of 30), within 1 s and the default,

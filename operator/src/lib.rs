@@ -19,6 +19,7 @@ pub mod leader;
 pub mod member;
 pub mod metrics;
 pub mod plan;
+pub mod pod_gate;
 pub mod pods;
 pub mod target;
 
@@ -129,11 +130,22 @@ pub async fn run(
             recorder: Arc::new(Recorder::new(client, reporter)),
             metrics: metrics.clone(),
             grants: GrantJournal::default(),
+            standings: pod_gate::Standings::default(),
         });
-        let controllers = async {
+        let leases = async {
             match settings.member.clone() {
-                Some(member) => member::run(ctx, member, &settings.namespaces, health.clone(), stopping.clone()).await,
-                None => controller::run(ctx, &settings.namespaces, health.clone(), &stopped).await,
+                Some(member) => {
+                    member::run(ctx.clone(), member, &settings.namespaces, health.clone(), stopping.clone()).await;
+                }
+                None => controller::run(ctx.clone(), &settings.namespaces, health.clone(), &stopped).await,
+            }
+        };
+        // The lease controllers decide each lease's standing; the pod gate carries it out.
+        let pods = pod_gate::run(ctx.client.clone(), &settings.namespaces, &ctx.standings, stopping.clone());
+        let controllers = async {
+            tokio::select! {
+                () = leases => {}
+                () = pods => {}
             }
         };
         match &elector {

@@ -3,10 +3,13 @@
 //! their pods are gone, and the operator hastens those that would outlive the
 //! lease's stop budget.
 
+use std::time::Duration;
+
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, ListParams, Preconditions};
 use kube::{Client, ResourceExt};
+use tokio::time::Instant;
 
 use crate::plan::TargetKind;
 use crate::target::Failure;
@@ -51,22 +54,34 @@ pub async fn follow(
     }
     if let Some(grace) = grace {
         for pod in running.iter().filter(|pod| outlives(pod, grace)) {
-            let params = DeleteParams {
-                grace_period_seconds: Some(grace),
-                preconditions: Some(Preconditions { uid: pod.uid(), resource_version: None }),
-                ..DeleteParams::default()
-            };
-            match pods.delete(&pod.name_any(), &params).await {
-                Ok(_) => {
-                    tracing::info!(pod = %pod.name_any(), namespace, grace, "pod deleted to stop within the budget")
-                }
-                // Gone already, or replaced by a pod of the same name.
-                Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => {}
-                Err(error) => return Err(error.into()),
-            }
+            delete(&pods, pod, Some(grace)).await?;
+            tracing::info!(pod = %pod.name_any(), namespace, grace, "pod deleted to stop within the budget");
         }
     }
     Ok(Progress::Stopping { pods: running.len() })
+}
+
+/// Deletes `pod` under a precondition on its UID, with a grace period of
+/// `grace` seconds (`None`: its own). A pod already gone, or replaced by one
+/// of the same name, is not an error.
+pub(crate) async fn delete(pods: &Api<Pod>, pod: &Pod, grace: Option<u32>) -> Result<(), kube::Error> {
+    let params = DeleteParams {
+        grace_period_seconds: grace,
+        preconditions: Some(Preconditions { uid: pod.uid(), resource_version: None }),
+        ..DeleteParams::default()
+    };
+    match pods.delete(&pod.name_any(), &params).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => Ok(()),
+        Err(error) => Err(error),
+    }
+}
+
+/// The grace period, in whole seconds, of a pod still running at `now` that
+/// must stop by `stop_by`: what is left, rounded down, or 0.
+pub fn stop_grace(stop_by: Option<Instant>, now: Instant) -> u32 {
+    let left = stop_by.map_or(Duration::ZERO, |by| by.saturating_duration_since(now));
+    u32::try_from(left.as_secs()).unwrap_or(u32::MAX)
 }
 
 /// The label selector of the target's pods; `None` when it has none (a
@@ -117,13 +132,13 @@ where
 }
 
 /// Whether the pod may still run a process: not `Succeeded` nor `Failed`.
-fn unfinished(pod: &Pod) -> bool {
+pub(crate) fn unfinished(pod: &Pod) -> bool {
     !matches!(pod.status.as_ref().and_then(|s| s.phase.as_deref()), Some("Succeeded" | "Failed"))
 }
 
 /// Whether the pod would run on for longer than `grace` seconds: not being
 /// deleted yet, or deleted with a longer grace period.
-fn outlives(pod: &Pod, grace: u32) -> bool {
+pub(crate) fn outlives(pod: &Pod, grace: u32) -> bool {
     match (&pod.metadata.deletion_timestamp, pod.metadata.deletion_grace_period_seconds) {
         (Some(_), Some(current)) => current > i64::from(grace),
         _ => true,
@@ -160,5 +175,14 @@ mod tests {
         assert!(outlives(&pod("Running", Some(30)), 5), "its own 30 s would pass the budget");
         assert!(!outlives(&pod("Running", Some(5)), 5));
         assert!(!outlives(&pod("Running", Some(0)), 3));
+    }
+
+    #[test]
+    fn the_grace_left_is_rounded_down_so_it_ends_before_the_deadline() {
+        let now = Instant::now();
+        assert_eq!(stop_grace(Some(now + Duration::from_millis(9_900)), now), 9);
+        assert_eq!(stop_grace(Some(now + Duration::from_millis(400)), now), 0);
+        assert_eq!(stop_grace(Some(now), now + Duration::from_secs(1)), 0);
+        assert_eq!(stop_grace(None, now), 0, "no deadline known: at once");
     }
 }

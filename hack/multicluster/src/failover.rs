@@ -87,7 +87,7 @@ pub async fn run(config: Config, fault: Fault, prefix: &str) -> Outcome {
     let target = config.target;
     let replicas = match target {
         Target::CronJob => 1,
-        Target::Deployment => config.replicas as usize,
+        Target::Deployment | Target::GatedPods => config.replicas as usize,
     };
     let mut stack = Stack::start(config, prefix).await;
 
@@ -106,7 +106,7 @@ pub async fn run(config: Config, fault: Fault, prefix: &str) -> Outcome {
             let mode = if fault == Fault::Blackhole { Mode::Blackhole } else { Mode::Reset };
             stack.member(&runner).set_link(mode);
             started_after(&file, cut, |l| l.cluster != runner).await;
-            let stopped_at = recorded_stop(&stack, &runner).await;
+            let stopped_at = if target.records_stop() { recorded_stop(&stack, &runner).await } else { None };
             stack.member(&runner).set_link(Mode::Pass);
             stopped_at
         }
@@ -127,7 +127,7 @@ pub async fn run(config: Config, fault: Fault, prefix: &str) -> Outcome {
             })
             .await;
             // Before the Berth apiserver answers again: the runner may hold anew.
-            let stopped_at = recorded_stop(&stack, &runner).await;
+            let stopped_at = if target.records_stop() { recorded_stop(&stack, &runner).await } else { None };
             stack.pause_apiserver(false);
             started_after(&file, cut, |_| true).await;
             stopped_at

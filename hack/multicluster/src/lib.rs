@@ -14,6 +14,7 @@
 
 pub mod failover;
 pub mod overlap;
+pub mod pod_gate;
 pub mod processes;
 pub mod soak;
 pub mod stack;

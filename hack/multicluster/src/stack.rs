@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use berth_api::BerthLease;
+use berth_api::crd::LEASE_LABEL;
 use berth_testenv::apiserver::{ApiServer, Tenant};
 use berth_testenv::clusters::Cluster;
 use berth_testenv::operator::{self, Operator};
@@ -38,6 +39,18 @@ pub enum Target {
     CronJob,
     /// Scaled to one replica while held, to zero otherwise.
     Deployment,
+    /// No target: a Deployment of [`Config::replicas`] in every member, never
+    /// scaled by Berth, whose pods carry the lease label. The chart's pod
+    /// gate holds them at the scheduling gate unless their cluster holds the
+    /// lease ([`crate::pod_gate`]).
+    GatedPods,
+}
+
+impl Target {
+    /// Whether the lease has a target whose stop it records (`stoppedAt`).
+    pub fn records_stop(self) -> bool {
+        self != Self::GatedPods
+    }
 }
 
 /// The set-up's knobs.
@@ -144,6 +157,8 @@ pub struct Member {
     operator_args: Vec<String>,
     /// `true` while the member's target runs.
     pub target: Recorder<bool>,
+    /// With [`Target::GatedPods`]: the pod gate of this member's namespace.
+    _pod_gate: Option<crate::pod_gate::PodGatePolicy>,
 }
 
 impl Member {
@@ -261,10 +276,24 @@ impl Stack {
             if config.leader_election {
                 operator_args.extend(leader_args(&namespace));
             }
+            // Before the workload: its first pods are gated too.
+            let pod_gate = match config.target {
+                Target::GatedPods => Some(crate::pod_gate::PodGatePolicy::install(&cluster, &client, &namespace).await),
+                _ => None,
+            };
             apply_target(&client, &namespace, &config, id).await;
             apply_lease(&client, &namespace, &config).await;
             let target = watch_target(&client, &namespace, config.target);
-            let mut member = Member { id: id.clone(), cluster, client, proxy, operator: None, operator_args, target };
+            let mut member = Member {
+                id: id.clone(),
+                cluster,
+                client,
+                proxy,
+                operator: None,
+                operator_args,
+                target,
+                _pod_gate: pod_gate,
+            };
             member.start_operator(&namespace);
             members.push(member);
         }
@@ -338,10 +367,7 @@ impl Stack {
     /// Deletes the target in every member (its pods go with it), so that no
     /// workload runs on after a test on nodes. Best effort.
     pub async fn delete_workloads(&self) {
-        let resource = match self.config.target {
-            Target::CronJob => ApiResource::erase::<CronJob>(&()),
-            Target::Deployment => ApiResource::erase::<Deployment>(&()),
-        };
+        let resource = resource_of(self.config.target);
         for member in &self.members {
             let api: Api<DynamicObject> = Api::namespaced_with(member.client.clone(), &self.namespace, &resource);
             let _ = api.delete(LEASE, &kube::api::DeleteParams::background()).await;
@@ -438,8 +464,9 @@ pub fn lease_manifest(namespace: &str, config: &Config) -> Value {
             json!({"replicas": config.replicas}),
             json!({"replicas": 0}),
         ),
+        Target::GatedPods => (Value::Null, Value::Null, Value::Null),
     };
-    json!({
+    let mut lease = json!({
         "apiVersion": "berth.skaphos.io/v1alpha1",
         "kind": "BerthLease",
         "metadata": {"name": LEASE, "namespace": namespace},
@@ -453,7 +480,11 @@ pub fn lease_manifest(namespace: &str, config: &Config) -> Value {
             "acquireAction": acquire,
             "releaseAction": release,
         }
-    })
+    });
+    if let Some(spec) = lease["spec"].as_object_mut() {
+        spec.retain(|_, value| !value.is_null());
+    }
+    lease
 }
 
 fn target_manifest(namespace: &str, config: &Config, member: &str) -> Value {
@@ -493,15 +524,28 @@ fn target_manifest(namespace: &str, config: &Config, member: &str) -> Value {
                 "jobTemplate": {"spec": {"template": pod}},
             }
         }),
-        Target::Deployment => {
+        Target::Deployment | Target::GatedPods => {
             let mut template = pod;
             template["spec"]["restartPolicy"] = json!("Always");
+            let replicas = if config.target == Target::GatedPods {
+                template["metadata"]["labels"][LEASE_LABEL] = json!(LEASE);
+                config.replicas
+            } else {
+                0
+            };
             json!({
                 "apiVersion": "apps/v1", "kind": "Deployment",
                 "metadata": {"name": LEASE, "namespace": namespace},
-                "spec": {"replicas": 0, "selector": {"matchLabels": {"app": LEASE}}, "template": template}
+                "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": LEASE}}, "template": template}
             })
         }
+    }
+}
+
+fn resource_of(target: Target) -> ApiResource {
+    match target {
+        Target::CronJob => ApiResource::erase::<CronJob>(&()),
+        Target::Deployment | Target::GatedPods => ApiResource::erase::<Deployment>(&()),
     }
 }
 
@@ -514,11 +558,7 @@ async fn apply(client: &Client, namespace: &str, resource: &ApiResource, manifes
 }
 
 async fn apply_target(client: &Client, namespace: &str, config: &Config, member: &str) {
-    let resource = match config.target {
-        Target::CronJob => ApiResource::erase::<CronJob>(&()),
-        Target::Deployment => ApiResource::erase::<Deployment>(&()),
-    };
-    apply(client, namespace, &resource, &target_manifest(namespace, config, member)).await;
+    apply(client, namespace, &resource_of(config.target), &target_manifest(namespace, config, member)).await;
 }
 
 async fn apply_global_lease(client: &Client, namespace: &str, config: &Config) {
@@ -548,6 +588,10 @@ pub fn watch_target(client: &Client, namespace: &str, target: Target) -> Recorde
         }),
         Target::Deployment => Recorder::start(Api::<Deployment>::namespaced(client.clone(), namespace), LEASE, |d| {
             d.and_then(|d| d.spec.as_ref()).and_then(|s| s.replicas).is_some_and(|r| r > 0)
+        }),
+        // Its replicas never change: what runs is what is ready.
+        Target::GatedPods => Recorder::start(Api::<Deployment>::namespaced(client.clone(), namespace), LEASE, |d| {
+            d.and_then(|d| d.status.as_ref()).and_then(|s| s.ready_replicas).is_some_and(|r| r > 0)
         }),
     }
 }

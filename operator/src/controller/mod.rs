@@ -22,6 +22,7 @@ use kube::{Client, ResourceExt};
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::plan::{self, FINALIZER, FinalizerStep, Transition, WriteOrder};
+use crate::pod_gate::Standing;
 
 use act::release_on_delete;
 pub(crate) use act::{act_on_target, follow_stop};
@@ -48,6 +49,8 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// Grants the lease watch showed that no status write has recorded yet.
     pub grants: GrantJournal,
+    /// Whether each lease's gated pods may run, for [`crate::pod_gate`].
+    pub standings: crate::pod_gate::Standings,
 }
 
 /// Brings one BerthLease and its target in line with its spec and status.
@@ -110,9 +113,13 @@ async fn reconcile_lease(mut lease: BerthLease, ctx: &Context) -> Result<Action>
         FinalizerStep::Cleanup => {
             release_on_delete(&lease, &namespace, ctx).await?;
             set_finalizer(&api, &lease, false).await?;
+            ctx.standings.forget(&namespace, &lease.name_any());
             return Ok(Action::await_change());
         }
-        FinalizerStep::Gone => return Ok(Action::await_change()),
+        FinalizerStep::Gone => {
+            ctx.standings.forget(&namespace, &lease.name_any());
+            return Ok(Action::await_change());
+        }
         FinalizerStep::Add => lease = set_finalizer(&api, &lease, true).await?,
         FinalizerStep::Remove => lease = set_finalizer(&api, &lease, false).await?,
         FinalizerStep::Keep => {}
@@ -144,7 +151,10 @@ async fn reconcile_lease(mut lease: BerthLease, ctx: &Context) -> Result<Action>
         stored = next.clone();
     }
 
-    // 4. The target: acquireAction while a holder is live, releaseAction otherwise.
+    // 4. The gated pods, and the target: acquireAction while a holder is
+    // live, releaseAction otherwise.
+    let standing = Standing::of_coordination(&lease.spec, &next, Utc::now(), tokio::time::Instant::now());
+    ctx.standings.set(&namespace, &lease.name_any(), standing);
     let mut target_notes = Vec::new();
     let mut ready_notes = Vec::new();
     let mut stopping = false;

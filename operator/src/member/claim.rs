@@ -26,6 +26,7 @@ use crate::controller::{Context, act_on_target, follow_stop, publish, set_finali
 use crate::member::state::{self, Decision, Knowledge};
 use crate::member::status::{Facts, Mirror, member_status};
 use crate::plan::{self, FINALIZER, TargetOutcome, Transition};
+use crate::pod_gate::Standing;
 
 /// How long a standby's waiting acquire asks the server to hold it.
 const STANDBY_WAIT: Duration = Duration::from_secs(60);
@@ -275,6 +276,9 @@ async fn gate(
         let now = Instant::now();
         let known = learned.borrow_and_update().clone();
         let decision = state::decide(&known.knowledge, grace, stop, now);
+        if let Some(standing) = Standing::of_member(&decision, now) {
+            ctx.standings.set(&lease.namespace().unwrap_or_default(), &lease.name_any(), standing);
+        }
         let mut notes = transition_notes(&shared, previous, &decision, &known, stop, &mut renew_failed_at, now);
         if decision.state != LeaseState::Unknown {
             if decision.state == LeaseState::Fenced && previous != Some(LeaseState::Fenced) {
@@ -292,7 +296,7 @@ async fn gate(
         let mut next = next_status(&shared, &lease, &decision, &known, outcome.as_ref());
         // A fenced target is stopped once its pods are gone; those that
         // would run past the deadline get a grace period that ends before it.
-        let grace = state::stop_grace(decision.stop_by, Instant::now());
+        let grace = crate::pods::stop_grace(decision.stop_by, Instant::now());
         let pods_stopping = match &outcome {
             Some(outcome) => follow_stop(&lease, &mut next, outcome, Some(grace), &ctx, &mut notes).await,
             None => false,
@@ -496,6 +500,9 @@ async fn clean_up(
     remove_finalizer: bool,
 ) {
     let ctx = &shared.ctx;
+    let (namespace, name) = (lease.namespace().unwrap_or_default(), lease.name_any());
+    // The pods the gate let through stop at once, before the global lease is released.
+    ctx.standings.set(&namespace, &name, Standing::Stops { by: Some(Instant::now()) });
     let release =
         Decision { state: LeaseState::Standby, action: Some(AppliedAction::Release), wake_at: None, stop_by: None };
     loop {
@@ -514,8 +521,8 @@ async fn clean_up(
     if tokio::time::timeout(RELEASE_BOUND, done).await.is_err() {
         tracing::warn!(lease = %key(lease), "the REST release did not finish; the global lease expires at its TTL");
     }
-    let (namespace, name) = (lease.namespace().unwrap_or_default(), lease.name_any());
     ctx.metrics.member_forget(&namespace, &name);
+    ctx.standings.forget(&namespace, &name);
     if remove_finalizer {
         let api: Api<BerthLease> = Api::namespaced(ctx.client.clone(), &namespace);
         loop {

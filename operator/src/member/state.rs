@@ -87,13 +87,6 @@ fn release(state: LeaseState, stop_by: Option<Instant>) -> Decision {
     Decision { state, action: Some(AppliedAction::Release), wake_at: stop_by, stop_by }
 }
 
-/// The grace period, in whole seconds, of a pod still running at `now` that
-/// must stop by `stop_by`: what is left, rounded down, or 0.
-pub fn stop_grace(stop_by: Option<Instant>, now: Instant) -> u32 {
-    let left = stop_by.map_or(Duration::ZERO, |by| by.saturating_duration_since(now));
-    u32::try_from(left.as_secs()).unwrap_or(u32::MAX)
-}
-
 /// Whether `state` means this cluster runs its workload.
 pub fn runs(state: LeaseState) -> bool {
     matches!(state, LeaseState::Held | LeaseState::AtRisk)
@@ -214,14 +207,5 @@ mod tests {
         let now = Instant::now();
         let decision = decide(&granted(now + S(3), false), GRACE, S(10), now);
         assert_eq!((decision.state, decision.stop_by), (LeaseState::Fenced, Some(now + S(3))));
-    }
-
-    #[test]
-    fn the_grace_left_is_rounded_down_so_it_ends_before_the_deadline() {
-        let now = Instant::now();
-        assert_eq!(stop_grace(Some(now + Duration::from_millis(9_900)), now), 9);
-        assert_eq!(stop_grace(Some(now + Duration::from_millis(400)), now), 0);
-        assert_eq!(stop_grace(Some(now), now + S(1)), 0);
-        assert_eq!(stop_grace(None, now), 0, "no deadline known: at once");
     }
 }

@@ -51,8 +51,10 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
   resources: ["deployments/scale", "statefulsets/scale", "replicasets/scale"]
   verbs: ["get", "patch", "update"]
 # A released target's pods: followed until gone, and deleted with a shorter
-# grace period when they would outlive the lease's stop budget.
+# grace period when they would outlive the lease's stop budget. Pods with the
+# lease label: watched, their scheduling gate removed (patch) while the lease
+# is held, and deleted when it is not.
 - apiGroups: [""]
   resources: ["pods"]
-  verbs: ["list", "delete"]
+  verbs: ["list", "watch", "patch", "delete"]
 {{- end -}}

@@ -30,7 +30,7 @@ async fn main() -> anyhow::Result<()> {
     let clusters_dir = std::env::current_dir().context("the working directory")?.join(&args.clusters_dir);
     let mut rows = Vec::new();
     let mut overlapped = 0;
-    for target in [Target::Deployment, Target::CronJob] {
+    for target in [Target::Deployment, Target::CronJob, Target::GatedPods] {
         for fault in Fault::ALL {
             let (mut to_old_end, mut to_new_start) = (Vec::new(), Vec::new());
             let mut overlaps = 0;
