@@ -1,4 +1,4 @@
-//! The `BerthLease` custom resource (`berth.skaphos.io/v1alpha1`), DESIGN.md §2.
+//! The `BerthLease` custom resource (`berth.skaphos.io/v1alpha1`); docs/design.md, "The BerthLease resource".
 
 use chrono::{DateTime, Utc};
 use kube::{CustomResource, KubeSchema};
@@ -264,7 +264,7 @@ pub struct BerthLeaseStatus {
 
 /// What a lease is doing. `available`, `held`, `released` and `expired` are
 /// the states of a lease in the coordination cluster. In member mode
-/// (DESIGN.md §6), a local lease is this cluster's claim on the global one,
+/// (docs/design.md), a local lease is this cluster's claim on the global one,
 /// and its state is one of `unknown`, `standby`, `held`, `at-risk` and
 /// `fenced`.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]

@@ -1,5 +1,5 @@
 //! Berth's shared model: the `BerthLease` custom resource, the REST wire types
-//! of API.md, and the pure lease rules that the apiserver and the operator both
+//! of docs/api.md, and the pure lease rules that the apiserver and the operator both
 //! apply. This crate does no I/O: no tokio, no HTTP, no Kubernetes client.
 #![forbid(unsafe_code)]
 

@@ -1,4 +1,4 @@
-//! The lease rules of DESIGN.md §3, as one pure function.
+//! The lease rules (docs/design.md, "Lease rules"), as one pure function.
 //!
 //! [`decide`] takes the spec and status of a lease, a request and the writer's
 //! clock, and returns what to answer and, when something changes, the status to
@@ -81,7 +81,7 @@ pub struct Decision {
 ///
 /// # Caveats
 /// Request fields are assumed valid (non-empty holder, positive TTL); the
-/// callers check them first, as API.md orders.
+/// callers check them first, in the order of docs/api.md, "Checks, in order".
 pub fn decide(spec: &BerthLeaseSpec, status: &BerthLeaseStatus, request: &Request, now: DateTime<Utc>) -> Decision {
     let pruned = Pruned::new(status, now);
     match *request {

@@ -4,7 +4,7 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serializer;
 
-/// Formats `t` as API.md prescribes, e.g. `2026-11-24T06:15:30.191483000Z`.
+/// Formats `t` as docs/api.md prescribes, e.g. `2026-11-24T06:15:30.191483000Z`.
 pub fn format(t: &DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Nanos, true)
 }

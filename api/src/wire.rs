@@ -1,4 +1,4 @@
-//! REST wire types of API.md, and the field checks every side agrees on.
+//! REST wire types of docs/api.md, and the field checks every side agrees on.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -14,7 +14,7 @@ pub const MAX_BODY_BYTES: usize = 4096;
 pub const MAX_WAIT_SECONDS: i32 = 300;
 
 /// `POST …/acquire`. Missing fields decode as empty so that the field checks,
-/// not the decoder, name what is wrong (API.md "Checks, in this order").
+/// not the decoder, name what is wrong (docs/api.md, "Checks, in order").
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AcquireRequest {
@@ -119,7 +119,7 @@ pub struct LeaseView {
     /// When the status last changed, else when the object was created.
     #[serde(default, skip_serializing_if = "Option::is_none", serialize_with = "crate::time::serialize_opt")]
     pub updated_at: Option<DateTime<Utc>>,
-    /// What the operator last did to the target (an addition to API.md's view, for the console).
+    /// What the operator last did to the target (an addition to the core view, for the console).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target_status: Option<TargetStatus>,
     /// The status conditions (`Held`, `TargetReady`…); left out when there are none.
@@ -168,7 +168,7 @@ pub struct LeaseList {
     pub items: Vec<LeaseView>,
 }
 
-/// A request field that fails API.md's checks; `Display` is the exact message.
+/// A request field that fails the field checks of docs/api.md; `Display` is the exact message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum FieldError {
     #[error("holder is required")]
@@ -238,7 +238,7 @@ impl ReleaseRequest {
     }
 }
 
-/// A path name that fails API.md's name checks; `Display` names the field.
+/// A path name that fails the name checks of docs/api.md; `Display` names the field.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum NameError {
     #[error("namespace must be a valid RFC 1123 label (lowercase alphanumerics and '-', at most 63 characters)")]

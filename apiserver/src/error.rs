@@ -5,7 +5,7 @@ use axum::response::{IntoResponse, Response};
 use berth_api::wire::{ErrorBody, FieldError, NameError};
 
 /// Everything a request can fail with. `Display` is the exact message of
-/// API.md, except for [`ApiError::Internal`], whose detail goes only to the log.
+/// docs/api.md, except for [`ApiError::Internal`], whose detail goes only to the log.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("missing or malformed Authorization header")]
@@ -53,14 +53,14 @@ pub enum ApiError {
     #[error("too many concurrent writes to this lease, retry")]
     Contended,
     /// The queue for a write slot to kube-apiserver was full (an extension
-    /// of API.md): nothing was written; retry after this many seconds.
+    /// of docs/api.md): nothing was written; retry after this many seconds.
     #[error("overloaded, retry later")]
     Overloaded { retry_after_seconds: u32 },
     /// A read before the lease cache has first synced: the cache cannot yet
-    /// tell a missing lease from one not listed yet (an extension of API.md).
+    /// tell a missing lease from one not listed yet (an extension of docs/api.md).
     #[error("the lease cache is still syncing, retry later")]
     Syncing,
-    /// kube-apiserver is unreachable or failing: nothing was written (an extension of API.md).
+    /// kube-apiserver is unreachable or failing: nothing was written (an extension of docs/api.md).
     #[error("kube-apiserver is unavailable, retry later")]
     Unavailable(#[source] crate::leases::Error),
     #[error("internal error")]

@@ -1,4 +1,4 @@
-//! Berth's apiserver: the HTTPS lease API of API.md over BerthLease status.
+//! Berth's apiserver: the HTTPS lease API of docs/api.md over BerthLease status.
 //!
 //! It is stateless. Reads come from an informer cache ([`cache`]); every
 //! acquire, renew and release is one conditional status write decided by

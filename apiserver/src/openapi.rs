@@ -1,5 +1,5 @@
 //! The OpenAPI 3 document served at `GET /openapi.json`, written by hand from
-//! API.md. A test checks that every route of the router appears in it.
+//! docs/api.md. A test checks that every route of the router appears in it.
 
 use serde_json::{Value, json};
 

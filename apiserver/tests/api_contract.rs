@@ -1,4 +1,4 @@
-//! The wire contract of API.md through the router, on a real control plane:
+//! The wire contract of docs/api.md through the router, on a real control plane:
 //! every check with its status and message, in order; auth; tenancy; routes;
 //! request ids; and a table of malformed requests that must change nothing.
 

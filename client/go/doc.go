@@ -1,4 +1,4 @@
-// Package client is the Go client of Berth's REST API (API.md, v1alpha1).
+// Package client is the Go client of Berth's REST API (docs/api.md, v1alpha1).
 //
 // The core calls, [Client.Ping], [Client.Acquire], [Client.Renew] and
 // [Client.Release], keep the shape of the pkg/client package of Berth's

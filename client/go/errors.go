@@ -11,7 +11,7 @@ import (
 	"time"
 )
 
-// Sentinels for the status codes of API.md. An [*APIError] matches the one
+// Sentinels for the status codes of docs/api.md. An [*APIError] matches the one
 // of its status code under [errors.Is].
 var (
 	// ErrBadRequest: 400, a field or name failed the apiserver's checks.

@@ -78,7 +78,7 @@ func seconds(d time.Duration) int32 {
 //
 // A refusal is not an error: the result has Acquired false and names the
 // current holder. Errors are [*APIError] values for the failed checks of
-// API.md (400, 401, 403), or transport errors.
+// docs/api.md (400, 401, 403), or transport errors.
 func (c *Client) Acquire(ctx context.Context, namespace, name, holder string, ttl time.Duration) (AcquireResult, error) {
 	return c.AcquireWith(ctx, namespace, name, AcquireRequest{Holder: holder, TTL: ttl})
 }

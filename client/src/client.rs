@@ -1,4 +1,4 @@
-//! [`Client`] and its builder: typed calls for every route of API.md.
+//! [`Client`] and its builder: typed calls for every route of docs/api.md.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -468,7 +468,7 @@ fn check_namespace(namespace: &str) -> Result<(), Error> {
 }
 
 /// `v1alpha1/namespaces/{ns}/leases/{name}[/{verb}]`, after checking that both
-/// names are what API.md allows (so nothing else can end up in the path).
+/// names are what docs/api.md allows (so nothing else can end up in the path).
 fn lease_path(namespace: &str, name: &str, verb: &str) -> Result<String, Error> {
     berth_api::wire::check_names(namespace, name).map_err(|e| Error::InvalidRequest(e.to_string()))?;
     let path = format!("v1alpha1/namespaces/{namespace}/leases/{name}");

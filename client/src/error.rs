@@ -76,7 +76,7 @@ impl Error {
     }
 
     /// Maps a non-success status, its body and its `Retry-After` header to a
-    /// variant. The body is `{"error": "..."}` per API.md; anything else is
+    /// variant. The body is `{"error": "..."}` per docs/api.md; anything else is
     /// shown as text.
     pub(crate) fn from_status(status: u16, body: &[u8], request_id: Option<String>, retry_after: Option<&str>) -> Self {
         let message = match serde_json::from_slice::<berth_api::wire::ErrorBody>(body) {

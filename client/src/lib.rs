@@ -1,4 +1,4 @@
-//! Rust client for Berth's lease REST API (`API.md`): typed calls for every
+//! Rust client for Berth's lease REST API (`docs/api.md`): typed calls for every
 //! route, and a [`LeaseKeeper`] that holds a lease in the background and says
 //! the moment it may no longer be held.
 //!

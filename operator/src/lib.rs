@@ -4,9 +4,9 @@
 //! resumes or scales the target workload as the lease changes hands, holds a
 //! finalizer so that deleting a lease releases its target first, and records
 //! Kubernetes Events and conditions. With `--leader-elect` only the replica
-//! holding a `coordination.k8s.io` Lease acts. See DESIGN.md §5.
+//! holding a `coordination.k8s.io` Lease acts. See docs/design.md, "The operator".
 //!
-//! In member mode ([`member`], DESIGN.md §6) it runs in a workload cluster
+//! In member mode ([`member`], docs/multicluster.md) it runs in a workload cluster
 //! instead: each local BerthLease is this cluster's claim on the global lease
 //! in the coordination cluster, held over REST, and the local target is gated
 //! on that hold.

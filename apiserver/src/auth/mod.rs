@@ -1,4 +1,4 @@
-//! Tenancy and auth (DESIGN.md §4, docs/auth.md): who a bearer credential
+//! Tenancy and auth (docs/design.md, docs/auth.md): who a bearer credential
 //! belongs to, and what that caller may touch.
 //!
 //! An [`Authenticator`] maps a bearer credential to a [`Tenant`], which

@@ -1,5 +1,5 @@
 //! Reading a request: the `{namespace}` and `{name}` of the lease routes, and
-//! the JSON body with API.md's step 2.
+//! the JSON body with step 2 of the checks in docs/api.md.
 
 use axum::body::Body;
 use axum::extract::path::ErrorKind;

@@ -33,7 +33,7 @@ pub(super) async fn openapi() -> Response {
     json_response(StatusCode::OK, &crate::openapi::document())
 }
 
-/// A POST body that names a holder and has API.md's field checks.
+/// A POST body that names a holder and has the field checks of docs/api.md.
 trait HolderRequest: DeserializeOwned {
     fn check_fields(&self) -> Result<(), FieldError>;
     fn holder(&self) -> &str;
@@ -53,7 +53,7 @@ macro_rules! holder_request {
 }
 holder_request!(AcquireRequest, RenewRequest, ReleaseRequest);
 
-/// Steps 1 to 5 of API.md's checks for a POST, in that order.
+/// Steps 1 to 5 of the checks in docs/api.md for a POST, in that order.
 async fn checked<R: HolderRequest>(
     app: &App,
     path: &LeasePath,

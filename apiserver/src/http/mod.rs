@@ -1,4 +1,4 @@
-//! The HTTP surface: the routers, and the checks of API.md in their order.
+//! The HTTP surface: the routers, and the checks of docs/api.md in their order.
 //!
 //! [`state`] holds what the handlers share and the checks that need it,
 //! [`extract`] reads the path and the body, [`handlers`] answers the lease
@@ -52,7 +52,7 @@ pub fn router(app: Arc<App>) -> Router {
 fn layered(routes: Router<Arc<App>>, app: Arc<App>) -> Router {
     routes
         // Outermost last: `observe` gives every response its request id, logs
-        // and measures it, and turns any 500 into API.md's JSON body; inside
+        // and measures it, and turns any 500 into the JSON body of docs/api.md; inside
         // it, a panicking handler becomes a plain 500 for `observe` to dress.
         .layer(CatchPanicLayer::custom(middleware::panic_response))
         .layer(from_fn_with_state(app.clone(), middleware::observe))

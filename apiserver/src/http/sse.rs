@@ -25,7 +25,7 @@ use crate::leases::visible_to;
 use super::App;
 use super::extract::LeasePath;
 
-/// SSE keep-alive period (API.md: a comment line every 15 s).
+/// SSE keep-alive period (docs/api.md: a comment line every 15 s).
 pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
 pub(super) async fn watch_lease(

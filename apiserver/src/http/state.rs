@@ -56,7 +56,7 @@ impl App {
         Arc::new(Self { leases, cache, authenticator, metrics, create_path, shutdown, keep_alive: KEEP_ALIVE })
     }
 
-    /// Step 1 of API.md's checks: the chained authenticators (keys, JWT,
+    /// Step 1 of the checks in docs/api.md: the chained authenticators (keys, JWT,
     /// TokenReview) decide; one that could not answer makes it a 503.
     pub(super) async fn authenticate(&self, headers: &HeaderMap) -> Result<Tenant, ApiError> {
         let key = headers

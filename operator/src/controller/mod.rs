@@ -1,4 +1,4 @@
-//! The BerthLease controller: [`reconcile`] in the order of DESIGN.md §5 and
+//! The BerthLease controller: [`reconcile`] in the order of docs/design.md ("The operator") and
 //! its error policy. The target step is in [`act`], the conditional writes in
 //! [`writes`], Event recording in [`events`], and the watches that drive the
 //! controller in [`watch`].
@@ -57,7 +57,7 @@ pub struct Context {
 ///
 /// # Guarantees
 /// - Idempotent: a second run on an unchanged lease writes nothing.
-/// - Order (DESIGN.md §5): finalizer, expiry, declared holder, target action,
+/// - Order (docs/design.md, "The operator"): finalizer, expiry, declared holder, target action,
 ///   status and conditions.
 /// - Every status write is a `replace` guarded by `resourceVersion` under
 ///   field manager `berth-operator`; rule changes are computed by

@@ -1,4 +1,4 @@
-//! Member mode (DESIGN.md §6): in a workload cluster, each local BerthLease is
+//! Member mode (docs/multicluster.md): in a workload cluster, each local BerthLease is
 //! this cluster's claim on the global lease of the same namespace and name in
 //! the coordination cluster. The operator holds the global lease over REST
 //! with the cluster id as holder identity, and gates the LOCAL target on
@@ -48,7 +48,7 @@ type Claims = BTreeMap<Key, (usize, watch::Sender<Arc<BerthLease>>)>;
 /// On stop, and when this future is dropped (lost leadership), every claim
 /// ends without releasing its global lease, and without touching its
 /// target: a restarted operator, or the next leader, finds the tenure live
-/// and resumes it with the same token (DESIGN.md §6).
+/// and resumes it with the same token (docs/multicluster.md, "Flags").
 pub async fn run(
     ctx: Arc<Context>,
     settings: MemberSettings,

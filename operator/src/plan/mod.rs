@@ -41,8 +41,8 @@ pub struct Facts {
     pub declared: Option<Outcome>,
 }
 
-/// Applies DESIGN.md §5 steps 2 and 3 with the shared rules, and records the
-/// generation acted on.
+/// Applies the reconcile's steps 2 and 3 (docs/design.md, "The operator") with
+/// the shared rules, and records the generation acted on.
 ///
 /// # Guarantees
 /// - Uses only [`decide`]: expiry is `Request::Expire`, the declared holder is
