@@ -1,5 +1,5 @@
 //! Berth's benchmark harness (`make bench`): a load generator in Rust and the
-//! scenarios of issue 7, run against the real local control plane with the
+//! benchmark scenarios (docs/benchmarks.md), run against the real local control plane with the
 //! `apiserver` and `operator` binaries as child processes.
 //!
 //! Every figure is measured, never asserted: the harness reports medians over

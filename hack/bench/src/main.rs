@@ -1,4 +1,4 @@
-//! `berth-bench`: runs Berth's benchmarks (issue 7) against the local control
+//! `berth-bench`: runs Berth's benchmarks (docs/benchmarks.md) against the local control
 //! plane and writes `benchmarks.md` and `benchmarks.json`.
 #![forbid(unsafe_code)]
 

@@ -1,4 +1,4 @@
-//! The report's sections of issue 13 (performance at the limit): the knee
+//! The report's sections on performance at the limit: the knee
 //! side by side, the cost of a write, server-side apply against
 //! `replace_status`, overload, and the projection to a production control
 //! plane, with their targets.
@@ -11,7 +11,7 @@ use crate::report::{Target, UNMEASURED, target};
 use crate::scale::Scale;
 use crate::write_cost::{APPLY, BARE, BARE_MINIMAL, BERTH, KINDS, LEASE, RAW, WriteCost};
 
-/// Goals of issue 13.
+/// Goals for performance at the limit.
 pub const KNEE_RATIO_GOAL: f64 = 0.9;
 pub const CPU_RATIO_GOAL: f64 = 1.1;
 pub const GOODPUT_GOAL: f64 = 0.9;
@@ -32,7 +32,7 @@ const HEARTBEAT_SECONDS: f64 = 10.0;
 const BERTH_REPLICA_CORES: f64 = 2.0;
 const MIN_BERTH_REPLICAS: f64 = 2.0;
 
-/// The targets of issue 13, as measured.
+/// The targets for performance at the limit, as measured.
 pub fn targets(scale: Option<&Scale>, cost: Option<&WriteCost>, overload: Option<&Overload>) -> Vec<Target> {
     let mut t = Vec::new();
     let knee_goal = "Berth's knee ≥ 0.9× the raw write's knee";

@@ -63,7 +63,7 @@ fn first_line(cmd: &mut Command) -> String {
         .unwrap_or_else(|| "unknown".to_owned())
 }
 
-/// A target of issue 7, as measured in this run.
+/// A benchmark target, as measured in this run.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Target {
     pub name: String,
@@ -212,12 +212,12 @@ impl Report {
         self.targets = targets;
     }
 
-    /// The targets of issue 13 (performance at the limit).
+    /// The targets for performance at the limit.
     fn performance_targets(&self) -> Vec<Target> {
         perf_report::targets(self.scale.as_ref(), self.write_cost.as_ref(), self.overload.as_ref())
     }
 
-    /// The sections of issue 13: write cost, overload, the projection.
+    /// The sections on performance at the limit: write cost, overload, the projection.
     fn performance_md(&self, md: &mut String) {
         if let Some(c) = &self.write_cost {
             perf_report::write_cost_md(md, c);

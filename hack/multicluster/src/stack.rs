@@ -403,7 +403,7 @@ impl Drop for Stack {
     }
 }
 
-/// The member-mode flags of the operator (issue 11).
+/// The member-mode flags of the operator (docs/multicluster.md, "Flags").
 fn member_args(proxy: &Proxy, key_file: &Path, ca_file: &Path, id: &str) -> Vec<String> {
     vec![
         "--berth-api-server".into(),

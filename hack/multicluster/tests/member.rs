@@ -1,4 +1,4 @@
-//! The partition suite (issue 11), black-box against the real binaries: a
+//! The partition suite of member mode, black-box against the real binaries: a
 //! coordination plane with the Berth apiserver and an operator, and members
 //! `east` and `west`, each with a member-mode operator reaching the apiserver
 //! through a proxy, and the same lease gating a CronJob (or a Deployment).
