@@ -16,7 +16,8 @@ build: ## Build every crate.
 test: ## Run every test against a real local control plane (built on first use).
 	hack/test.sh
 
-lint: ## rustfmt check, clippy -D warnings, gofmt and go vet.
+lint: ## Markdown link check, rustfmt check, clippy -D warnings, gofmt and go vet.
+	hack/check-links.sh
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	@unformatted=$$(gofmt -l client/go); test -z "$$unformatted" || { echo "gofmt needed: $$unformatted" >&2; exit 1; }
