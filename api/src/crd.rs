@@ -67,7 +67,7 @@ pub struct BerthLeaseSpec {
     #[schemars(length(min = 1, max = 253))]
     pub holder_identity: Option<String>,
 
-    /// TTL for declared holders, and the default when a request omits one.
+    /// TTL for declared holders. A REST request carries its own `ttlSeconds`.
     #[serde(default = "default_ttl_seconds")]
     #[schemars(range(min = 1, max = 86400))]
     pub ttl_seconds: i32,

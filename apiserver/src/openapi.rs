@@ -78,7 +78,9 @@ pub fn document() -> Value {
     let target_status = json!({"type": "object", "description": "What the operator last did to the target",
         "required": ["applied", "observedAt"], "properties": {
         "applied": {"type": "string", "enum": ["acquire", "release"]},
-        "observedAt": time.clone(), "message": {"type": "string"}}});
+        "observedAt": time.clone(), "message": {"type": "string"},
+        "stoppedAt": {"type": "string", "format": "date-time",
+            "description": "When no pod of the released target ran any more; absent while they stop"}}});
     let conditions = json!({"type": "array", "description": "Status conditions; left out when there are none",
         "items": {"type": "object", "required": ["type", "status", "reason", "lastTransitionTime"], "properties": {
         "type": {"type": "string"}, "status": {"type": "string", "enum": ["True", "False", "Unknown"]},

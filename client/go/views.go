@@ -72,6 +72,9 @@ type TargetStatus struct {
 	Applied    string    `json:"applied"`
 	ObservedAt time.Time `json:"observedAt"`
 	Message    string    `json:"message,omitempty"`
+	// StoppedAt is when no pod of the released target ran any more; nil
+	// while its pods stop, and for an acquire.
+	StoppedAt *time.Time `json:"stoppedAt,omitempty"`
 }
 
 // Condition is a standard Kubernetes status condition.
