@@ -58,6 +58,10 @@ pub enum Command {
     /// Work with leases
     #[command(subcommand)]
     Lease(LeaseCommand),
+    /// Run as a pod's native sidecar: let the app start only once the pod
+    /// holds the lease, and stop it at the safe deadline
+    #[command(long_about = GATE_HELP)]
+    Gate(GateCommand),
     /// Print a shell completion script
     Completion {
         #[arg(value_enum)]
@@ -74,6 +78,61 @@ pub enum Command {
         command: Vec<String>,
     },
 }
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct GateCommand {
+    #[command(subcommand)]
+    pub probe: Option<GateProbe>,
+    /// Lease name
+    #[arg(required = true)]
+    pub name: Option<String>,
+    /// Holder identity (default: <tenant>/<pod name>)
+    #[arg(long, env = "BERTH_HOLDER")]
+    pub holder: Option<String>,
+    /// The tenant the credential maps to, for the default holder
+    #[arg(long, env = "BERTH_TENANT")]
+    pub tenant: Option<String>,
+    /// The pod's name, for the default holder (default: $HOSTNAME, which kubelet sets to it)
+    #[arg(long, env = "POD_NAME")]
+    pub pod_name: Option<String>,
+    /// TTL of the grant, e.g. 30s; the heartbeat is a third of it
+    #[arg(long, value_parser = berth_api::duration::parse, default_value = "30s")]
+    pub ttl: Duration,
+    /// How long the app may take to stop after SIGTERM: it gets SIGTERM this
+    /// long before the safe deadline, and SIGKILL at it
+    #[arg(long, value_parser = berth_api::duration::parse, default_value = "5s")]
+    pub stop_budget: Duration,
+    /// Where the gate publishes its state for `berth gate probe`
+    #[arg(long, env = "BERTH_GATE_STATE", default_value = "/var/run/berth-gate/state", global = true)]
+    pub state_file: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GateProbe {
+    /// Exit 0 while the gate holds the lease and its fence has not come: the
+    /// gate container's startup and readiness probe (exec)
+    Probe,
+}
+
+const GATE_HELP: &str = "\
+Run as a pod's native sidecar (an init container with restartPolicy: Always) so
+that the pod's app runs only while the pod holds the lease, whatever its language:
+
+  - the gate waits for the lease; its startup probe, `berth gate probe`, fails
+    until then, so kubelet does not start the app container;
+  - while it holds, `berth gate probe` (the readiness probe) succeeds until the
+    fence: the safe deadline less --stop-budget;
+  - at the fence, or on a loss, it sends SIGTERM to the app's processes, and
+    SIGKILL at the safe deadline; then it releases the lease. On SIGTERM (the pod
+    is stopping) it does the same once the app has exited.
+
+The pod needs shareProcessNamespace: true (the gate signals the app's processes),
+the app container needs restartPolicy: Never (a stopped app is not restarted in
+this pod: the pod fails and its controller replaces it with one that waits), and
+the app runs as the gate's user or the gate has the KILL capability. The credential
+is --api-key-file, typically a projected service-account token with audience
+berth. Example: config/samples/gate-deployment.yaml; docs/gate.md.";
 
 #[derive(Debug, Subcommand)]
 pub enum LeaseCommand {

@@ -7,6 +7,7 @@
 mod args;
 mod commands;
 mod exit;
+mod gate;
 mod hold;
 mod output;
 
@@ -56,6 +57,24 @@ async fn run(cli: Cli) -> Result<u8, CliError> {
         Command::Ping => commands::ping(global).await?,
         Command::Version => commands::version(global)?,
         Command::ExecChild { parent, command } => return Ok(hold::exec_child(*parent, command)),
+        Command::Gate(gate) => {
+            if let Some(args::GateProbe::Probe) = gate.probe {
+                return match gate::probe::probe(&gate.state_file) {
+                    Ok(()) => Ok(0),
+                    Err(why) => Err(CliError::Other(why)),
+                };
+            }
+            let args = gate::GateArgs {
+                name: gate.name.clone().unwrap_or_default(),
+                holder: gate.holder.clone(),
+                tenant: gate.tenant.clone(),
+                pod: gate.pod_name.clone().or_else(|| std::env::var("HOSTNAME").ok()),
+                ttl: gate.ttl,
+                stop_budget: gate.stop_budget,
+                state_file: gate.state_file.clone(),
+            };
+            return gate::gate(global, args).await;
+        }
         Command::Completion { shell } => {
             clap_complete::generate(*shell, &mut Cli::command(), "berth", &mut std::io::stdout());
         }

@@ -50,5 +50,6 @@ pub use client::{
 pub use error::Error;
 pub use keeper::{
     KeeperOptions, KeeperState, LeaseKeeper, Loss, RenewObserver, RenewReport, RenewResult, Schedule, default_margin,
+    fence_at,
 };
 pub use key::KEY_FILE_RECHECK;

@@ -20,7 +20,7 @@ mod task;
 mod vectors;
 
 pub use report::{RenewObserver, RenewReport, RenewResult};
-pub use schedule::{Schedule, default_margin};
+pub use schedule::{Schedule, default_margin, fence_at};
 
 /// What a keeper wants to hold, and how.
 #[derive(Clone, Debug)]

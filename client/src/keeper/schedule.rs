@@ -13,6 +13,13 @@ pub fn default_margin(ttl: Duration) -> Duration {
     (ttl / 10).clamp(Duration::from_millis(250), Duration::from_secs(5))
 }
 
+/// When a holder whose work takes up to `stop` to wind down must begin
+/// stopping it, so that it has stopped by the safe `deadline`: `deadline -
+/// stop`, or `now` when that is before the clock's start.
+pub fn fence_at(deadline: Instant, stop: Duration, now: Instant) -> Instant {
+    deadline.checked_sub(stop).unwrap_or(now)
+}
+
 /// The keeper's timing, as pure arithmetic on instants so that tests can
 /// drive it with any clock.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 
 pub mod failover;
+pub mod gate;
 pub mod overlap;
 pub mod pod_gate;
 pub mod processes;

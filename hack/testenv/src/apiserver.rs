@@ -74,6 +74,19 @@ impl ApiServer {
 
     /// [`Self::start`] with another identity: the kubeconfig it talks to Kubernetes with.
     pub fn start_as(kubeconfig: &Path, tenants: Vec<Tenant>, namespaces: &[&str], extra_args: &[&str]) -> Self {
+        Self::start_with_sans(kubeconfig, tenants, namespaces, extra_args, "")
+    }
+
+    /// [`Self::start_as`] with a serving certificate that also names
+    /// `extra_sans` (`IP:198.18.1.1,DNS:name`): addresses a proxy in front
+    /// of it listens on.
+    pub fn start_with_sans(
+        kubeconfig: &Path,
+        tenants: Vec<Tenant>,
+        namespaces: &[&str],
+        extra_args: &[&str],
+        extra_sans: &str,
+    ) -> Self {
         static COUNTER: AtomicU32 = AtomicU32::new(0);
         let dir = std::env::temp_dir().join(format!(
             "berth-apiserver-{}-{}",
@@ -82,7 +95,8 @@ impl ApiServer {
         ));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("scratch dir");
-        let status = Command::new(repo_root().join("hack/gen-tls.sh")).arg(&dir).arg("berth-apiserver").status();
+        let status =
+            Command::new(repo_root().join("hack/gen-tls.sh")).arg(&dir).arg("berth-apiserver").arg(extra_sans).status();
         assert!(status.is_ok_and(|s| s.success()), "hack/gen-tls.sh failed");
 
         let keys_file = dir.join("api-keys");

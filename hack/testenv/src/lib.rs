@@ -167,6 +167,18 @@ pub fn http_get_with_headers(port: u16, path: &str) -> Option<(u16, Headers, Str
     Some((code, headers, body.to_owned()))
 }
 
+/// The OCI archive of image `name` (`apiserver`, `operator`, `berth`) that
+/// `make images` builds.
+///
+/// # Panics
+/// When it is missing: the message says to run `make images`.
+pub fn image_archive(name: &str) -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| repo_root().join("target"), PathBuf::from);
+    let archive = target.join("images").join(format!("{name}.tar"));
+    assert!(archive.exists(), "{} is missing: run `make images` first", archive.display());
+    archive
+}
+
 /// The pinned helm binary, built from the Go module proxy on first use.
 ///
 /// # Panics

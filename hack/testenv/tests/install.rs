@@ -65,15 +65,7 @@ fn sh(script: &str) -> String {
 
 /// The archives of `make images`.
 fn image_archives() -> Vec<PathBuf> {
-    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| repo_root().join("target"), PathBuf::from);
-    let archives: Vec<PathBuf> = ["apiserver", "operator", "berth"]
-        .iter()
-        .map(|name| target.join("images").join(format!("{name}.tar")))
-        .collect();
-    for archive in &archives {
-        assert!(archive.exists(), "{} is missing: run `make images` first", archive.display());
-    }
-    archives
+    ["apiserver", "operator", "berth"].into_iter().map(berth_testenv::image_archive).collect()
 }
 
 fn berth() -> &'static Berth {

@@ -67,7 +67,7 @@ pub fn decide(knowledge: &Knowledge, grace: Duration, stop: Duration, now: Insta
         }
         Knowledge::Refused { .. } => release(LeaseState::Standby, None),
         Knowledge::Granted { deadline, at_risk, .. } => {
-            let fence_at = deadline.checked_sub(stop).unwrap_or(now);
+            let fence_at = berth_client::fence_at(*deadline, stop, now);
             if now < fence_at {
                 Decision {
                     state: if *at_risk { LeaseState::AtRisk } else { LeaseState::Held },
