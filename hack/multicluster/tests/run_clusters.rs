@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use berth_testenv::apiserver::free_port;
+use berth_testenv::apiserver::free_ports_for_later;
 use berth_testenv::repo_root;
 
 fn bin_dir() -> PathBuf {
@@ -31,7 +31,8 @@ struct Run {
 
 impl Run {
     fn start(state: &Path) -> Self {
-        let ports = [free_port(), free_port(), free_port()];
+        // The script binds them after it has started three control planes.
+        let ports = free_ports_for_later::<3>();
         let (stdout, stderr) = (state.with_extension("stdout"), state.with_extension("stderr"));
         let child = Command::new("bash")
             .arg(repo_root().join("hack/run-clusters.sh"))
@@ -111,6 +112,16 @@ impl Run {
         }
         for port in self.ports {
             assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err(), "port {port} still answers");
+        }
+    }
+}
+
+/// A test that fails midway still stops the script, which stops what it started.
+impl Drop for Run {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+            let _ = self.child.wait();
         }
     }
 }

@@ -236,6 +236,22 @@ pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port()
 }
 
+/// `N` distinct free ports below Linux's ephemeral range (32768 and up), for
+/// ports a child binds only minutes later: no `bind(0)` meanwhile (a control
+/// plane starting, a test's server) can be handed one, as a [`free_port`] can.
+pub fn free_ports_for_later<const N: usize>() -> [u16; N] {
+    let mut ports = [0; N];
+    let mut found = 0;
+    while found < N {
+        let port = fastrand::u16(20_000..32_000);
+        if !ports[..found].contains(&port) && TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            ports[found] = port;
+            found += 1;
+        }
+    }
+    ports
+}
+
 fn write_keys_file(path: &Path, tenants: &[Tenant]) {
     let mut body = String::from("# tenant:sha256(key)[:namespaces]\n");
     for tenant in tenants {
