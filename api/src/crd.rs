@@ -134,6 +134,33 @@ pub fn default_heartbeat_interval_seconds() -> i32 {
     10
 }
 
+/// A BerthLease's namespace and name: the key of per-lease state, and how
+/// logs name a lease (`namespace/name`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct LeaseKey {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl LeaseKey {
+    pub fn new(namespace: &str, name: &str) -> Self {
+        Self { namespace: namespace.to_owned(), name: name.to_owned() }
+    }
+
+    pub fn of(lease: &BerthLease) -> Self {
+        Self {
+            namespace: lease.metadata.namespace.clone().unwrap_or_default(),
+            name: lease.metadata.name.clone().unwrap_or_default(),
+        }
+    }
+}
+
+impl std::fmt::Display for LeaseKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
 /// Set on leases created through the REST API: the tenant that owns them.
 /// Other tenants never see or touch such a lease.
 pub const TENANT_LABEL: &str = "berth.skaphos.io/tenant";

@@ -10,7 +10,7 @@ pub mod serving;
 pub mod time;
 pub mod wire;
 
-pub use crd::{BerthLease, BerthLeaseSpec, BerthLeaseStatus, Holder, LeaseState, Semantics};
+pub use crd::{BerthLease, BerthLeaseSpec, BerthLeaseStatus, Holder, LeaseKey, LeaseState, Semantics};
 
 /// The CRD as YAML, exactly as committed in `config/crd/berthlease.yaml`.
 pub fn crd_yaml() -> String {

@@ -13,8 +13,8 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use berth_api::BerthLease;
 use berth_api::wire::{LeaseView, WatchEventKind};
+use berth_api::{BerthLease, LeaseKey};
 
 /// One change a watcher is told.
 #[derive(Clone, Debug, PartialEq)]
@@ -26,7 +26,7 @@ pub struct Change {
 /// The leases a watcher has been told of, at the version it was told.
 #[derive(Default)]
 pub struct Told {
-    leases: BTreeMap<(String, String), Arc<BerthLease>>,
+    leases: BTreeMap<LeaseKey, Arc<BerthLease>>,
 }
 
 impl Told {
@@ -41,7 +41,7 @@ impl Told {
         let mut previous = std::mem::take(&mut self.leases);
         let mut changes = Vec::new();
         for lease in current {
-            let key = key(&lease);
+            let key = LeaseKey::of(&lease);
             let kind = match previous.remove(&key) {
                 None => Some(WatchEventKind::Added),
                 Some(told) if told.metadata.resource_version != lease.metadata.resource_version => {
@@ -61,10 +61,6 @@ impl Told {
         );
         changes
     }
-}
-
-fn key(lease: &BerthLease) -> (String, String) {
-    (lease.metadata.namespace.clone().unwrap_or_default(), lease.metadata.name.clone().unwrap_or_default())
 }
 
 #[cfg(test)]

@@ -80,17 +80,6 @@ impl Error {
             _ => false,
         }
     }
-
-    pub fn metric_label(&self) -> &'static str {
-        match self {
-            Error::ForeignLease => "foreign_lease",
-            Error::Contended => "contended",
-            Error::Overloaded(_) => "overloaded",
-            Error::NamespaceNotFound => "namespace_not_found",
-            Error::Kube { .. } => "kube",
-            Error::UnexpectedOutcome(_) => "unexpected_outcome",
-        }
-    }
 }
 
 /// What an acquire that creates the lease puts in its spec.

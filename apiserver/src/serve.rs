@@ -88,19 +88,6 @@ pub enum Error {
     Serve(#[source] std::io::Error),
 }
 
-impl Error {
-    pub fn metric_label(&self) -> &'static str {
-        match self {
-            Error::TlsFile { .. } | Error::Tls(_) => "tls",
-            Error::Keys(_) => "keys",
-            Error::AuthConfig(_) | Error::NoAuthentication => "authentication_config",
-            Error::Kubeconfig { .. } | Error::InferConfig(_) | Error::KubeClient(_) => "kubeconfig",
-            Error::Listen { .. } => "listen",
-            Error::Serve(_) => "serve",
-        }
-    }
-}
-
 /// A `:port` address (Go style) means every IPv4 interface.
 pub fn parse_addr(s: &str) -> Result<SocketAddr, std::net::AddrParseError> {
     match s.strip_prefix(':') {

@@ -1,5 +1,6 @@
 //! The operator's one error type.
 
+use berth_api::LeaseKey;
 use std::net::SocketAddr;
 
 /// Everything that can fail in the operator. A reconcile error is retried
@@ -12,18 +13,18 @@ pub enum Error {
     MissingNamespace(String),
 
     #[error("the status of {lease} changed since it was read (409): reading it again")]
-    Conflict { lease: String },
+    Conflict { lease: LeaseKey },
 
     #[error("writing the status of {lease}: {source}")]
     StatusWrite {
-        lease: String,
+        lease: LeaseKey,
         #[source]
         source: kube::Error,
     },
 
     #[error("updating the finalizers of {lease}: {source}")]
     Finalizer {
-        lease: String,
+        lease: LeaseKey,
         #[source]
         source: kube::Error,
     },
@@ -39,7 +40,7 @@ pub enum Error {
     TargetTimeout { target: String },
 
     #[error("deleting {lease} waits: {message}")]
-    CleanupBlocked { lease: String, message: String },
+    CleanupBlocked { lease: LeaseKey, message: String },
 
     #[error("leader election on Lease {lease}: {source}")]
     LeaderElection {

@@ -95,12 +95,7 @@ pub async fn run(
         shutdown.await;
         forward.send_replace(true);
     });
-    let stopped = move || {
-        let mut stopping = for_stopped.clone();
-        async move {
-            let _ = stopping.wait_for(|stop| *stop).await;
-        }
-    };
+    let stopped = move || stopped(for_stopped.clone());
 
     let mut servers = Vec::new();
     if let Some(addr) = settings.metrics_addr {
@@ -137,7 +132,7 @@ pub async fn run(
                 Some(member) => {
                     member::run(ctx.clone(), member, &settings.namespaces, health.clone(), stopping.clone()).await;
                 }
-                None => controller::run(ctx.clone(), &settings.namespaces, health.clone(), &stopped).await,
+                None => controller::run(ctx.clone(), &settings.namespaces, health.clone(), stopping.clone()).await,
             }
         };
         // The lease controllers decide each lease's standing; the pod gate carries it out.
@@ -169,6 +164,12 @@ pub async fn run(
     stop.send_replace(true);
     let _ = tokio::time::timeout(DRAIN, futures::future::join_all(servers)).await;
     result
+}
+
+/// Completes once `stopping` turns true: the one stop signal every part of
+/// the operator takes.
+pub(crate) async fn stopped(mut stopping: watch::Receiver<bool>) {
+    let _ = stopping.wait_for(|stop| *stop).await;
 }
 
 /// Completes on SIGTERM or SIGINT.

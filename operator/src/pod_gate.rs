@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use berth_api::crd::{AppliedAction, LEASE_LABEL, SCHEDULING_GATE};
-use berth_api::{BerthLeaseSpec, BerthLeaseStatus};
+use berth_api::{BerthLeaseSpec, BerthLeaseStatus, LeaseKey};
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
@@ -71,8 +71,6 @@ impl Standing {
     }
 }
 
-type LeaseKey = (String, String);
-
 /// Each lease's [`Standing`], as its claim or reconcile last decided it.
 pub struct Standings(watch::Sender<BTreeMap<LeaseKey, Standing>>);
 
@@ -84,13 +82,13 @@ impl Default for Standings {
 
 impl Standings {
     pub fn set(&self, namespace: &str, lease: &str, standing: Standing) {
-        let key = (namespace.to_owned(), lease.to_owned());
+        let key = LeaseKey::new(namespace, lease);
         self.0.send_if_modified(|map| map.insert(key, standing) != Some(standing));
     }
 
     /// The lease is gone: its pods are left as they are (new ones wait at the gate).
     pub fn forget(&self, namespace: &str, lease: &str) {
-        let key = (namespace.to_owned(), lease.to_owned());
+        let key = LeaseKey::new(namespace, lease);
         self.0.send_if_modified(|map| map.remove(&key).is_some());
     }
 }
@@ -189,7 +187,7 @@ async fn pass(client: &Client, stores: &[Store<Pod>], standings: &BTreeMap<Lease
         let (Some(namespace), Some(lease)) = (pod.namespace(), pod.labels().get(LEASE_LABEL).cloned()) else {
             continue;
         };
-        let standing = standings.get(&(namespace.clone(), lease.clone())).copied();
+        let standing = standings.get(&LeaseKey::new(&namespace, &lease)).copied();
         let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
         let result = match step(&pod, standing, now) {
             Step::Leave => continue,

@@ -1,15 +1,15 @@
 //! Step 4 of a reconcile: the target, read and written only when it differs,
 //! and `releaseAction` when a lease is deleted.
 
-use berth_api::BerthLease;
 use berth_api::crd::{AppliedAction, TargetRef};
+use berth_api::{BerthLease, LeaseKey};
 use chrono::Utc;
 
 use crate::error::{Error, Result};
-use crate::plan::{self, Setting, TargetOutcome, TargetPlan, Transition};
+use crate::plan::{self, Note, Setting, TargetOutcome, TargetPlan};
 use crate::target::{self, Failure};
 
-use super::{Context, key, publish};
+use super::{Context, publish};
 
 /// Step 4 for one phase: reads the target and writes it only when it
 /// differs. The Events of a write are pushed to `notes`, for the caller to
@@ -21,7 +21,7 @@ pub(crate) async fn act_on_target(
     applied: AppliedAction,
     fencing_token: i32,
     ctx: &Context,
-    notes: &mut Vec<Transition>,
+    notes: &mut Vec<Note>,
 ) -> Result<TargetOutcome> {
     let (kind, setting) = match plan::plan_target(target, &lease.spec, applied) {
         TargetPlan::Apply { kind, setting, .. } => (kind, setting),
@@ -58,10 +58,10 @@ pub(crate) async fn act_on_target(
         return failed(failure, "change");
     }
     ctx.metrics.target_action(kind.as_str(), applied_label(applied));
-    tracing::info!(lease = %key(lease), target = %shown, setting = %setting.describe(), "target written");
-    notes.push(Transition::TargetWritten { target: shown.clone(), applied, setting, fencing_token });
+    tracing::info!(lease = %LeaseKey::of(lease), target = %shown, setting = %setting.describe(), "target written");
+    notes.push(Note::TargetWritten { target: shown.clone(), applied, setting, fencing_token });
     if let Some(warning) = resume_warning {
-        notes.push(Transition::CronJobMayNotSchedule { target: shown, warning });
+        notes.push(Note::CronJobMayNotSchedule { target: shown, warning });
     }
     Ok(done(true))
 }
@@ -83,7 +83,7 @@ pub(crate) async fn follow_stop(
     outcome: &TargetOutcome,
     grace: Option<u32>,
     ctx: &Context,
-    notes: &mut Vec<Transition>,
+    notes: &mut Vec<Note>,
 ) -> bool {
     let Some((kind, name)) = plan::to_follow(next, outcome) else { return false };
     let namespace = lease.metadata.namespace.clone().unwrap_or_default();
@@ -91,26 +91,26 @@ pub(crate) async fn follow_stop(
     match tokio::time::timeout(FOLLOW_BOUND, crate::pods::follow(&ctx.client, &namespace, kind, &name, grace)).await {
         Ok(Ok(crate::pods::Progress::Stopped)) => {
             if let Some(after) = plan::record_stopped(next, Utc::now()) {
-                tracing::info!(lease = %key(lease), target = %shown, after_ms = after.num_milliseconds(), "target stopped");
-                notes.push(Transition::TargetStopped { target: shown, after });
+                tracing::info!(lease = %LeaseKey::of(lease), target = %shown, after_ms = after.num_milliseconds(), "target stopped");
+                notes.push(Note::TargetStopped { target: shown, after });
             }
             false
         }
         Ok(Ok(crate::pods::Progress::Stopping { pods })) => {
-            tracing::debug!(lease = %key(lease), target = %shown, pods, "target stopping");
+            tracing::debug!(lease = %LeaseKey::of(lease), target = %shown, pods, "target stopping");
             true
         }
         Ok(Err(Failure::Forbidden(detail))) => {
-            tracing::warn!(lease = %key(lease), target = %shown, %detail, "the operator may not list or delete pods: their stop is not followed");
+            tracing::warn!(lease = %LeaseKey::of(lease), target = %shown, %detail, "the operator may not list or delete pods: their stop is not followed");
             false
         }
         Ok(Err(Failure::NotFound)) => false,
         Ok(Err(Failure::Other(error))) => {
-            tracing::warn!(lease = %key(lease), target = %shown, %error, "following the target's pods failed");
+            tracing::warn!(lease = %LeaseKey::of(lease), target = %shown, %error, "following the target's pods failed");
             true
         }
         Err(_) => {
-            tracing::warn!(lease = %key(lease), target = %shown, "following the target's pods took too long");
+            tracing::warn!(lease = %LeaseKey::of(lease), target = %shown, "following the target's pods took too long");
             true
         }
     }
@@ -135,8 +135,8 @@ pub(super) async fn release_on_delete(lease: &BerthLease, namespace: &str, ctx: 
         act_on_target(lease, namespace, &target, AppliedAction::Release, fencing_token, ctx, &mut notes).await;
     let result = match outcome {
         Ok(TargetOutcome::Forbidden { message }) => {
-            notes.extend(Transition::target_not_ready(&TargetOutcome::Forbidden { message: message.clone() }));
-            Err(Error::CleanupBlocked { lease: key(lease), message })
+            notes.extend(Note::target_not_ready(&TargetOutcome::Forbidden { message: message.clone() }));
+            Err(Error::CleanupBlocked { lease: LeaseKey::of(lease), message })
         }
         Ok(
             TargetOutcome::Applied { .. }

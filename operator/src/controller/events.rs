@@ -11,7 +11,7 @@ use std::sync::Mutex;
 
 use tokio::sync::Semaphore;
 
-use berth_api::BerthLease;
+use berth_api::{BerthLease, LeaseKey};
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
@@ -21,9 +21,9 @@ use kube::runtime::events::Reporter;
 use kube::{Client, Resource};
 use serde_json::json;
 
-use crate::plan::Transition;
+use crate::plan::Note;
 
-use super::{Context, key};
+use super::Context;
 
 /// How long a fact may go unrepeated and still join its series (as client-go).
 const SERIES_WINDOW: SignedDuration = SignedDuration::from_mins(6);
@@ -74,12 +74,12 @@ impl Recorder {
         Self { client, reporter, known: Mutex::default(), in_flight: Semaphore::new(EVENTS_IN_FLIGHT) }
     }
 
-    /// Records `transition` on `regarding`: a new Event, or the next count of
+    /// Records `note` on `regarding`: a new Event, or the next count of
     /// the series of the same fact seen within [`SERIES_WINDOW`].
     ///
     /// # Errors
     /// When kube-apiserver refuses the create or the patch.
-    pub async fn publish(&self, transition: &Transition, regarding: &ObjectReference) -> Result<(), kube::Error> {
+    pub async fn publish(&self, note: &Note, regarding: &ObjectReference) -> Result<(), kube::Error> {
         let namespace = regarding.namespace.clone().unwrap_or_else(|| "default".to_owned());
         let events: Api<Event> = Api::namespaced(self.client.clone(), &namespace);
         let fact = Fact {
@@ -87,10 +87,10 @@ impl Recorder {
                 .uid
                 .clone()
                 .unwrap_or_else(|| format!("{namespace}/{}", regarding.name.as_deref().unwrap_or_default())),
-            warning: transition.is_warning(),
-            reason: transition.reason(),
-            action: transition.action(),
-            note: transition.note().chars().take(MAX_NOTE).collect(),
+            warning: note.is_warning(),
+            reason: note.reason(),
+            action: note.action(),
+            note: note.note().chars().take(MAX_NOTE).collect(),
         };
         let now = Timestamp::now();
         let repeated = {
@@ -140,24 +140,24 @@ impl Recorder {
     }
 }
 
-/// Records `transitions` as Events on the lease, in order, in a task of
+/// Records `notes` as Events on the lease, in order, in a task of
 /// their own: Events never delay a reconcile (and so the next lease's
 /// expiry). At most [`EVENTS_IN_FLIGHT`] reconciles' Events are recorded at
 /// once; the others wait in turn. A failure to record is logged, never
 /// fatal; Events not yet recorded when the process stops are lost, as they
 /// would be on a crash.
-pub(crate) fn publish(ctx: &Context, lease: &BerthLease, transitions: Vec<Transition>) {
-    if transitions.is_empty() {
+pub(crate) fn publish(ctx: &Context, lease: &BerthLease, notes: Vec<Note>) {
+    if notes.is_empty() {
         return;
     }
     let recorder = ctx.recorder.clone();
     let reference = lease.object_ref(&());
-    let lease = key(lease);
+    let lease = LeaseKey::of(lease);
     tokio::spawn(async move {
         let Ok(_turn) = recorder.in_flight.acquire().await else { return };
-        for transition in transitions {
-            if let Err(error) = recorder.publish(&transition, &reference).await {
-                tracing::warn!(%lease, reason = transition.reason(), %error, "recording an Event failed");
+        for note in notes {
+            if let Err(error) = recorder.publish(&note, &reference).await {
+                tracing::warn!(%lease, reason = note.reason(), %error, "recording an Event failed");
             }
         }
     });

@@ -15,15 +15,12 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
-use berth_api::{BerthLease, Holder};
-use kube::ResourceExt;
+use berth_api::{BerthLease, Holder, LeaseKey};
 use kube::runtime::watcher;
-
-type Key = (String, String);
 
 #[derive(Default)]
 pub struct GrantJournal {
-    pending: Mutex<HashMap<Key, BTreeMap<i32, Holder>>>,
+    pending: Mutex<HashMap<LeaseKey, BTreeMap<i32, Holder>>>,
 }
 
 impl GrantJournal {
@@ -32,7 +29,7 @@ impl GrantJournal {
         let Some(status) = lease.status.as_ref() else { return };
         let recorded = status.observed_fencing_token.unwrap_or(0);
         let mut pending = self.pending.lock().expect("grant journal lock");
-        let key = key(lease);
+        let key = LeaseKey::of(lease);
         let grants = pending.entry(key.clone()).or_default();
         grants.retain(|token, _| *token > recorded);
         for holder in status.holders.iter().filter(|h| h.fencing_token > recorded) {
@@ -54,14 +51,14 @@ impl GrantJournal {
 
     /// Drops what is kept for a deleted lease.
     pub fn forget(&self, lease: &BerthLease) {
-        self.pending.lock().expect("grant journal lock").remove(&key(lease));
+        self.pending.lock().expect("grant journal lock").remove(&LeaseKey::of(lease));
     }
 
     /// The grants of `lease` seen on the watch with a token above `recorded`, in token order.
     pub fn unrecorded(&self, lease: &BerthLease, recorded: i32) -> Vec<Holder> {
         let pending = self.pending.lock().expect("grant journal lock");
         pending
-            .get(&key(lease))
+            .get(&LeaseKey::of(lease))
             .map(|grants| grants.range(recorded + 1..).map(|(_, h)| h.clone()).collect())
             .unwrap_or_default()
     }
@@ -71,10 +68,6 @@ impl GrantJournal {
     fn leases(&self) -> usize {
         self.pending.lock().expect("grant journal lock").len()
     }
-}
-
-fn key(lease: &BerthLease) -> Key {
-    (lease.namespace().unwrap_or_default(), lease.name_any())
 }
 
 #[cfg(test)]

@@ -12,8 +12,8 @@ mod writes;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use berth_api::BerthLease;
 use berth_api::rules::{Outcome, is_held};
+use berth_api::{BerthLease, LeaseKey};
 use chrono::Utc;
 use kube::api::Api;
 use kube::runtime::controller::Action;
@@ -21,7 +21,7 @@ use kube::{Client, ResourceExt};
 
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
-use crate::plan::{self, FINALIZER, FinalizerStep, Transition, WriteOrder};
+use crate::plan::{self, FINALIZER, FinalizerStep, Note, WriteOrder};
 use crate::pod_gate::Standing;
 
 use act::release_on_delete;
@@ -88,18 +88,14 @@ pub fn error_policy(lease: Arc<BerthLease>, error: &Error, ctx: Arc<Context>) ->
     match error {
         // Expected now and then: the cache lagged behind a write, or a holder wrote first.
         Error::Conflict { .. } => {
-            tracing::debug!(lease = %key(&lease), %error, "reconcile conflicted");
+            tracing::debug!(lease = %LeaseKey::of(&lease), %error, "reconcile conflicted");
             Action::requeue(Duration::from_millis(200))
         }
         _ => {
-            tracing::warn!(lease = %key(&lease), %error, "reconcile failed");
+            tracing::warn!(lease = %LeaseKey::of(&lease), %error, "reconcile failed");
             Action::requeue(Duration::from_secs(5))
         }
     }
-}
-
-fn key(lease: &BerthLease) -> String {
-    format!("{}/{}", lease.namespace().unwrap_or_default(), lease.name_any())
 }
 
 async fn reconcile_lease(mut lease: BerthLease, ctx: &Context) -> Result<Action> {
@@ -134,19 +130,19 @@ async fn reconcile_lease(mut lease: BerthLease, ctx: &Context) -> Result<Action>
     let watched = ctx.grants.unrecorded(&lease, before.observed_fencing_token.unwrap_or(0));
     let mut notes = Vec::new();
     if let Some(Outcome::NotAcquired { refusal, current }) = &facts.declared {
-        notes.push(Transition::DeclaredHolderRefused {
+        notes.push(Note::DeclaredHolderRefused {
             holder: lease.spec.holder_identity.clone().unwrap_or_default(),
             refusal: *refusal,
             current: current.as_ref().map(|h| h.identity.clone()),
         });
     }
-    notes.extend(plan::expiry_transitions(&facts.expired, &facts.status, now));
+    notes.extend(plan::expiry_notes(&facts.expired, &facts.status, now));
     let mut stored = before.clone();
     let mut next = facts.status.clone();
     if next != stored && plan::write_order(&before, &next, now) == WriteOrder::GrantFirst {
         lease = write_status(&api, &lease, next.clone(), ctx).await?;
         expired_written(ctx, &lease, &facts);
-        notes.extend(plan::transitions(&before, &next, &facts.expired, &watched, now));
+        notes.extend(plan::change_notes(&before, &next, &facts.expired, &watched, now));
         publish(ctx, &lease, std::mem::take(&mut notes));
         stored = next.clone();
     }
@@ -165,7 +161,7 @@ async fn reconcile_lease(mut lease: BerthLease, ctx: &Context) -> Result<Action>
             match tokio::time::timeout(TARGET_DEADLINE, step).await {
                 Ok(Ok(outcome)) => {
                     if plan::record_target(&mut next, Some(&outcome), lease.metadata.generation, Utc::now()) {
-                        ready_notes.extend(Transition::target_not_ready(&outcome));
+                        ready_notes.extend(Note::target_not_ready(&outcome));
                     }
                     // A released target is stopped once its pods are gone.
                     let grace = plan::coordination_grace(&lease.spec, &next, Utc::now());
@@ -199,7 +195,7 @@ async fn reconcile_lease(mut lease: BerthLease, ctx: &Context) -> Result<Action>
                     expired_written(ctx, &lease, &facts);
                 }
             }
-            notes.extend(plan::transitions(&stored, &next, &facts.expired, &watched, now));
+            notes.extend(plan::change_notes(&stored, &next, &facts.expired, &watched, now));
             notes.extend(ready_notes);
             notes.extend(target_notes);
             publish(ctx, &lease, notes);
@@ -222,6 +218,6 @@ fn expired_written(ctx: &Context, lease: &BerthLease, facts: &plan::Facts) {
     for holder in &facts.expired {
         let lag = (written_at - holder.expires_at).to_std().unwrap_or_default();
         ctx.metrics.expiry_lag(lag);
-        tracing::info!(lease = %key(lease), holder = %holder.identity, lag_ms = lag.as_millis(), "expired");
+        tracing::info!(lease = %LeaseKey::of(lease), holder = %holder.identity, lag_ms = lag.as_millis(), "expired");
     }
 }

@@ -18,6 +18,7 @@ use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{Controller, WatchStreamExt, watcher};
 use kube::{Client, Resource};
 use serde::de::DeserializeOwned;
+use tokio::sync::watch;
 
 use crate::http::Health;
 use crate::plan::TargetKind;
@@ -33,7 +34,7 @@ use super::{Context, error_policy, reconcile};
 const CONCURRENT_RECONCILES: u16 = 256;
 
 /// Runs one controller per watched scope (every namespace, or each one named)
-/// until `stopped()` completes. Marks `health` ready once every scope can be listed.
+/// until `stopping` turns true. Marks `health` ready once every scope can be listed.
 ///
 /// # Caveats
 /// Target workloads are watched too, so a hand edit of a target (drift) or a
@@ -42,10 +43,7 @@ const CONCURRENT_RECONCILES: u16 = 256;
 /// hold up every trigger of the controller while it backs off): its drift is
 /// then corrected by the [`plan::RESYNC`] requeue, which is otherwise only a
 /// safety net.
-pub async fn run<F>(ctx: Arc<Context>, namespaces: &[String], health: Arc<Health>, stopped: impl Fn() -> F)
-where
-    F: Future<Output = ()> + Send + Sync + 'static,
-{
+pub async fn run(ctx: Arc<Context>, namespaces: &[String], health: Arc<Health>, stopping: watch::Receiver<bool>) {
     let scopes: Vec<Option<String>> =
         if namespaces.is_empty() { vec![None] } else { namespaces.iter().cloned().map(Some).collect() };
     let scopes_for_probe = scopes.clone();
@@ -89,7 +87,7 @@ where
                 }
             };
         }
-        let controller = controller.graceful_shutdown_on(stopped());
+        let controller = controller.graceful_shutdown_on(crate::stopped(stopping.clone()));
         controllers.push(controller.run(reconcile, error_policy, ctx.clone()).for_each(|result| async move {
             match result {
                 Ok(_) | Err(ControllerError::ReconcilerFailed(..)) => {}

@@ -1,7 +1,7 @@
 //! The controller's writes to the lease: the finalizer and the status, each
 //! guarded by the `resourceVersion` it was read at.
 
-use berth_api::{BerthLease, BerthLeaseStatus};
+use berth_api::{BerthLease, BerthLeaseStatus, LeaseKey};
 use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::json;
@@ -10,7 +10,7 @@ use crate::FIELD_MANAGER;
 use crate::error::{Error, Result};
 use crate::plan::FINALIZER;
 
-use super::{Context, key};
+use super::Context;
 
 /// Adds or removes our finalizer with a merge patch guarded by `resourceVersion`.
 pub(crate) async fn set_finalizer(api: &Api<BerthLease>, lease: &BerthLease, present: bool) -> Result<BerthLease> {
@@ -22,8 +22,8 @@ pub(crate) async fn set_finalizer(api: &Api<BerthLease>, lease: &BerthLease, pre
     let params = PatchParams { field_manager: Some(FIELD_MANAGER.to_owned()), ..Default::default() };
     match api.patch(&lease.name_any(), &params, &Patch::Merge(&patch)).await {
         Ok(patched) => Ok(patched),
-        Err(kube::Error::Api(status)) if status.code == 409 => Err(Error::Conflict { lease: key(lease) }),
-        Err(source) => Err(Error::Finalizer { lease: key(lease), source }),
+        Err(kube::Error::Api(status)) if status.code == 409 => Err(Error::Conflict { lease: LeaseKey::of(lease) }),
+        Err(source) => Err(Error::Finalizer { lease: LeaseKey::of(lease), source }),
     }
 }
 
@@ -45,8 +45,8 @@ pub(super) async fn write_status(
         }
         Err(kube::Error::Api(status)) if status.code == 409 => {
             ctx.metrics.status_write(true);
-            Err(Error::Conflict { lease: key(lease) })
+            Err(Error::Conflict { lease: LeaseKey::of(lease) })
         }
-        Err(source) => Err(Error::StatusWrite { lease: key(lease), source }),
+        Err(source) => Err(Error::StatusWrite { lease: LeaseKey::of(lease), source }),
     }
 }

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use berth_api::crd::{AppliedAction, Holder};
-use berth_api::{BerthLease, BerthLeaseStatus, LeaseState};
+use berth_api::{BerthLease, BerthLeaseStatus, LeaseKey, LeaseState};
 use berth_client::{Client as BerthClient, Error as BerthError, KeeperOptions, KeeperState, LeaseKeeper, Loss};
 use chrono::Utc;
 use kube::ResourceExt;
@@ -25,7 +25,7 @@ use crate::FIELD_MANAGER;
 use crate::controller::{Context, act_on_target, follow_stop, publish, set_finalizer};
 use crate::member::state::{self, Decision, Knowledge};
 use crate::member::status::{Facts, Mirror, member_status};
-use crate::plan::{self, FINALIZER, TargetOutcome, Transition};
+use crate::plan::{self, FINALIZER, Note, TargetOutcome};
 use crate::pod_gate::Standing;
 
 /// How long a standby's waiting acquire asks the server to hold it.
@@ -87,10 +87,6 @@ pub fn spawn(
     tokio::spawn(hold(shared.clone(), lease_rx.clone(), learned_tx, command_rx, done_tx));
     tokio::spawn(gate(shared, lease_rx, learned_rx, command_tx, done_rx, stopping));
     lease_tx
-}
-
-fn key(lease: &BerthLease) -> String {
-    format!("{}/{}", lease.namespace().unwrap_or_default(), lease.name_any())
 }
 
 /// The TTL and the heartbeat the keeper will use for this lease's spec. The
@@ -268,7 +264,7 @@ async fn gate(
             let api: Api<BerthLease> = Api::namespaced(ctx.client.clone(), &lease.namespace().unwrap_or_default());
             match set_finalizer(&api, &lease, true).await {
                 Ok(updated) => lease = Arc::new(updated),
-                Err(error) => tracing::warn!(lease = %key(&lease), %error, "adding the finalizer failed"),
+                Err(error) => tracing::warn!(lease = %LeaseKey::of(&lease), %error, "adding the finalizer failed"),
             }
         }
         let (_, grace) = timing(&lease);
@@ -340,11 +336,12 @@ async fn gate(
     }
 }
 
+/// Exhaustive, so that a new state must be placed on one side.
 fn is_member_state(state: LeaseState) -> bool {
-    matches!(
-        state,
-        LeaseState::Unknown | LeaseState::Standby | LeaseState::Held | LeaseState::AtRisk | LeaseState::Fenced
-    )
+    match state {
+        LeaseState::Unknown | LeaseState::Standby | LeaseState::Held | LeaseState::AtRisk | LeaseState::Fenced => true,
+        LeaseState::Available | LeaseState::Released | LeaseState::Expired => false,
+    }
 }
 
 /// The Events of a change from `previous` to `decision.state`.
@@ -356,7 +353,7 @@ fn transition_notes(
     stop: Duration,
     renew_failed_at: &mut Option<Instant>,
     now: Instant,
-) -> Vec<Transition> {
+) -> Vec<Note> {
     let id = &shared.cluster_id;
     let was_running = previous.is_some_and(state::runs);
     let mut notes = Vec::new();
@@ -365,21 +362,21 @@ fn transition_notes(
     }
     match (&known.knowledge, decision.state) {
         (Knowledge::Granted { fencing_token, .. }, LeaseState::Held | LeaseState::AtRisk) if !was_running => {
-            notes.push(Transition::ClusterHolds { cluster: id.clone(), fencing_token: *fencing_token });
+            notes.push(Note::ClusterHolds { cluster: id.clone(), fencing_token: *fencing_token });
         }
         _ => {}
     }
     match decision.state {
         LeaseState::AtRisk if renew_failed_at.is_none_or(|at| now >= at + RENEW_FAILED_EVERY) => {
             *renew_failed_at = Some(now);
-            notes.push(Transition::RenewFailed);
+            notes.push(Note::RenewFailed);
         }
         LeaseState::Standby if was_running => {
             let holder = match &known.knowledge {
                 Knowledge::Refused { holder } if !holder.is_empty() => holder.clone(),
                 _ => "another holder".to_owned(),
             };
-            notes.push(Transition::Lost { holder });
+            notes.push(Note::Lost { holder });
         }
         LeaseState::Fenced => {
             let why = match &known.knowledge {
@@ -392,7 +389,7 @@ fn transition_notes(
                     stop.as_secs()
                 ),
             };
-            notes.push(Transition::Fenced { why });
+            notes.push(Note::Fenced { why });
         }
         _ => {}
     }
@@ -406,7 +403,7 @@ async fn apply_target(
     ctx: &Context,
     lease: &BerthLease,
     decision: &Decision,
-    notes: &mut Vec<Transition>,
+    notes: &mut Vec<Note>,
 ) -> (Option<TargetOutcome>, bool) {
     let (Some(action), Some(target)) = (decision.action, lease.spec.target.as_ref()) else {
         return (None, true);
@@ -423,11 +420,11 @@ async fn apply_target(
     {
         Ok(Ok(outcome)) => (Some(outcome), true),
         Ok(Err(error)) => {
-            tracing::warn!(lease = %key(lease), %error, "acting on the target failed");
+            tracing::warn!(lease = %LeaseKey::of(lease), %error, "acting on the target failed");
             (None, false)
         }
         Err(_) => {
-            tracing::warn!(lease = %key(lease), "acting on the target took too long");
+            tracing::warn!(lease = %LeaseKey::of(lease), "acting on the target took too long");
             (None, false)
         }
     }
@@ -484,7 +481,7 @@ async fn write_status(shared: &Shared, lease: &BerthLease, next: BerthLeaseStatu
             None
         }
         Err(error) => {
-            tracing::warn!(lease = %key(lease), %error, "writing the member status failed");
+            tracing::warn!(lease = %LeaseKey::of(lease), %error, "writing the member status failed");
             None
         }
     }
@@ -519,7 +516,7 @@ async fn clean_up(
     }
     command.send_replace(Command::Release);
     if tokio::time::timeout(RELEASE_BOUND, done).await.is_err() {
-        tracing::warn!(lease = %key(lease), "the REST release did not finish; the global lease expires at its TTL");
+        tracing::warn!(lease = %LeaseKey::of(lease), "the REST release did not finish; the global lease expires at its TTL");
     }
     ctx.metrics.member_forget(&namespace, &name);
     ctx.standings.forget(&namespace, &name);
@@ -530,7 +527,7 @@ async fn clean_up(
             match set_finalizer(&api, &current, false).await {
                 Ok(_) => return,
                 Err(error) => {
-                    tracing::warn!(lease = %key(lease), %error, "removing the finalizer failed; retrying");
+                    tracing::warn!(lease = %LeaseKey::of(lease), %error, "removing the finalizer failed; retrying");
                     tokio::time::sleep(RETRY).await;
                 }
             }

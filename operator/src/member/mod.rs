@@ -18,7 +18,7 @@ pub mod status;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use berth_api::BerthLease;
+use berth_api::{BerthLease, LeaseKey};
 use futures::StreamExt;
 use kube::ResourceExt;
 use kube::api::Api;
@@ -36,9 +36,8 @@ pub struct MemberSettings {
     pub cluster_id: String,
 }
 
-type Key = (String, String);
 /// The claim of each lease: the scope that saw it, and the sender that feeds it.
-type Claims = BTreeMap<Key, (usize, watch::Sender<Arc<BerthLease>>)>;
+type Claims = BTreeMap<LeaseKey, (usize, watch::Sender<Arc<BerthLease>>)>;
 
 /// Runs member mode until `stopping` turns true: one claim per local
 /// BerthLease in the watched namespaces. Marks `health` ready once every
@@ -72,7 +71,7 @@ pub async fn run(
     // before their lease senders close, which they would take for deletions.
     let (stop_claims, claims_stopping) = watch::channel(false);
     let _stop_claims = StopOnDrop(stop_claims);
-    let mut relisted: BTreeMap<usize, BTreeSet<Key>> = BTreeMap::new();
+    let mut relisted: BTreeMap<usize, BTreeSet<LeaseKey>> = BTreeMap::new();
     let mut stop = stopping.clone();
     loop {
         let (scope, event) = tokio::select! {
@@ -94,12 +93,12 @@ pub async fn run(
                 relisted.insert(scope, BTreeSet::new());
             }
             watcher::Event::InitApply(lease) => {
-                relisted.entry(scope).or_default().insert(key_of(&lease));
+                relisted.entry(scope).or_default().insert(LeaseKey::of(&lease));
                 feed(&shared, &mut claims, scope, lease, &claims_stopping);
             }
             watcher::Event::Apply(lease) => feed(&shared, &mut claims, scope, lease, &claims_stopping),
             watcher::Event::Delete(lease) => {
-                claims.remove(&key_of(&lease));
+                claims.remove(&LeaseKey::of(&lease));
             }
             watcher::Event::InitDone => {
                 // Leases gone while the watch was down: their claims end.
@@ -123,10 +122,6 @@ impl Drop for StopOnDrop {
     }
 }
 
-fn key_of(lease: &BerthLease) -> Key {
-    (lease.namespace().unwrap_or_default(), lease.name_any())
-}
-
 /// Sends `lease` to its claim, starting one when it has none.
 fn feed(
     shared: &Arc<claim::Shared>,
@@ -136,7 +131,7 @@ fn feed(
     stopping: &watch::Receiver<bool>,
 ) {
     lease.metadata.managed_fields = None;
-    let key = key_of(&lease);
+    let key = LeaseKey::of(&lease);
     match claims.get(&key) {
         // A claim whose gate ended (its deletion is done) is started afresh.
         Some((_, sender)) if !sender.is_closed() => {

@@ -1,4 +1,4 @@
-//! What a reconcile records as Events on the lease: typed transitions, one
+//! What a reconcile records as Events on the lease: typed notes, one
 //! fact each. They are computed from typed status (holders, fencing tokens,
 //! states), never from the text of a condition, so rewording a message
 //! cannot change which Events fire.
@@ -15,7 +15,7 @@ use super::target::{Setting, TargetOutcome, action_field};
 
 /// One fact the operator records as an Event on the lease.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Transition {
+pub enum Note {
     /// A grant not recorded before: its token is above `status.observedFencingToken`.
     Acquired { holder: String, fencing_token: i32 },
     /// The operator dropped this holder at its `expiresAt`.
@@ -46,39 +46,37 @@ pub enum Transition {
     Fenced { why: String },
 }
 
-impl Transition {
+impl Note {
     /// The Event's `reason`.
     pub fn reason(&self) -> &'static str {
         match self {
-            Transition::Acquired { .. } => "Acquired",
-            Transition::Expired { .. } | Transition::ExpiredElsewhere { .. } => "Expired",
-            Transition::Released => "Released",
-            Transition::TargetWritten { setting, .. } => setting.event_reason(),
-            Transition::TargetStopped { .. } => "TargetStopped",
-            Transition::CronJobMayNotSchedule { .. } => "CronJobMayNotSchedule",
-            Transition::DeclaredHolderRefused { .. } => "DeclaredHolderRefused",
-            Transition::TargetNotReady { reason, .. } => reason,
-            Transition::ClusterHolds { .. } => "Acquired",
-            Transition::RenewFailed => "RenewFailed",
-            Transition::Lost { .. } => "Lost",
-            Transition::Fenced { .. } => "Fenced",
+            Note::Acquired { .. } => "Acquired",
+            Note::Expired { .. } | Note::ExpiredElsewhere { .. } => "Expired",
+            Note::Released => "Released",
+            Note::TargetWritten { setting, .. } => setting.event_reason(),
+            Note::TargetStopped { .. } => "TargetStopped",
+            Note::CronJobMayNotSchedule { .. } => "CronJobMayNotSchedule",
+            Note::DeclaredHolderRefused { .. } => "DeclaredHolderRefused",
+            Note::TargetNotReady { reason, .. } => reason,
+            Note::ClusterHolds { .. } => "Acquired",
+            Note::RenewFailed => "RenewFailed",
+            Note::Lost { .. } => "Lost",
+            Note::Fenced { .. } => "Fenced",
         }
     }
 
     /// The Event's `action`: what the operator was doing.
     pub fn action(&self) -> &'static str {
         match self {
-            Transition::Acquired { .. }
-            | Transition::DeclaredHolderRefused { .. }
-            | Transition::ClusterHolds { .. } => "Acquire",
-            Transition::RenewFailed => "Renew",
-            Transition::Lost { .. } | Transition::Fenced { .. } => "Fence",
-            Transition::Released => "Release",
-            Transition::Expired { .. } | Transition::ExpiredElsewhere { .. } => "Expire",
-            Transition::TargetWritten { .. }
-            | Transition::TargetStopped { .. }
-            | Transition::CronJobMayNotSchedule { .. }
-            | Transition::TargetNotReady { .. } => "ApplyTarget",
+            Note::Acquired { .. } | Note::DeclaredHolderRefused { .. } | Note::ClusterHolds { .. } => "Acquire",
+            Note::RenewFailed => "Renew",
+            Note::Lost { .. } | Note::Fenced { .. } => "Fence",
+            Note::Released => "Release",
+            Note::Expired { .. } | Note::ExpiredElsewhere { .. } => "Expire",
+            Note::TargetWritten { .. }
+            | Note::TargetStopped { .. }
+            | Note::CronJobMayNotSchedule { .. }
+            | Note::TargetNotReady { .. } => "ApplyTarget",
         }
     }
 
@@ -86,12 +84,12 @@ impl Transition {
     pub fn is_warning(&self) -> bool {
         matches!(
             self,
-            Transition::CronJobMayNotSchedule { .. }
-                | Transition::DeclaredHolderRefused { .. }
-                | Transition::TargetNotReady { .. }
-                | Transition::RenewFailed
-                | Transition::Lost { .. }
-                | Transition::Fenced { .. }
+            Note::CronJobMayNotSchedule { .. }
+                | Note::DeclaredHolderRefused { .. }
+                | Note::TargetNotReady { .. }
+                | Note::RenewFailed
+                | Note::Lost { .. }
+                | Note::Fenced { .. }
         )
     }
 
@@ -99,22 +97,22 @@ impl Transition {
     /// facts never read the same.
     pub fn note(&self) -> String {
         match self {
-            Transition::Acquired { holder, fencing_token } => {
+            Note::Acquired { holder, fencing_token } => {
                 format!("granted to {holder} with fencing token {fencing_token}")
             }
-            Transition::Expired { holder, fencing_token, expires_at, still_held } => {
+            Note::Expired { holder, fencing_token, expires_at, still_held } => {
                 let rest = if *still_held { "; others still hold the lease" } else { "" };
                 format!(
                     "{holder} (fencing token {fencing_token}) expired at {} without renewing{rest}",
                     berth_api::time::format(expires_at)
                 )
             }
-            Transition::Released => "released by its holder".to_owned(),
-            Transition::ExpiredElsewhere { expired_at } => {
+            Note::Released => "released by its holder".to_owned(),
+            Note::ExpiredElsewhere { expired_at } => {
                 let when = expired_at.map(|t| berth_api::time::format(&t)).unwrap_or_else(|| "an unknown time".into());
                 format!("the last holder expired at {when} without renewing")
             }
-            Transition::TargetWritten { target, applied, setting, fencing_token } => {
+            Note::TargetWritten { target, applied, setting, fencing_token } => {
                 let tenure = match applied {
                     AppliedAction::Acquire => "for",
                     AppliedAction::Release => "after",
@@ -125,31 +123,29 @@ impl Transition {
                     action_field(*applied)
                 )
             }
-            Transition::TargetStopped { target, after } => format!(
+            Note::TargetStopped { target, after } => format!(
                 "{target}: no pod runs any more, {:.1} s after releaseAction",
                 after.num_milliseconds().max(0) as f64 / 1000.0
             ),
-            Transition::CronJobMayNotSchedule { target, warning } => format!("{target} {warning}"),
-            Transition::DeclaredHolderRefused { holder, refusal, current } => {
+            Note::CronJobMayNotSchedule { target, warning } => format!("{target} {warning}"),
+            Note::DeclaredHolderRefused { holder, refusal, current } => {
                 let by = current.as_ref().map(|h| format!(", held by {h}")).unwrap_or_default();
                 format!("could not acquire for declared holder {holder}: {refusal:?}{by}")
             }
-            Transition::TargetNotReady { message, .. } => message.clone(),
-            Transition::ClusterHolds { cluster, fencing_token } => {
+            Note::TargetNotReady { message, .. } => message.clone(),
+            Note::ClusterHolds { cluster, fencing_token } => {
                 format!("cluster {cluster} holds the global lease (fencing token {fencing_token})")
             }
-            Transition::RenewFailed => {
-                "a renew of the global lease failed; retrying before the safe deadline".to_owned()
-            }
-            Transition::Lost { holder } => format!("the global lease is now held by {holder}"),
-            Transition::Fenced { why } => format!("releaseAction applied: {why}"),
+            Note::RenewFailed => "a renew of the global lease failed; retrying before the safe deadline".to_owned(),
+            Note::Lost { holder } => format!("the global lease is now held by {holder}"),
+            Note::Fenced { why } => format!("releaseAction applied: {why}"),
         }
     }
 
     /// The warning for a target outcome that leaves `TargetReady` False.
     pub fn target_not_ready(outcome: &TargetOutcome) -> Option<Self> {
         let (status, reason, message) = outcome.condition();
-        (status == ConditionStatus::False).then_some(Transition::TargetNotReady { reason, message })
+        (status == ConditionStatus::False).then_some(Note::TargetNotReady { reason, message })
     }
 }
 
@@ -163,18 +159,18 @@ impl Transition {
 ///   was made and released between two reconciles);
 /// - `Released` when the lease stops being held by a release, and `Expired`
 ///   when it stops by an expiry that is not the operator's own (those are
-///   [`expiry_transitions`]).
+///   [`expiry_notes`]).
 ///
 /// # Caveats
 /// A grant made and ended while the operator was not watching is not seen,
 /// and a holder leaving a lease that others still hold records no `Released`.
-pub fn transitions(
+pub fn change_notes(
     before: &BerthLeaseStatus,
     after: &BerthLeaseStatus,
     expired: &[Holder],
     watched: &[Holder],
     now: DateTime<Utc>,
-) -> Vec<Transition> {
+) -> Vec<Note> {
     let recorded = before.observed_fencing_token.unwrap_or(0);
     // One Event per token, whichever source showed the grant.
     let grants: BTreeMap<i32, &str> = after
@@ -186,16 +182,16 @@ pub fn transitions(
         .filter(|h| h.fencing_token > recorded)
         .map(|h| (h.fencing_token, h.identity.as_str()))
         .collect();
-    let mut out: Vec<Transition> = grants
+    let mut out: Vec<Note> = grants
         .into_iter()
-        .map(|(fencing_token, holder)| Transition::Acquired { holder: holder.to_owned(), fencing_token })
+        .map(|(fencing_token, holder)| Note::Acquired { holder: holder.to_owned(), fencing_token })
         .collect();
     let was_held = condition(before, HELD).is_some_and(|c| c.status == ConditionStatus::True);
     if was_held && !is_held(after, now) {
         match after.state {
-            LeaseState::Released => out.push(Transition::Released),
+            LeaseState::Released => out.push(Note::Released),
             LeaseState::Expired if expired.is_empty() => {
-                out.push(Transition::ExpiredElsewhere { expired_at: after.expired_at })
+                out.push(Note::ExpiredElsewhere { expired_at: after.expired_at })
             }
             LeaseState::Expired | LeaseState::Available | LeaseState::Held => {}
             // Member-mode states: their Events come from member/claim.rs.
@@ -206,11 +202,11 @@ pub fn transitions(
 }
 
 /// One `Expired` Event per holder the operator dropped, with its own token.
-pub fn expiry_transitions(expired: &[Holder], after: &BerthLeaseStatus, now: DateTime<Utc>) -> Vec<Transition> {
+pub fn expiry_notes(expired: &[Holder], after: &BerthLeaseStatus, now: DateTime<Utc>) -> Vec<Note> {
     let still_held = is_held(after, now);
     expired
         .iter()
-        .map(|h| Transition::Expired {
+        .map(|h| Note::Expired {
             holder: h.identity.clone(),
             fencing_token: h.fencing_token,
             expires_at: h.expires_at,

@@ -20,7 +20,7 @@ use chrono::{DateTime, Utc};
 
 pub use conditions::{HELD, TARGET_READY, held_condition, set_condition};
 pub use cronjob::{MAX_MISSED_SCHEDULES, long_suspension_warning};
-pub use events::{Transition, expiry_transitions, transitions};
+pub use events::{Note, change_notes, expiry_notes};
 pub use finalizer::{FINALIZER, FinalizerStep};
 pub use target::{
     Setting, TargetKind, TargetOutcome, TargetPlan, action_field, coordination_grace, phase, plan_target,

@@ -162,23 +162,23 @@ fn grants_become_events_once_and_renewals_do_not() {
     let before = lease_facts(&cronjob_lease(), &raw, None, t(1)).status;
     assert_eq!(before.observed_fencing_token, Some(1));
     assert_eq!(
-        transitions(&raw, &before, &[], &[], t(1)),
-        vec![Transition::Acquired { holder: "a".into(), fencing_token: 1 }],
+        change_notes(&raw, &before, &[], &[], t(1)),
+        vec![Note::Acquired { holder: "a".into(), fencing_token: 1 }],
         "a grant the operator has not recorded"
     );
     let renewed = lease_facts(&cronjob_lease(), &before, None, t(5)).status;
-    assert!(transitions(&before, &renewed, &[], &[], t(5)).is_empty());
+    assert!(change_notes(&before, &renewed, &[], &[], t(5)).is_empty());
     let expiry = lease_facts(&cronjob_lease(), &before, None, t(10));
     assert_eq!(
-        expiry_transitions(&expiry.expired, &expiry.status, t(10)),
-        vec![Transition::Expired { holder: "a".into(), fencing_token: 1, expires_at: t(10), still_held: false }]
+        expiry_notes(&expiry.expired, &expiry.status, t(10)),
+        vec![Note::Expired { holder: "a".into(), fencing_token: 1, expires_at: t(10), still_held: false }]
     );
     assert!(
-        transitions(&before, &expiry.status, &expiry.expired, &[], t(10)).is_empty(),
+        change_notes(&before, &expiry.status, &expiry.expired, &[], t(10)).is_empty(),
         "the operator's own expiry once"
     );
     let fresh = lease_facts(&cronjob_lease(), &BerthLeaseStatus::default(), None, t(0)).status;
-    assert!(transitions(&BerthLeaseStatus::default(), &fresh, &[], &[], t(0)).is_empty(), "never held is no event");
+    assert!(change_notes(&BerthLeaseStatus::default(), &fresh, &[], &[], t(0)).is_empty(), "never held is no event");
 }
 
 #[test]
@@ -186,12 +186,12 @@ fn a_release_or_an_expiry_written_by_the_apiserver_ends_the_hold() {
     let before = lease_facts(&cronjob_lease(), &held_status(t(10)), None, t(1)).status;
     let released = BerthLeaseStatus { state: LeaseState::Released, holders: vec![], ..before.clone() };
     let released = lease_facts(&cronjob_lease(), &released, None, t(2)).status;
-    assert_eq!(transitions(&before, &released, &[], &[], t(2)), vec![Transition::Released]);
+    assert_eq!(change_notes(&before, &released, &[], &[], t(2)), vec![Note::Released]);
     let expired =
         BerthLeaseStatus { state: LeaseState::Expired, holders: vec![], expired_at: Some(t(10)), ..before.clone() };
     let expired = lease_facts(&cronjob_lease(), &expired, None, t(11)).status;
-    let ended = transitions(&before, &expired, &[], &[], t(11));
-    assert_eq!(ended, vec![Transition::ExpiredElsewhere { expired_at: Some(t(10)) }]);
+    let ended = change_notes(&before, &expired, &[], &[], t(11));
+    assert_eq!(ended, vec![Note::ExpiredElsewhere { expired_at: Some(t(10)) }]);
     assert_eq!(ended[0].note(), "the last holder expired at 2027-01-15T08:00:10.000000000Z without renewing");
 }
 
@@ -200,7 +200,7 @@ fn target_ready_false_is_a_warning_once() {
     let mut after = BerthLeaseStatus::default();
     let missing = TargetOutcome::NotFound { message: "CronJob/x does not exist".into() };
     assert!(record_target(&mut after, Some(&missing), Some(1), t(0)));
-    let warning = Transition::target_not_ready(&missing).unwrap();
+    let warning = Note::target_not_ready(&missing).unwrap();
     assert_eq!(
         (warning.reason(), warning.note(), warning.is_warning()),
         ("TargetNotFound", "CronJob/x does not exist".to_owned(), true)
@@ -209,7 +209,7 @@ fn target_ready_false_is_a_warning_once() {
     assert!(!record_target(&mut again, Some(&missing), Some(1), t(5)), "no change, so no second warning");
     assert_eq!(again, after);
     let applied = TargetOutcome::NoAction { applied: AppliedAction::Acquire };
-    assert!(Transition::target_not_ready(&applied).is_none());
+    assert!(Note::target_not_ready(&applied).is_none());
 }
 
 #[test]
@@ -353,12 +353,12 @@ fn each_grant_is_its_own_transition_with_its_holder_and_token() {
     more.holders.extend([holder("b", 2, t(20)), holder("c", 3, t(20))]);
     more.fencing_token = 3;
     let more = lease_facts(&shared, &more, None, t(2)).status;
-    let joined = transitions(&one, &more, &[], &[], t(2));
+    let joined = change_notes(&one, &more, &[], &[], t(2));
     assert_eq!(
         joined,
         vec![
-            Transition::Acquired { holder: "b".into(), fencing_token: 2 },
-            Transition::Acquired { holder: "c".into(), fencing_token: 3 },
+            Note::Acquired { holder: "b".into(), fencing_token: 2 },
+            Note::Acquired { holder: "c".into(), fencing_token: 3 },
         ]
     );
     assert_eq!(joined[0].note(), "granted to b with fencing token 2");
@@ -366,11 +366,11 @@ fn each_grant_is_its_own_transition_with_its_holder_and_token() {
     // The Held message does not decide: rewording it changes nothing.
     let mut reworded = one.clone();
     reworded.conditions.iter_mut().for_each(|c| c.message = "(fencing token 3)".into());
-    assert_eq!(transitions(&reworded, &more, &[], &[], t(2)), joined);
+    assert_eq!(change_notes(&reworded, &more, &[], &[], t(2)), joined);
     // a expires, b and c stay: one Expired for a, and no Acquired again.
     let facts = lease_facts(&shared, &more, None, t(10));
-    assert!(transitions(&more, &facts.status, &facts.expired, &[], t(10)).is_empty());
-    let expired = expiry_transitions(&facts.expired, &facts.status, t(10));
+    assert!(change_notes(&more, &facts.status, &facts.expired, &[], t(10)).is_empty());
+    let expired = expiry_notes(&facts.expired, &facts.status, t(10));
     assert_eq!(expired.len(), 1);
     assert_eq!(expired[0].reason(), "Expired");
     assert!(expired[0].note().starts_with("a (fencing token 1) expired at"), "{}", expired[0].note());
@@ -383,10 +383,10 @@ fn each_grant_is_its_own_transition_with_its_holder_and_token() {
     let facts = lease_facts(&shared, &twelve, None, t(11));
     let unseen = [holder("e", 11, t(5))];
     assert_eq!(
-        transitions(&one, &facts.status, &unseen, &[], t(11)),
+        change_notes(&one, &facts.status, &unseen, &[], t(11)),
         vec![
-            Transition::Acquired { holder: "e".into(), fencing_token: 11 },
-            Transition::Acquired { holder: "d".into(), fencing_token: 12 },
+            Note::Acquired { holder: "e".into(), fencing_token: 11 },
+            Note::Acquired { holder: "d".into(), fencing_token: 12 },
         ]
     );
 }
@@ -403,19 +403,19 @@ fn a_grant_seen_only_on_the_watch_gets_its_own_event() {
     let facts = lease_facts(&spec, &three, None, t(5));
     let watched = [holder("b", 2, t(30)), holder("c", 3, t(50))];
     assert_eq!(
-        transitions(&one, &facts.status, &facts.expired, &watched, t(5)),
+        change_notes(&one, &facts.status, &facts.expired, &watched, t(5)),
         vec![
-            Transition::Acquired { holder: "b".into(), fencing_token: 2 },
-            Transition::Acquired { holder: "c".into(), fencing_token: 3 },
+            Note::Acquired { holder: "b".into(), fencing_token: 2 },
+            Note::Acquired { holder: "c".into(), fencing_token: 3 },
         ]
     );
     // Recorded once: the next reconcile names neither again.
-    assert!(transitions(&facts.status, &facts.status, &[], &watched, t(6)).is_empty());
+    assert!(change_notes(&facts.status, &facts.status, &[], &watched, t(6)).is_empty());
 }
 
 #[test]
 fn target_writes_name_the_tenure_they_follow() {
-    let resumed = |token| Transition::TargetWritten {
+    let resumed = |token| Note::TargetWritten {
         target: "CronJob/ingest".into(),
         applied: AppliedAction::Acquire,
         setting: Setting::Suspend(false),
@@ -424,7 +424,7 @@ fn target_writes_name_the_tenure_they_follow() {
     assert_eq!(resumed(1).reason(), "TargetResumed");
     assert_eq!(resumed(1).note(), "CronJob/ingest: suspend=false (acquireAction for fencing token 1)");
     assert_ne!(resumed(1).note(), resumed(2).note(), "a resume for another grant is another fact");
-    let suspended = Transition::TargetWritten {
+    let suspended = Note::TargetWritten {
         target: "CronJob/ingest".into(),
         applied: AppliedAction::Release,
         setting: Setting::Suspend(true),
@@ -493,8 +493,8 @@ fn expired_status_and_target_status_merge_into_one_status() {
     assert_eq!(ready.last_transition_time, t(1), "TargetReady stayed True");
     let held = next.conditions.iter().find(|c| c.type_ == HELD).unwrap();
     assert_eq!((held.status, held.last_transition_time), (ConditionStatus::False, t(10)));
-    let mut events = expiry_transitions(&facts.expired, &next, t(10));
-    events.extend(transitions(&before, &next, &facts.expired, &[], t(10)));
-    let reasons: Vec<&str> = events.iter().map(Transition::reason).collect();
+    let mut events = expiry_notes(&facts.expired, &next, t(10));
+    events.extend(change_notes(&before, &next, &facts.expired, &[], t(10)));
+    let reasons: Vec<&str> = events.iter().map(Note::reason).collect();
     assert_eq!(reasons, ["Expired"]);
 }
