@@ -158,7 +158,11 @@ pub async fn run(client: Client, namespaces: &[String], standings: &Standings, m
     let mut events = futures::stream::select_all(streams);
     let mut standing = standings.0.subscribe();
     loop {
-        let failed = pass(&client, &stores, &standing.borrow_and_update().clone()).await;
+        // Cloned in a statement of its own: the channel's read guard must not
+        // live across the pass's awaits, or a claim publishing its standing
+        // would block a runtime thread on the lock meanwhile.
+        let current = standing.borrow_and_update().clone();
+        let failed = pass(&client, &stores, &current).await;
         let retry = async {
             if failed {
                 tokio::time::sleep(RETRY).await;

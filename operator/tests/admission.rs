@@ -156,11 +156,16 @@ async fn a_labelled_pod_waits_at_the_gate_until_its_lease_is_held() {
     let runner = create_labelled_pod(&ns, "runner", "held").await;
     assert!(gated(&runner));
 
-    // Nobody but the operator removes the gate.
-    let message = refused(&user(
-        &ns,
-        &["patch", "pod/waiting", "--type=json", "-p", r#"[{"op":"remove","path":"/spec/schedulingGates/0"}]"#],
-    ));
+    // Nobody but the operator removes the gate, once kube-apiserver has
+    // loaded the validating half too (a dry run goes through admission).
+    let remove_gate =
+        ["patch", "pod/waiting", "--type=json", "-p", r#"[{"op":"remove","path":"/spec/schedulingGates/0"}]"#];
+    eventually("the gate's removal is refused", Duration::from_secs(60), || async {
+        let dry: Vec<&str> = remove_gate.iter().copied().chain(["--dry-run=server"]).collect();
+        (!user(&ns, &dry).status.success()).then_some(())
+    })
+    .await;
+    let message = refused(&user(&ns, &remove_gate));
     assert!(message.contains("pod waiting waits for BerthLease idle"), "{message}");
     assert!(message.contains("Acquire the lease to run it"), "{message}");
 
