@@ -28,8 +28,7 @@ use act::release_on_delete;
 pub(crate) use act::{act_on_target, follow_stop};
 pub(crate) use events::publish;
 pub use grants::GrantJournal;
-pub(crate) use writes::set_finalizer;
-use writes::write_status;
+pub(crate) use writes::{set_finalizer, write_status};
 
 pub use events::Recorder;
 

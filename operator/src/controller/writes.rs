@@ -27,8 +27,9 @@ pub(crate) async fn set_finalizer(api: &Api<BerthLease>, lease: &BerthLease, pre
     }
 }
 
-/// Replaces the status, guarded by the `resourceVersion` the lease was read at.
-pub(super) async fn write_status(
+/// Replaces the status, guarded by the `resourceVersion` the lease was read
+/// at: the one status writer of both the controller and member mode.
+pub(crate) async fn write_status(
     api: &Api<BerthLease>,
     lease: &BerthLease,
     status: BerthLeaseStatus,
