@@ -5,8 +5,10 @@
 //! section. See docs/auth.md for an annotated example.
 
 use std::path::PathBuf;
+use std::str::FromStr;
 use std::time::Duration;
 
+use jsonwebtoken::Algorithm;
 use serde::Deserialize;
 
 use super::mapping::{TenantMap, TenantRule};
@@ -139,8 +141,17 @@ pub struct TokenReviewConfig {
 /// A checked configuration: what the authenticators are built from.
 #[derive(Clone, Debug)]
 pub struct Checked {
-    pub jwt: Vec<(JwtAuthenticatorConfig, TenantMap)>,
+    pub jwt: Vec<CheckedJwt>,
     pub token_review: Option<CheckedTokenReview>,
+}
+
+/// One `jwt` entry as checked: its tenant rules compiled and its algorithms
+/// parsed, once.
+#[derive(Clone, Debug)]
+pub struct CheckedJwt {
+    pub config: JwtAuthenticatorConfig,
+    pub tenants: TenantMap,
+    pub algorithms: Vec<Algorithm>,
 }
 
 #[derive(Clone, Debug)]
@@ -148,6 +159,37 @@ pub struct CheckedTokenReview {
     pub audiences: Vec<String>,
     pub cache_ttl: Duration,
     pub tenants: TenantMap,
+}
+
+/// The algorithms accepted when an issuer does not list its own.
+pub const DEFAULT_ALGORITHMS: [Algorithm; 9] = [
+    Algorithm::RS256,
+    Algorithm::RS384,
+    Algorithm::RS512,
+    Algorithm::PS256,
+    Algorithm::PS384,
+    Algorithm::PS512,
+    Algorithm::ES256,
+    Algorithm::ES384,
+    Algorithm::EdDSA,
+];
+
+/// The configured names as algorithms; HS* and anything unknown (`none`) are refused.
+///
+/// # Errors
+/// Naming the first name that is not an accepted asymmetric algorithm.
+pub fn parse_algorithms(names: &[String]) -> Result<Vec<Algorithm>, String> {
+    if names.is_empty() {
+        return Err("issuer.algorithms must not be empty (omit it for the default)".to_owned());
+    }
+    names
+        .iter()
+        .map(|name| {
+            Algorithm::from_str(name).ok().filter(|alg| DEFAULT_ALGORITHMS.contains(alg)).ok_or_else(|| {
+                format!("issuer.algorithms: {name:?} is not accepted (only RS*, PS*, ES256, ES384, EdDSA)")
+            })
+        })
+        .collect()
 }
 
 /// Parses and checks the YAML (or JSON) text of the file.
@@ -171,7 +213,7 @@ fn check(config: AuthenticationConfiguration) -> Result<Checked, String> {
         if !issuer.url.starts_with("https://") {
             return Err(err("issuer.url must start with https://".into()));
         }
-        if jwt.iter().any(|(seen, _): &(JwtAuthenticatorConfig, TenantMap)| seen.issuer.url == issuer.url) {
+        if jwt.iter().any(|seen: &CheckedJwt| seen.config.issuer.url == issuer.url) {
             return Err(err(format!("issuer {} is configured twice", issuer.url)));
         }
         for (field, url) in [("discoveryURL", &issuer.discovery_url), ("jwksURL", &issuer.jwks_url)] {
@@ -193,9 +235,10 @@ fn check(config: AuthenticationConfiguration) -> Result<Checked, String> {
         if issuer.audience_match_policy.as_deref().is_some_and(|p| p != "MatchAny") {
             return Err(err("issuer.audienceMatchPolicy must be MatchAny".into()));
         }
-        if let Some(algorithms) = &issuer.algorithms {
-            super::jwt::parse_algorithms(algorithms).map_err(err)?;
-        }
+        let algorithms = match &issuer.algorithms {
+            Some(names) => parse_algorithms(names).map_err(err)?,
+            None => DEFAULT_ALGORITHMS.to_vec(),
+        };
         if entry.claim_mappings.username.claim.is_empty() {
             return Err(err("claimMappings.username.claim must not be empty".into()));
         }
@@ -203,7 +246,7 @@ fn check(config: AuthenticationConfiguration) -> Result<Checked, String> {
             return Err(err("tenants must map at least one user to a tenant".into()));
         }
         let tenants = TenantMap::compile(&entry.tenants).map_err(err)?;
-        jwt.push((entry, tenants));
+        jwt.push(CheckedJwt { config: entry, tenants, algorithms });
     }
     let token_review = match config.token_review {
         None => None,
@@ -272,11 +315,12 @@ tokenReview:
     fn the_documented_shape_parses() {
         let checked = parse(EXAMPLE).unwrap();
         assert_eq!(checked.jwt.len(), 2);
-        let (east, east_map) = &checked.jwt[0];
-        assert_eq!(east.claim_mappings.username, PrefixedClaim::default());
-        assert_eq!(east_map.tenant_of("system:serviceaccount:berth-system:berth-operator").unwrap().name, "east");
-        let (west, _) = &checked.jwt[1];
-        assert_eq!(west.claim_mappings.username.prefix, "oidc:");
+        let east = &checked.jwt[0];
+        assert_eq!(east.config.claim_mappings.username, PrefixedClaim::default());
+        assert_eq!(east.algorithms, DEFAULT_ALGORITHMS);
+        assert_eq!(east.tenants.tenant_of("system:serviceaccount:berth-system:berth-operator").unwrap().name, "east");
+        let west = &checked.jwt[1];
+        assert_eq!(west.config.claim_mappings.username.prefix, "oidc:");
         let review = checked.token_review.unwrap();
         assert_eq!(review.audiences, ["berth"]);
         assert_eq!(review.cache_ttl, Duration::from_secs(30));
@@ -316,5 +360,14 @@ tokenReview:
     fn an_empty_configuration_is_refused() {
         let err = parse("apiVersion: berth.skaphos.io/v1alpha1\nkind: AuthenticationConfiguration\n").unwrap_err();
         assert!(err.to_string().contains("at least one"), "{err}");
+    }
+
+    #[test]
+    fn symmetric_and_unknown_algorithms_cannot_be_configured() {
+        for name in ["HS256", "HS512", "none", "rs256", ""] {
+            assert!(parse_algorithms(&[name.to_owned()]).is_err(), "{name}");
+        }
+        assert_eq!(parse_algorithms(&["ES256".to_owned()]).unwrap(), [Algorithm::ES256]);
+        assert!(parse_algorithms(&[]).is_err());
     }
 }
