@@ -6,6 +6,7 @@ use berth_api::wire::{ErrorBody, FieldError, NameError};
 
 /// Everything a request can fail with. `Display` is the exact message of
 /// docs/api.md, except for [`ApiError::Internal`], whose detail goes only to the log.
+/// The HTTP boundary: every other error type becomes one of these to be answered.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("missing or malformed Authorization header")]

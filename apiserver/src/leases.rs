@@ -40,7 +40,9 @@ const WAKE_JITTER_MS: u64 = 20;
 /// Shortest pause between two warnings that requests are being shed.
 const SHED_WARN_INTERVAL: Duration = Duration::from_secs(10);
 
-/// Why a lease operation failed.
+/// Why a lease operation failed: the boundary with kube-apiserver and the
+/// write queue, kept apart from [`ApiError`](crate::error::ApiError) so that
+/// the retry and shedding logic here matches on causes, not on HTTP answers.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The lease carries another tenant's label.

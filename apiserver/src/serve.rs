@@ -49,6 +49,8 @@ pub struct Config {
     pub connection_limits: ConnectionLimits,
 }
 
+/// Why the server could not start or stopped serving: the process
+/// boundary, reported once by `main` with exit code 1, never to a client.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A PEM file of the certificate or key that cannot be read or parsed.

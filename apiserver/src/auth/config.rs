@@ -24,7 +24,8 @@ pub const MAX_TOKEN_REVIEW_CACHE_TTL: Duration = Duration::from_secs(300);
 /// The audience a TokenReview asks for unless `tokenReview.audiences` says otherwise.
 pub const DEFAULT_AUDIENCE: &str = "berth";
 
-/// Why the file was refused.
+/// Why the `--authentication-config` file was refused: the boundary of
+/// loading it, at start (fatal) and on reload (logged, the last good one kept).
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("reading {path}: {source}")]

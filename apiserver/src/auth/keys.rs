@@ -13,7 +13,9 @@ use subtle::ConstantTimeEq;
 use super::reload::Reloadable;
 use super::{Authenticator, Namespaces, Tenant, Verdict};
 
-/// Why a keys file was refused. `Display` names the line.
+/// Why a keys file was refused. `Display` names the line. Separate from
+/// [`super::config::ConfigError`]: the two files are loaded, reloaded and
+/// reported on their own, and a bad one of either keeps the last good one.
 #[derive(Debug, thiserror::Error)]
 pub enum KeysFileError {
     #[error("reading {path}: {source}")]

@@ -59,6 +59,9 @@ impl Tenant {
 }
 
 /// Why a credential could not be checked (as opposed to being refused).
+/// The boundary between an authenticator and the request: it becomes a 503
+/// (try again), never a 401, so it is kept apart from [`ApiError`](crate::error::ApiError)
+/// until the middleware maps it.
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
     /// The service that decides (kube-apiserver's TokenReview) did not answer.
