@@ -157,12 +157,13 @@ pub async fn run(client: Client, namespaces: &[String], standings: &Standings, m
     }
     let mut events = futures::stream::select_all(streams);
     let mut standing = standings.0.subscribe();
+    let mut acted = Acted::default();
     loop {
         // Cloned in a statement of its own: the channel's read guard must not
         // live across the pass's awaits, or a claim publishing its standing
         // would block a runtime thread on the lock meanwhile.
         let current = standing.borrow_and_update().clone();
-        let failed = pass(&client, &stores, &current).await;
+        let failed = pass(&client, &stores, &current, &mut acted).await;
         let retry = async {
             if failed {
                 tokio::time::sleep(RETRY).await;
@@ -183,14 +184,32 @@ pub async fn run(client: Client, namespaces: &[String], standings: &Standings, m
     }
 }
 
+/// The pods a pass wrote, by UID, with the resourceVersion they had then:
+/// until the watch shows a newer version, a later pass (the next renew, the
+/// next pod event) leaves them alone instead of writing the same again.
+type Acted = BTreeMap<String, String>;
+
 /// One look at every labelled pod. Returns whether a step failed.
-async fn pass(client: &Client, stores: &[Store<Pod>], standings: &BTreeMap<LeaseKey, Standing>) -> bool {
+async fn pass(
+    client: &Client,
+    stores: &[Store<Pod>],
+    standings: &BTreeMap<LeaseKey, Standing>,
+    acted: &mut Acted,
+) -> bool {
     let now = Instant::now();
     let mut failed = false;
-    for pod in stores.iter().flat_map(Store::state) {
+    let pods_now: Vec<_> = stores.iter().flat_map(Store::state).collect();
+    acted.retain(|uid, version| {
+        pods_now.iter().any(|pod| pod.uid().as_ref() == Some(uid) && pod.resource_version().as_ref() == Some(version))
+    });
+    for pod in pods_now {
         let (Some(namespace), Some(lease)) = (pod.namespace(), pod.labels().get(LEASE_LABEL).cloned()) else {
             continue;
         };
+        let (Some(uid), Some(version)) = (pod.uid(), pod.resource_version()) else { continue };
+        if acted.contains_key(&uid) {
+            continue;
+        }
         let standing = standings.get(&LeaseKey::new(&namespace, &lease)).copied();
         let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
         let result = match step(&pod, standing, now) {
@@ -202,9 +221,14 @@ async fn pass(client: &Client, stores: &[Store<Pod>], standings: &BTreeMap<Lease
                 tracing::info!(pod = %pod.name_any(), %namespace, %lease, ?grace, "pod deleted: the lease is not held");
             }),
         };
-        if let Err(error) = result {
-            tracing::warn!(pod = %pod.name_any(), %namespace, %lease, %error, "acting on a gated pod failed");
-            failed = true;
+        match result {
+            Ok(()) => {
+                acted.insert(uid, version);
+            }
+            Err(error) => {
+                tracing::warn!(pod = %pod.name_any(), %namespace, %lease, %error, "acting on a gated pod failed");
+                failed = true;
+            }
         }
     }
     failed

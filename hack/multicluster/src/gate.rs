@@ -22,7 +22,7 @@ use berth_testenv::proxy::{Mode, Proxy};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
 use kube::Client;
-use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
 use kube::discovery::ApiResource;
 use serde_json::{Value, json};
 
@@ -53,8 +53,8 @@ pub struct GateStack {
     pub namespace: String,
     pub members: Vec<GateMember>,
     pub history: PathBuf,
-    pub replicas: u32,
-    pub apiserver: ApiServer,
+    /// Kept for its process: the Berth apiserver stops when it is dropped.
+    _apiserver: ApiServer,
     _coordination_operator: Operator,
 }
 
@@ -137,8 +137,7 @@ impl GateStack {
             namespace,
             members: gate_members,
             history,
-            replicas,
-            apiserver,
+            _apiserver: apiserver,
             _coordination_operator: coordination_operator,
         }
     }
@@ -149,12 +148,6 @@ impl GateStack {
 
     pub fn lives(&self) -> Vec<Life> {
         read_lives(&self.history)
-    }
-
-    /// The pods of the Deployment in member `id`.
-    pub async fn pods(&self, id: &str) -> Vec<Pod> {
-        let pods: Api<Pod> = Api::namespaced(self.member(id).client.clone(), &self.namespace);
-        pods.list(&ListParams::default().labels(&format!("app={LEASE}"))).await.map(|l| l.items).unwrap_or_default()
     }
 
     /// Deletes pod `name` of member `id` with its grace period, as
