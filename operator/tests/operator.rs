@@ -227,7 +227,9 @@ async fn events_with_reason(ns: &TestNamespace, name: &str, reason: &str) -> Vec
 
 /// Waits until lease `name` has `count` Events with `reason`, and returns them.
 async fn wait_events(ns: &TestNamespace, name: &str, reason: &str, count: usize) -> Vec<Event> {
-    eventually(&format!("{count} {reason} Events on {name}"), SOON, || async {
+    // Events go out one at a time after the status writes: on a loaded
+    // machine 20 of them took longer than SOON. Only a bound for failing.
+    eventually(&format!("{count} {reason} Events on {name}"), Duration::from_secs(60), || async {
         Some(events_with_reason(ns, name, reason).await).filter(|events| events.len() >= count)
     })
     .await
