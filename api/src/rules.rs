@@ -119,6 +119,16 @@ pub fn next_change(spec: &BerthLeaseSpec, status: &BerthLeaseStatus, now: DateTi
     pruned.live.iter().map(|h| h.expires_at).chain(lock_delay_end).min()
 }
 
+/// When the live tenure of the identity that makes `request` ends, if it
+/// has one at `now`: what a shed holder is told to wait against.
+pub fn tenure_end(status: &BerthLeaseStatus, request: &Request, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    let identity = match request {
+        Request::Acquire { holder, .. } | Request::Renew { holder, .. } | Request::Release { holder, .. } => *holder,
+        Request::Expire => return None,
+    };
+    status.holders.iter().find(|h| h.identity == identity && h.is_live(now)).map(|h| h.expires_at)
+}
+
 /// Whether the lease has a live holder at `now`.
 pub fn is_held(status: &BerthLeaseStatus, now: DateTime<Utc>) -> bool {
     status.holders.iter().any(|h| h.is_live(now))

@@ -158,8 +158,8 @@ impl IntoResponse for ApiError {
 
 /// The `Retry-After` of an unavailable answer: a second lets kube-apiserver
 /// (or an authenticator) come back, and is well inside a renewing holder's
-/// safe window. Overloaded answers take theirs from the write queue
-/// ([`crate::write_queue::Priority::retry_after_seconds`]).
+/// safe window. Overloaded answers take theirs from the shed request's lease
+/// ([`crate::write_queue::retry_after_seconds`]).
 pub const RETRY_AFTER_SECONDS: &str = "1";
 
 /// `{"error": message}` with `Content-Type: application/json`.
@@ -178,9 +178,7 @@ impl From<crate::leases::Error> for ApiError {
         match error {
             crate::leases::Error::ForeignLease => ApiError::ForeignLease,
             crate::leases::Error::Contended => ApiError::Contended,
-            crate::leases::Error::Overloaded(priority) => {
-                ApiError::Overloaded { retry_after_seconds: priority.retry_after_seconds() }
-            }
+            crate::leases::Error::Overloaded { retry_after_seconds } => ApiError::Overloaded { retry_after_seconds },
             crate::leases::Error::NamespaceNotFound => ApiError::NamespaceNotFound,
             other if other.is_unavailable() => ApiError::Unavailable(other),
             other => ApiError::Internal(other),

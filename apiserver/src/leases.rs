@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use berth_api::rules::{self, Outcome, Refusal};
 use berth_api::{BerthLease, BerthLeaseSpec, BerthLeaseStatus, Semantics};
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use kube::api::{Api, PostParams};
 use kube::{Client, ResourceExt};
 use tokio::sync::watch;
@@ -28,7 +28,7 @@ use tokio::time::Instant;
 use crate::auth::Tenant;
 use crate::cache::LeaseCache;
 use crate::metrics::Metrics;
-use crate::write_queue::{Priority, WriteLimit, WriteQueue, WriteSlot};
+use crate::write_queue::{Priority, WriteLimit, WriteQueue, WriteSlot, retry_after_seconds};
 
 /// The one field manager of this binary.
 pub const FIELD_MANAGER: &str = "berth-apiserver";
@@ -55,8 +55,9 @@ pub enum Error {
     #[error("gave up after {MAX_ATTEMPTS} conflicting writes")]
     Contended,
     /// The write queue was full: the request was shed, nothing was written.
+    /// The caller is asked to retry after `retry_after_seconds`.
     #[error("the write queue is full")]
-    Overloaded(Priority),
+    Overloaded { retry_after_seconds: u32 },
     #[error("kube-apiserver {verb} failed: {source}")]
     Kube {
         verb: &'static str,
@@ -226,7 +227,9 @@ impl Leases {
                 return Ok(decision.outcome);
             };
             if slot.is_none() {
-                slot = Some(self.write_slot(&w.request, write_priority(&decision.outcome)).await?);
+                let priority = write_priority(&decision.outcome);
+                let tenure_end = lease.status.as_ref().and_then(|s| rules::tenure_end(s, &w.request, Utc::now()));
+                slot = Some(self.write_slot(&w.request, priority, tenure_end).await?);
                 current = if fresh { Some(lease) } else { self.cache.get(w.namespace, w.name).or(Some(lease)) };
                 continue;
             }
@@ -300,8 +303,15 @@ impl Leases {
         Some(Instant::now() + (at - now).to_std().unwrap_or_default() + Duration::from_millis(1))
     }
 
-    /// A write slot, or [`Error::Overloaded`] when the queue is full.
-    async fn write_slot(&self, request: &rules::Request<'_>, priority: Priority) -> Result<WriteSlot<'_>, Error> {
+    /// A write slot, or [`Error::Overloaded`] when the queue is full, asking
+    /// the caller back at a time drawn against `tenure_end`, the end of its
+    /// live tenure ([`retry_after_seconds`]).
+    async fn write_slot(
+        &self,
+        request: &rules::Request<'_>,
+        priority: Priority,
+        tenure_end: Option<DateTime<Utc>>,
+    ) -> Result<WriteSlot<'_>, Error> {
         let asked = Instant::now();
         match self.queue.slot(priority).await {
             Ok(slot) => {
@@ -310,7 +320,8 @@ impl Leases {
             }
             Err(_) => {
                 self.shed(operation_label(request), priority);
-                Err(Error::Overloaded(priority))
+                let left = tenure_end.and_then(|end| (end - Utc::now()).to_std().ok());
+                Err(Error::Overloaded { retry_after_seconds: retry_after_seconds(priority, left, fastrand::f64()) })
             }
         }
     }
@@ -344,7 +355,7 @@ impl Leases {
         spec: &CreateSpec,
     ) -> Result<Option<BerthLease>, Error> {
         if slot.is_none() {
-            *slot = Some(self.write_slot(&w.request, Priority::Acquiring).await?);
+            *slot = Some(self.write_slot(&w.request, Priority::Acquiring, None).await?);
         }
         self.create(api, w, spec).await
     }

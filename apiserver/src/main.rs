@@ -58,7 +58,8 @@ struct Args {
     max_concurrent_writes: u32,
     /// Most requests waiting for a write slot. A request that finds this many
     /// waiting is answered 503 at once, with nothing written and
-    /// `Retry-After` (1 s for renews and releases, 5 s for acquires). Renews
+    /// a random `Retry-After` (renews and releases: within the first half of
+    /// the holder's tenure left; acquires: 5 to 10 s). Renews
     /// and releases get slots before acquires, and take the place of a
     /// waiting acquire when the queue is full. 0: shed whatever finds no free
     /// slot.

@@ -24,7 +24,7 @@ fn common_errors() -> Value {
         "413": error_response("`request body must be at most 4096 bytes`"),
         "500": {"description": "`{\"error\":\"internal error\",\"requestId\":…}`", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
         "503": {
-            "description": "`too many concurrent writes to this lease, retry` (every conditional write met a conflict), or, an extension of the core API, `overloaded, retry later` with `Retry-After` (1 for renews and releases, 5 for acquires): the queue for a write slot to kube-apiserver was full (`--max-queued-writes`), and nothing was written; `kube-apiserver is unavailable, retry later` with `Retry-After: 1`; on reads, `the lease cache is still syncing, retry later` with `Retry-After: 1` (a just-started apiserver, before its cache has listed the leases)",
+            "description": "`too many concurrent writes to this lease, retry` (every conditional write met a conflict), or, an extension of the core API, `overloaded, retry later` with a random `Retry-After` (renews and releases: 1 to half the seconds left of the caller's tenure; acquires: 5 to 10): the queue for a write slot to kube-apiserver was full (`--max-queued-writes`), and nothing was written; `kube-apiserver is unavailable, retry later` with `Retry-After: 1`; on reads, `the lease cache is still syncing, retry later` with `Retry-After: 1` (a just-started apiserver, before its cache has listed the leases)",
             "headers": {"Retry-After": {"description": "Seconds to wait before retrying; sent with every 503 but the conflict's", "schema": {"type": "integer"}}},
             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
         },

@@ -15,6 +15,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio::sync::oneshot;
 
@@ -38,18 +39,35 @@ impl Priority {
             Priority::Acquiring => "acquiring",
         }
     }
+}
 
-    /// The `Retry-After` of a shed request, in seconds. Holders retry after
-    /// 1 s, the shortest whole second: it fits inside every keeper's safe
-    /// window that is longer than a second, and a keeper retries at its own
-    /// pace when it does not. Acquirers are on no deadline: they are asked to
-    /// wait longer, so that their retries leave room for the holders'.
-    pub fn retry_after_seconds(self) -> u32 {
-        match self {
-            Priority::Holding => 1,
-            Priority::Acquiring => 5,
+/// The `Retry-After` of a shed request, in whole seconds (the header's
+/// resolution), drawn at random so that requests shed together come back
+/// spread out. `draw` is uniform in `[0, 1)`.
+///
+/// - A holder (`Holding`) is asked back within the first half of what is
+///   left of its tenure, `holder_expires_in`: it keeps half its window to
+///   renew in. Its keeper honours the hint when it ends before the keeper's
+///   safe deadline, the end of the tenure less the keeper's margin. A holder
+///   whose tenure the server does not know (no live entry) is asked back in
+///   a second.
+/// - An acquirer (`Acquiring`) is on no deadline: it is asked to wait 5 to
+///   10 s, so that its retries leave room for the holders'.
+pub fn retry_after_seconds(priority: Priority, holder_expires_in: Option<Duration>, draw: f64) -> u32 {
+    match (priority, holder_expires_in) {
+        (Priority::Acquiring, _) => spread(5, 10, draw),
+        (Priority::Holding, None) => 1,
+        (Priority::Holding, Some(left)) => {
+            let half = u32::try_from(left.as_secs() / 2).unwrap_or(u32::MAX).max(1);
+            spread(1, half, draw)
         }
     }
+}
+
+/// The whole number in `from..=to` that `draw` (uniform in `[0, 1)`) picks.
+fn spread(from: u32, to: u32, draw: f64) -> u32 {
+    let span = f64::from(to - from) + 1.0;
+    from + ((draw.max(0.0) * span) as u32).min(to - from)
 }
 
 /// The limits of the queue (`--max-concurrent-writes`, `--max-queued-writes`).
@@ -312,6 +330,28 @@ mod tests {
 
     fn limit(max_concurrent: usize, max_queued: usize) -> WriteLimit {
         WriteLimit { max_concurrent, max_queued }
+    }
+
+    #[test]
+    fn a_shed_holder_is_asked_back_within_the_first_half_of_its_tenure() {
+        let holding =
+            |left: u64, draw: f64| retry_after_seconds(Priority::Holding, Some(Duration::from_secs(left)), draw);
+        // 20 s left: anywhere from 1 to 10 s, spread evenly by the draw.
+        assert_eq!(holding(20, 0.0), 1);
+        assert_eq!(holding(20, 0.5), 6);
+        assert_eq!(holding(20, 0.999), 10);
+        let picked: std::collections::BTreeSet<u32> = (0..100).map(|i| holding(20, f64::from(i) / 100.0)).collect();
+        assert_eq!(picked, (1..=10).collect());
+        // Less than 2 s left, or a tenure it does not know: a second, the header's least.
+        assert_eq!(holding(1, 0.9), 1);
+        assert_eq!(retry_after_seconds(Priority::Holding, None, 0.9), 1);
+    }
+
+    #[test]
+    fn a_shed_acquirer_waits_five_to_ten_seconds() {
+        let acquiring = |draw: f64| retry_after_seconds(Priority::Acquiring, Some(Duration::from_secs(60)), draw);
+        let picked: std::collections::BTreeSet<u32> = (0..100).map(|i| acquiring(f64::from(i) / 100.0)).collect();
+        assert_eq!(picked, (5..=10).collect());
     }
 
     fn queued(admit: Admit) -> Ticket {

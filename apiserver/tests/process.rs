@@ -152,7 +152,9 @@ async fn writes_beyond_the_limit_are_shed_with_503_and_retry_after_and_write_not
                 }
                 503 => {
                     assert_eq!(body, r#"{"error":"overloaded, retry later"}"#, "{name}");
-                    assert_eq!(retry_after.as_deref(), Some("1"), "{name}");
+                    // Asked back within the first half of the tenure left (120 s at most).
+                    let seconds: u32 = retry_after.as_deref().expect("Retry-After").parse().unwrap();
+                    assert!((1..=60).contains(&seconds), "{name}: Retry-After {seconds} s");
                     let now = api.get(name).await.unwrap().metadata.resource_version;
                     assert_eq!(now, versions[name], "{name}: a shed renew wrote");
                     shed += 1;

@@ -19,6 +19,7 @@ use berth_apiserver::write_queue::WriteLimit;
 use berth_apiserver::{App, router};
 use berth_testenv::TestNamespace;
 use berth_testenv::proxy::{Mode, Proxy};
+use chrono::Utc;
 use common::{KEY_ANY, sha256_hex};
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
@@ -117,6 +118,12 @@ fn revision(lease: &BerthLease) -> u64 {
     lease.metadata.resource_version.as_deref().unwrap().parse().unwrap()
 }
 
+/// A shed acquirer is asked to wait 5 to 10 s, longer than any holder.
+fn assert_acquirer_backs_off(retry_after: Option<&str>) {
+    let seconds: u32 = retry_after.expect("Retry-After").parse().unwrap();
+    assert!((5..=10).contains(&seconds), "Retry-After {seconds} s");
+}
+
 #[tokio::test]
 async fn a_full_queue_sheds_at_once_with_retry_after_and_writes_nothing() {
     let q = Queued::start("queue-full", WriteLimit { max_concurrent: 1, max_queued: 1 }).await;
@@ -130,18 +137,25 @@ async fn a_full_queue_sheds_at_once_with_retry_after_and_writes_nothing() {
     let queued_acquire = q.acquire("new", "any/new");
     q.wait_queue("the acquire waits", 1, 0, 1).await;
     let (status, retry_after, body) = q.acquire("refused", "any/refused").await.unwrap();
-    assert_eq!((status, retry_after.as_deref()), (503, Some("5")), "{body}");
+    assert_eq!(status, 503, "{body}");
+    assert_acquirer_backs_off(retry_after.as_deref());
     assert_eq!(body, json!({"error": "overloaded, retry later"}));
 
     // A renew takes the queued acquire's place: the acquire is shed.
     let queued_renew = q.renew("kept", "any/kept");
     let (status, retry_after, body) = queued_acquire.await.unwrap();
-    assert_eq!((status, retry_after.as_deref()), (503, Some("5")), "{body}");
+    assert_eq!(status, 503, "{body}");
+    assert_acquirer_backs_off(retry_after.as_deref());
     q.wait_queue("the renew waits", 1, 1, 0).await;
 
     // The queue is full of a renew: the next renew is shed, and writes nothing.
+    // It is asked back within the first half of what is left of its tenure.
+    let tenure_end = shed_before.status.as_ref().unwrap().holders[0].expires_at;
+    let half_left = (tenure_end - Utc::now()).num_seconds() / 2;
     let (status, retry_after, body) = q.renew("shed", "any/shed").await.unwrap();
-    assert_eq!((status, retry_after.as_deref()), (503, Some("1")), "{body}");
+    assert_eq!(status, 503, "{body}");
+    let seconds: i64 = retry_after.as_deref().expect("Retry-After").parse().unwrap();
+    assert!((1..=half_left).contains(&seconds), "Retry-After {seconds} s, {half_left} s is half the tenure left");
     assert_eq!(body, json!({"error": "overloaded, retry later"}));
     let shed_after = api.get("shed").await.unwrap();
     assert_eq!(shed_after.metadata.resource_version, shed_before.metadata.resource_version);

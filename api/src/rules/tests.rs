@@ -56,6 +56,17 @@ fn acquire_by_live_holder_is_a_renew_keeping_token_and_acquired_at() {
 }
 
 #[test]
+fn tenure_end_is_the_requesters_own_live_expiry() {
+    let (_, held) = apply(&exclusive(), &BerthLeaseStatus::default(), acquire("a", 10), t(0));
+    let renew = |holder| Request::Renew { holder, fencing_token: 1, ttl_seconds: 10 };
+    assert_eq!(tenure_end(&held, &renew("a"), t(4)), Some(t(10)));
+    assert_eq!(tenure_end(&held, &Request::Release { holder: "a", fencing_token: 1 }, t(4)), Some(t(10)));
+    assert_eq!(tenure_end(&held, &renew("b"), t(4)), None, "another identity's tenure");
+    assert_eq!(tenure_end(&held, &renew("a"), t(10)), None, "expired");
+    assert_eq!(tenure_end(&held, &Request::Expire, t(4)), None);
+}
+
+#[test]
 fn at_most_once_refuses_second_holder_naming_current() {
     let (_, held) = apply(&exclusive(), &BerthLeaseStatus::default(), acquire("a", 10), t(0));
     let decision = decide(&exclusive(), &held, &acquire("b", 10), t(9));
