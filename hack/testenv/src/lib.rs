@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 pub mod apiserver;
+pub mod bad_tls;
 pub mod browser;
 pub mod clusters;
 pub mod identity;
@@ -17,7 +18,7 @@ pub mod prometheus;
 pub mod proxy;
 pub mod wait;
 
-pub use wait::eventually;
+pub use wait::{eventually, eventually_blocking, eventually_blocking_showing, eventually_showing};
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
