@@ -44,9 +44,15 @@ export function changedHands(before, after) {
   return before.fencingToken !== after.fencingToken || ids(before) !== ids(after);
 }
 
-/** Cluster ids are RFC 1123 labels: in member mode the holder identity is one. */
-export function looksLikeClusterId(identity) {
-  return /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/.test(identity);
+/** The condition a member-mode operator writes on every lease it keeps. */
+export const MEMBER_CONDITION = "CoordinationReachable";
+
+/**
+ * Whether the lease is a member cluster's claim on a global lease, as its
+ * member-mode status says: then its holders are the global holders, cluster ids.
+ */
+export function isMemberClaim(lease) {
+  return (lease.conditions || []).some((c) => c.type === MEMBER_CONDITION);
 }
 
 /** Whether a lease matches the filters (namespace, state, free text). */

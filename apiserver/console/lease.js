@@ -1,7 +1,7 @@
 // The sections of one lease's page: facts, holders with their bars, the
 // holding cluster, the target and the operator's last action, conditions.
 import { el } from "./dom.js";
-import { liveHolders, looksLikeClusterId, when } from "./format.js";
+import { isMemberClaim, liveHolders, MEMBER_CONDITION, when } from "./format.js";
 
 /** The nodes of the lease page for `view` at `now` (ms since the epoch). */
 export function leaseSections(view, now) {
@@ -18,9 +18,10 @@ export function leaseSections(view, now) {
   );
 
   const holders = (view.holders || []).length
-    ? el("ul", { class: "holders" }, ...view.holders.map((h) => {
+    ? el("ul", { class: "holders" }, ...view.holders.map((h, index) => {
       const total = Math.max(1, Date.parse(h.expiresAt) - Date.parse(h.renewedAt));
-      const id = `bar-${h.identity.replace(/[^A-Za-z0-9_-]/g, "_")}`;
+      // By position: identities are free text, and two may differ only in punctuation.
+      const id = `holder-${index}`;
       return el("li", { "data-identity": h.identity },
         el("p", { class: "holder-line" }, el("strong", { id }, h.identity), ` · token ${h.fencingToken} · expires in `,
           el("span", { class: "expires", "data-expires": Date.parse(h.expiresAt) })),
@@ -29,9 +30,9 @@ export function leaseSections(view, now) {
     }))
     : el("p", { class: "note" }, "No holder.");
 
-  const cluster = live.length && live.every((h) => looksLikeClusterId(h.identity))
-    ? live.map((h) => h.identity).join(", ")
-    : "none: no live holder is a cluster id";
+  const cluster = !isMemberClaim(view)
+    ? "none: this lease has no member-mode status"
+    : live.map((h) => h.identity).join(", ") || "none: no live holder";
   const clusters = el("p", {}, cluster);
 
   const target = view.target
@@ -55,7 +56,9 @@ export function leaseSections(view, now) {
     facts,
     el("h3", {}, "Holders"), holders,
     el("h3", {}, "Holding cluster (member mode)"), clusters,
-    el("p", { class: "note" }, "In member mode the holder identity is the member cluster's id."),
+    el("p", { class: "note" },
+      `A member cluster's operator marks the leases it keeps with the ${MEMBER_CONDITION} condition; `
+      + "their holders are cluster ids."),
     el("h3", {}, "Target"), target,
     el("h3", {}, "Conditions"), conditions,
   ];

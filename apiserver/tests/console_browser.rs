@@ -1,7 +1,8 @@
 //! The web console in a real headless Chromium (WebDriver), against the
 //! `apiserver` binary and the operator on the real control plane: sign-in,
 //! the live table, the lease page, tenant isolation, a bad key, a lost
-//! connection, and the security headers. It also measures the time from a
+//! connection, holder names of markup, the holding cluster in member mode,
+//! and the security headers. It also measures the time from a
 //! REST acquire to the row changing in the page, and saves the screenshots
 //! of docs/console.md (under `target/screenshots`, or where
 //! `BERTH_SCREENSHOTS_DIR` says: `make screenshots` writes docs/).
@@ -14,6 +15,7 @@ use berth_api::BerthLease;
 use berth_testenv::TestNamespace;
 use berth_testenv::apiserver::{ApiServer, Tenant};
 use berth_testenv::browser::{Browser, LogEntry};
+use berth_testenv::clusters::Cluster;
 use berth_testenv::operator::{self, Operator};
 use common::{https_client, https_client_builder, post_json};
 use k8s_openapi::api::batch::v1::CronJob;
@@ -354,22 +356,137 @@ async fn a_lost_connection_is_shown_and_the_page_reconnects_by_itself() {
         )
         .await;
     assert_eq!(browser.execute("return document.getElementById('connection').dataset.state", vec![]).await, "live");
-    // Held under a label-shaped identity, as a member cluster holds a lease in member mode.
-    browser.click(&format!("#lease-rows tr[data-key=\"{}/after-restart\"] a", ns.name)).await;
-    let cluster = browser
-        .wait_for(
-            "the holding cluster on the lease page",
-            "const h = [...document.querySelectorAll('#detail-body h3')].find((h) => h.textContent.startsWith('Holding cluster')); \
-             return h && h.nextElementSibling.textContent;",
-            vec![],
-            PAGE_TIMEOUT,
-        )
-        .await;
-    assert_eq!(cluster, "east");
     // The broken and refused watch connections while the server was down are the only errors.
     let problems = errors(&browser.console_log().await, |e| {
         e.message.contains("/v1alpha1/leases?watch=1 - Failed to load resource: net::ERR_")
     });
+    assert!(problems.is_empty(), "browser console errors: {problems:?}");
+    browser.quit().await;
+}
+
+/// Holder identities of markup and punctuation; the last three differ only where a name-derived id would not.
+const ODD_HOLDERS: [&str; 5] =
+    ["demo/<img src=x onerror=alert(1)>", "demo/\"quoted\" & 'single'", "demo/team/a", "demo/team.a", "demo/team_a"];
+
+/// The lease page of `arguments[0]` (`<ns>/<name>`) once it shows `arguments[1]`
+/// holders: each holder's identity, its own text, what its bar is labelled
+/// by, and the holding-cluster line.
+const LEASE_PAGE: &str = r#"
+    const body = document.getElementById('detail-body');
+    const [ns, name] = arguments[0].split('/');
+    if (document.getElementById('detail').hidden
+        || document.getElementById('detail-title').textContent !== `${name} · ${ns}`) return null;
+    const items = [...body.querySelectorAll('ul.holders > li')];
+    if (items.length !== arguments[1]) return null;
+    const cluster = [...body.querySelectorAll('h3')].find((h) => h.textContent.startsWith('Holding cluster'));
+    return {
+        holders: items.map((li) => {
+            const bar = li.querySelector('progress');
+            const label = document.getElementById(bar.getAttribute('aria-labelledby'));
+            return {identity: li.dataset.identity, shown: li.querySelector('strong').textContent,
+                    barLabel: label && label.textContent, barInside: li.contains(label)};
+        }),
+        ids: [...document.querySelectorAll('[id]')].map((e) => e.id),
+        cluster: cluster.nextElementSibling.textContent,
+    };"#;
+
+#[tokio::test]
+async fn holder_names_are_shown_as_text_and_only_member_mode_holders_as_clusters() {
+    // The coordination plane: the Berth apiserver member cluster east holds global leases on.
+    let coordination = TestNamespace::new("console-member").await;
+    let ns = coordination.name.clone();
+    let berth = ApiServer::start(vec![Tenant::new("east", &[&ns])], &[&ns], &[]);
+    let key_file = berth.dir.join("east.key");
+    std::fs::write(&key_file, berth.key("east")).unwrap();
+
+    // The member plane east: a claim kept by the operator in member mode, and
+    // a namespace of ordinary holders that the operator does not watch.
+    let east = Cluster::up("east").expect("the east control plane starts");
+    let claims = east.namespace_named(&ns).await.expect("the claims' namespace on east");
+    let plain = east.namespace("console-plain").await.expect("the plain namespace on east");
+    let claim: BerthLease = serde_json::from_value(json!({
+        "apiVersion": "berth.skaphos.io/v1alpha1", "kind": "BerthLease",
+        "metadata": {"name": "ingest"}, "spec": {"ttlSeconds": 30}
+    }))
+    .unwrap();
+    claims.api::<BerthLease>().create(&PostParams::default(), &claim).await.unwrap();
+    let member_flags = [
+        "--berth-api-server",
+        &berth.url,
+        "--berth-api-key-file",
+        key_file.to_str().unwrap(),
+        "--berth-ca-file",
+        berth.ca_file.to_str().unwrap(),
+        "--cluster-id",
+        "east",
+    ];
+    let _member = Operator::start(&operator::binary(), &east.kubeconfig, &[&ns], &member_flags);
+
+    // The console of an apiserver on east, signed in as tenant demo.
+    let console =
+        ApiServer::start_as(&east.kubeconfig, vec![Tenant::new("demo", &[&ns, &plain.name])], &[&ns, &plain.name], &[]);
+    let http = https_client(&console.ca_file);
+    let demo = console.key("demo").to_owned();
+    let acquire = |name: &str, body: Value| {
+        let (http, url, key) = (http.clone(), lease_url(&console, &plain.name, name, "acquire"), demo.clone());
+        async move { post_json(&http, &url, &key, &body).await }
+    };
+    let (_, solo) = acquire("solo", json!({"holder": "demo", "ttlSeconds": 300})).await;
+    assert_eq!(solo["acquired"], true, "{solo}");
+    for holder in ODD_HOLDERS {
+        let body = json!({"holder": holder, "ttlSeconds": 300, "semantics": "at-least-once", "maxHolders": 5});
+        let (_, reply) = acquire("crowded", body).await;
+        assert_eq!(reply["acquired"], true, "{holder}: {reply}");
+    }
+
+    let browser = Browser::start(1280, 900).await;
+    sign_in(&browser, &console, &demo).await;
+    browser.execute("window.alert = () => { window.alerted = true; };", vec![]).await;
+    let (claim_key, solo_key, crowded_key) =
+        (format!("{ns}/ingest"), format!("{}/solo", plain.name), format!("{}/crowded", plain.name));
+    browser
+        .wait_for(
+            "east's claim, held in member mode",
+            "const tr = document.querySelector(`#lease-rows tr[data-key=\"${arguments[0]}\"]`); \
+             return tr && tr.dataset.state === 'held' && tr.dataset.holders === 'east';",
+            vec![json!(claim_key)],
+            Duration::from_secs(60),
+        )
+        .await;
+
+    // Markup and punctuation are text, and every holder has a bar of its own.
+    browser.execute("location.hash = `#/leases/${arguments[0]}`", vec![json!(crowded_key)]).await;
+    let page =
+        browser.wait_for("the crowded lease page", LEASE_PAGE, vec![crowded_key.into(), 5.into()], PAGE_TIMEOUT).await;
+    let mut shown: Vec<String> =
+        page["holders"].as_array().unwrap().iter().map(|h| h["shown"].as_str().unwrap().into()).collect();
+    shown.sort();
+    let mut expected = ODD_HOLDERS.map(String::from);
+    expected.sort();
+    assert_eq!(shown, expected, "{page}");
+    for holder in page["holders"].as_array().unwrap() {
+        assert_eq!(holder["identity"], holder["shown"], "{holder}");
+        assert_eq!(holder["barLabel"], holder["shown"], "each bar is labelled by its own holder: {holder}");
+        assert_eq!(holder["barInside"], true, "{holder}");
+    }
+    let ids: Vec<String> = serde_json::from_value(page["ids"].clone()).unwrap();
+    let unique: std::collections::BTreeSet<&String> = ids.iter().collect();
+    assert_eq!(unique.len(), ids.len(), "element ids are unique: {ids:?}");
+    let injected =
+        browser.execute("return [document.querySelectorAll('img').length, window.alerted === true]", vec![]).await;
+    assert_eq!(injected, json!([0, false]), "no element was injected and no script ran");
+
+    // A bare tenant name is not a cluster; the member-mode claim's holder is.
+    browser.execute("location.hash = `#/leases/${arguments[0]}`", vec![json!(solo_key)]).await;
+    let page = browser.wait_for("the solo lease page", LEASE_PAGE, vec![solo_key.into(), 1.into()], PAGE_TIMEOUT).await;
+    assert_eq!(page["holders"][0]["shown"], "demo", "{page}");
+    assert_eq!(page["cluster"], "none: this lease has no member-mode status", "a bare tenant name: {page}");
+    browser.execute("location.hash = `#/leases/${arguments[0]}`", vec![json!(claim_key)]).await;
+    let page =
+        browser.wait_for("the claim's lease page", LEASE_PAGE, vec![claim_key.into(), 1.into()], PAGE_TIMEOUT).await;
+    assert_eq!(page["cluster"], "east", "{page}");
+
+    let problems = errors(&browser.console_log().await, |_| false);
     assert!(problems.is_empty(), "browser console errors: {problems:?}");
     browser.quit().await;
 }
