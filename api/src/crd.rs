@@ -165,6 +165,11 @@ impl std::fmt::Display for LeaseKey {
 /// Other tenants never see or touch such a lease.
 pub const TENANT_LABEL: &str = "berth.skaphos.io/tenant";
 
+/// Set instead of [`TENANT_LABEL`] on leases created through the REST API by
+/// a tenant of a cluster set: the set that shares them. Every tenant of the
+/// set sees and may hold such a lease; no other tenant does.
+pub const CLUSTER_SET_LABEL: &str = "berth.skaphos.io/cluster-set";
+
 /// On a pod (through its workload's template): the lease, in the pod's
 /// namespace, that the pod may run only under. The operator chart's
 /// MutatingAdmissionPolicy gives such a pod [`SCHEDULING_GATE`] at creation.

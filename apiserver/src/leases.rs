@@ -32,7 +32,7 @@ use crate::write_queue::{Priority, WriteLimit, WriteQueue, WriteSlot, retry_afte
 
 /// The one field manager of this binary.
 pub const FIELD_MANAGER: &str = "berth-apiserver";
-pub use berth_api::crd::TENANT_LABEL;
+pub use berth_api::crd::{CLUSTER_SET_LABEL, TENANT_LABEL};
 /// Tries of one request before it answers "contended".
 const MAX_ATTEMPTS: u32 = 8;
 /// Longest random pause of a waiting acquire after its lease changed.
@@ -103,9 +103,16 @@ pub struct Write<'a> {
     pub create: Option<CreateSpec>,
 }
 
-/// Whether `tenant` may see `lease`: it carries no tenant label, or theirs.
+/// Whether `tenant` may see `lease`: a cluster-set label decides when
+/// present (the tenant is of that set); else a tenant label (it is theirs);
+/// a lease with neither (made with kubectl or GitOps) is every tenant's.
 pub fn visible_to(lease: &BerthLease, tenant: &Tenant) -> bool {
-    lease.labels().get(TENANT_LABEL).is_none_or(|owner| *owner == tenant.name)
+    let labels = lease.labels();
+    match (labels.get(CLUSTER_SET_LABEL), labels.get(TENANT_LABEL)) {
+        (Some(set), _) => tenant.cluster_set.as_ref() == Some(set),
+        (None, Some(owner)) => *owner == tenant.name,
+        (None, None) => true,
+    }
 }
 
 /// The fixed label of an outcome, for logs and metrics.
@@ -385,7 +392,11 @@ impl Leases {
                 ..BerthLeaseSpec::created_with_ttl(spec.ttl_seconds)
             },
         );
-        lease.metadata.labels = Some(BTreeMap::from([(TENANT_LABEL.to_owned(), w.tenant.name.clone())]));
+        let owner = match &w.tenant.cluster_set {
+            Some(set) => (CLUSTER_SET_LABEL.to_owned(), set.clone()),
+            None => (TENANT_LABEL.to_owned(), w.tenant.name.clone()),
+        };
+        lease.metadata.labels = Some(BTreeMap::from([owner]));
         match api.create(&post_params(), &lease).await {
             Ok(created) => {
                 self.metrics.write("create", "ok");

@@ -1,4 +1,4 @@
-//! Static API keys: a file of `<tenant>:<sha256-hex>[:<ns>,<ns>…]` lines
+//! Static API keys: a file of `<tenant>:<sha256-hex>[:<ns>,<ns>…[:<cluster-set>]]` lines
 //! ([`KeysFile`]), reloaded when it changes. Only hashes are stored, compared
 //! in constant time.
 
@@ -38,17 +38,19 @@ struct Entry {
 #[derive(Debug, Default)]
 pub struct KeySet {
     entries: Vec<Entry>,
-    /// Tenant → its namespaces.
-    namespaces: BTreeMap<String, Namespaces>,
+    /// Tenant → its namespaces and cluster set.
+    tenants: BTreeMap<String, (Namespaces, Option<String>)>,
 }
 
 impl KeySet {
     /// Parses the keys-file format. Blank lines and `#` lines are ignored.
+    /// The namespaces field may be left empty (every namespace) when a
+    /// cluster set follows it.
     ///
     /// # Errors
-    /// On the first bad line: a tenant that is not a DNS label, a hash that is
-    /// not 64 hex digits, a bad namespace, a hash used twice, or one tenant
-    /// with two different namespace lists.
+    /// On the first bad line: a tenant or cluster set that is not a DNS
+    /// label, a hash that is not 64 hex digits, a bad namespace, a hash used
+    /// twice, or one tenant with two different namespace lists or cluster sets.
     pub fn parse(text: &str) -> Result<Self, KeysFileError> {
         let mut set = KeySet::default();
         for (index, raw) in text.lines().enumerate() {
@@ -60,12 +62,16 @@ impl KeySet {
             let mut fields = line.split(':');
             let (tenant, hash) = match (fields.next(), fields.next()) {
                 (Some(t), Some(h)) => (t, h),
-                _ => return Err(err("expected <tenant>:<sha256-hex>[:<namespaces>]")),
+                _ => return Err(err("expected <tenant>:<sha256-hex>[:<namespaces>[:<cluster-set>]]")),
             };
-            let namespaces = fields.next();
+            let (namespaces, cluster_set) = (fields.next(), fields.next());
             if fields.next().is_some() {
                 return Err(err("too many ':'-separated fields"));
             }
+            if cluster_set.is_some_and(|set| !berth_api::wire::is_dns_label(set)) {
+                return Err(err("cluster set must be a DNS label"));
+            }
+            let namespaces = namespaces.filter(|list| !(list.is_empty() && cluster_set.is_some()));
             if !berth_api::wire::is_dns_label(tenant) {
                 return Err(err("tenant must be a DNS label"));
             }
@@ -83,13 +89,17 @@ impl KeySet {
             if set.entries.iter().any(|e| e.hash == hash) {
                 return Err(err("the same key hash appears twice"));
             }
-            match set.namespaces.get(tenant) {
-                Some(existing) if *existing != namespaces => {
+            let cluster_set = cluster_set.map(str::to_owned);
+            match set.tenants.get(tenant) {
+                Some((existing, _)) if *existing != namespaces => {
                     return Err(err("a tenant's lines must list the same namespaces"));
+                }
+                Some((_, existing)) if *existing != cluster_set => {
+                    return Err(err("a tenant's lines must name the same cluster set"));
                 }
                 _ => {}
             }
-            set.namespaces.insert(tenant.to_owned(), namespaces);
+            set.tenants.insert(tenant.to_owned(), (namespaces, cluster_set));
             set.entries.push(Entry { tenant: tenant.to_owned(), hash });
         }
         Ok(set)
@@ -129,8 +139,8 @@ impl KeySet {
             }
         }
         let entry = found?;
-        let namespaces = self.namespaces.get(&entry.tenant).cloned().unwrap_or(Namespaces::All);
-        Some(Tenant { name: entry.tenant.clone(), namespaces })
+        let (namespaces, cluster_set) = self.tenants.get(&entry.tenant).cloned().unwrap_or((Namespaces::All, None));
+        Some(Tenant { name: entry.tenant.clone(), namespaces, cluster_set })
     }
 }
 
@@ -228,6 +238,18 @@ mod tests {
     }
 
     #[test]
+    fn a_fourth_field_names_the_tenants_cluster_set() {
+        let text = format!("east:{}::members\nwest:{}:ns1:members\n", hash(KEY_A), hash("secret-b"));
+        let set = KeySet::parse(&text).unwrap();
+        let (east, west) = (set.tenant_of(KEY_A).unwrap(), set.tenant_of("secret-b").unwrap());
+        assert_eq!((east.cluster_set.as_deref(), west.cluster_set.as_deref()), (Some("members"), Some("members")));
+        assert!(east.may_use_namespace("anything"), "an empty namespaces field before a set: every namespace");
+        assert!(!west.may_use_namespace("ns2"));
+        let plain = KeySet::parse(&format!("t:{}:ns1", hash(KEY_A))).unwrap();
+        assert_eq!(plain.tenant_of(KEY_A).unwrap().cluster_set, None);
+    }
+
+    #[test]
     fn uppercase_hex_hashes_are_accepted() {
         let set = KeySet::parse(&format!("t:{}", hash(KEY_A).to_uppercase())).unwrap();
         assert_eq!(set.tenant_of(KEY_A).unwrap().name, "t");
@@ -242,7 +264,10 @@ mod tests {
             (format!("t:{}z", &h[..63]), 1),
             (format!("Bad_Tenant:{h}"), 1),
             (format!("# ok\nt:{h}:Bad_NS"), 2),
-            (format!("t:{h}:a:b"), 1),
+            (format!("t:{h}:a:b:c"), 1),
+            (format!("t:{h}:a:Bad_Set"), 1),
+            (format!("t:{h}:"), 1),
+            (format!("t:{h}::s\nt:{}::r", hash("other")), 2),
             (format!("t:{h}\nu:{h}"), 2),
             (format!("t:{h}:a\nt:{}:b", hash("other")), 2),
         ];

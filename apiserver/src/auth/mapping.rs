@@ -12,8 +12,9 @@ use super::{Namespaces, Tenant};
 pub const SERVICE_ACCOUNT_PREFIX: &str = "system:serviceaccount:";
 
 /// One rule as written in the file: exactly one of `username` and
-/// `serviceAccount` (`<namespace>:<name>`), the tenant, and optionally the
-/// namespaces (omitted: every namespace, as a two-field keys-file line).
+/// `serviceAccount` (`<namespace>:<name>`), the tenant, optionally the
+/// namespaces (omitted: every namespace, as a two-field keys-file line), and
+/// optionally the cluster set the tenant shares its leases with.
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TenantRule {
@@ -24,6 +25,8 @@ pub struct TenantRule {
     pub tenant: String,
     #[serde(default)]
     pub namespaces: Option<Vec<String>>,
+    #[serde(default)]
+    pub cluster_set: Option<String>,
 }
 
 /// Rules checked in order; the first whose user matches decides.
@@ -65,7 +68,17 @@ impl TenantMap {
                     Namespaces::Only(Arc::new(list.iter().cloned().collect::<BTreeSet<_>>()))
                 }
             };
-            compiled.push((username, Tenant { name: rule.tenant.clone(), namespaces }));
+            if rule.cluster_set.as_deref().is_some_and(|set| !berth_api::wire::is_dns_label(set)) {
+                return Err(err("clusterSet must be a DNS label"));
+            }
+            if compiled
+                .iter()
+                .any(|(_, t): &(String, Tenant)| t.name == rule.tenant && t.cluster_set != rule.cluster_set)
+            {
+                return Err(err("every rule of one tenant must name the same clusterSet (or none)"));
+            }
+            let tenant = Tenant { name: rule.tenant.clone(), namespaces, cluster_set: rule.cluster_set.clone() };
+            compiled.push((username, tenant));
         }
         Ok(Self { rules: compiled })
     }
@@ -86,6 +99,7 @@ mod tests {
             service_account: account.map(str::to_owned),
             tenant: tenant.to_owned(),
             namespaces: ns.map(|l| l.iter().map(|s| s.to_string()).collect()),
+            cluster_set: None,
         }
     }
 
@@ -106,6 +120,19 @@ mod tests {
     }
 
     #[test]
+    fn a_rule_may_put_its_tenant_in_a_cluster_set() {
+        let member = |user: &str, tenant: &str| TenantRule {
+            cluster_set: Some("members".into()),
+            ..rule(Some(user), None, tenant, None)
+        };
+        let map = TenantMap::compile(&[member("e", "east"), member("w", "west"), rule(Some("c"), None, "core", None)])
+            .unwrap();
+        assert_eq!(map.tenant_of("e").unwrap().cluster_set.as_deref(), Some("members"));
+        assert_eq!(map.tenant_of("w").unwrap().cluster_set.as_deref(), Some("members"));
+        assert_eq!(map.tenant_of("c").unwrap().cluster_set, None);
+    }
+
+    #[test]
     fn bad_rules_are_refused_with_their_index() {
         let cases = [
             rule(None, None, "t", None),
@@ -115,6 +142,9 @@ mod tests {
             rule(Some("u"), None, "Bad_Tenant", None),
             rule(Some("u"), None, "t", Some(&[])),
             rule(Some("u"), None, "t", Some(&["Bad_NS"])),
+            TenantRule { cluster_set: Some("Bad_Set".into()), ..rule(Some("u"), None, "s", None) },
+            // The first rule made tenant t without a set.
+            TenantRule { cluster_set: Some("members".into()), ..rule(Some("u"), None, "t", None) },
         ];
         for case in cases {
             let err = TenantMap::compile(&[rule(Some("ok"), None, "t", None), case.clone()]).unwrap_err();

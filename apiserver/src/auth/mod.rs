@@ -23,11 +23,16 @@ use futures::future::BoxFuture;
 
 pub use keys::{KeySet, KeysFile, KeysFileError};
 
-/// An authenticated caller: its tenant, and the namespaces this credential may use.
+/// An authenticated caller: its tenant, the namespaces this credential may
+/// use, and the cluster set the tenant shares its leases with, if any.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Tenant {
     pub name: String,
     pub namespaces: Namespaces,
+    /// The leases this tenant's acquires create belong to this set rather
+    /// than to the tenant: every tenant of the set sees them
+    /// ([`berth_api::crd::CLUSTER_SET_LABEL`]).
+    pub cluster_set: Option<String>,
 }
 
 /// The namespaces a credential may use.
@@ -40,7 +45,7 @@ pub enum Namespaces {
 impl Tenant {
     /// A tenant allowed in every namespace.
     pub fn everywhere(name: impl Into<String>) -> Self {
-        Self { name: name.into(), namespaces: Namespaces::All }
+        Self { name: name.into(), namespaces: Namespaces::All, cluster_set: None }
     }
 
     /// Whether this caller may read and write leases in `namespace`.
@@ -163,7 +168,8 @@ mod tests {
 
     #[test]
     fn a_namespace_list_limits_the_tenant() {
-        let only = Tenant { name: "east".into(), namespaces: Namespaces::Only(Arc::new(["a".to_owned()].into())) };
+        let only =
+            Tenant { namespaces: Namespaces::Only(Arc::new(["a".to_owned()].into())), ..Tenant::everywhere("east") };
         assert!(only.may_use_namespace("a"));
         assert!(!only.may_use_namespace("b"));
         assert!(Tenant::everywhere("east").may_use_namespace("b"));

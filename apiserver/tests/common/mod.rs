@@ -21,6 +21,9 @@ pub const KEY_EAST: &str = "key-east";
 pub const KEY_WEST: &str = "key-west";
 /// A tenant allowed in every namespace (a two-field line).
 pub const KEY_ANY: &str = "key-any";
+/// Tenants `set-east` and `set-west` of the cluster set `members`.
+pub const KEY_SET_EAST: &str = "key-set-east";
+pub const KEY_SET_WEST: &str = "key-set-west";
 
 pub fn sha256_hex(key: &str) -> String {
     Sha256::digest(key.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
@@ -55,10 +58,12 @@ impl Harness {
     pub async fn new(prefix: &str) -> Self {
         let ns = TestNamespace::new(prefix).await;
         let keys = format!(
-            "east:{}:{ns}\nwest:{}:{ns}\nany:{}\n",
+            "east:{}:{ns}\nwest:{}:{ns}\nany:{}\nset-east:{}:{ns}:members\nset-west:{}::members\n",
             sha256_hex(KEY_EAST),
             sha256_hex(KEY_WEST),
             sha256_hex(KEY_ANY),
+            sha256_hex(KEY_SET_EAST),
+            sha256_hex(KEY_SET_WEST),
             ns = ns.name
         );
         let keys = Arc::new(KeySet::parse(&keys).expect("test keys parse"));

@@ -79,6 +79,11 @@ pub struct Config {
     /// and how long each process goes on after SIGTERM before it exits.
     pub grace_seconds: u64,
     pub drain_seconds: u64,
+    /// With `Some(set)`, the members' tenants form this cluster set and no
+    /// global lease is made by hand: the first member's acquire creates it,
+    /// shared by the set. With `None` it is applied in the coordination
+    /// cluster beforehand, without a tenant label.
+    pub cluster_set: Option<String>,
 }
 
 impl Config {
@@ -96,6 +101,7 @@ impl Config {
             replicas: 1,
             grace_seconds: 5,
             drain_seconds: 0,
+            cluster_set: None,
         }
     }
 
@@ -252,10 +258,12 @@ impl Stack {
         let coordination = Cluster::up_in(&config.clusters_dir, "coordination").expect("coordination plane starts");
         let coordination_ns = coordination.namespace(prefix).await.expect("coordination namespace");
         let namespace = coordination_ns.name.clone();
-        // The global lease: no target, no tenant label, so every member's tenant sees it.
-        apply_global_lease(&coordination_ns.client, &namespace, &config).await;
-
-        let tenants: Vec<Tenant> = config.members.iter().map(|id| Tenant::new(id, &[])).collect();
+        let mut tenants: Vec<Tenant> = config.members.iter().map(|id| Tenant::new(id, &[])).collect();
+        match &config.cluster_set {
+            Some(set) => tenants = tenants.into_iter().map(|t| t.in_cluster_set(set)).collect(),
+            // The global lease: no target, no tenant label, so every member's tenant sees it.
+            None => apply_global_lease(&coordination_ns.client, &namespace, &config).await,
+        }
         let apiserver = ApiServer::start_as(&coordination.kubeconfig, tenants, &[&namespace], &[]);
         let coordination_operator = Operator::start(&operator::binary(), &coordination.kubeconfig, &[&namespace], &[]);
         let upstream = apiserver.url.trim_start_matches("https://").parse().expect("apiserver address");

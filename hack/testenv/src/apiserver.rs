@@ -24,21 +24,30 @@ pub struct Tenant {
     pub key: String,
     /// `None` writes a two-field line: every namespace is allowed.
     pub namespaces: Option<Vec<String>>,
+    /// The cluster set the tenant shares the leases it creates with.
+    pub cluster_set: Option<String>,
 }
 
 impl Tenant {
     /// A tenant with a random key, limited to `namespaces` (empty: all namespaces).
     pub fn new(name: &str, namespaces: &[&str]) -> Self {
         let namespaces = (!namespaces.is_empty()).then(|| namespaces.iter().map(|s| s.to_string()).collect());
-        Self { name: name.to_owned(), key: random_hex(16), namespaces }
+        Self { name: name.to_owned(), key: random_hex(16), namespaces, cluster_set: None }
+    }
+
+    /// This tenant, of the cluster set `set`.
+    pub fn in_cluster_set(self, set: &str) -> Self {
+        Self { cluster_set: Some(set.to_owned()), ..self }
     }
 
     /// The keys-file line for this tenant.
     pub fn keys_line(&self) -> String {
         let hash = sha256_hex(&self.key);
-        match &self.namespaces {
-            Some(ns) => format!("{}:{hash}:{}", self.name, ns.join(",")),
-            None => format!("{}:{hash}", self.name),
+        let namespaces = self.namespaces.as_ref().map(|ns| ns.join(","));
+        match (namespaces, &self.cluster_set) {
+            (namespaces, Some(set)) => format!("{}:{hash}:{}:{set}", self.name, namespaces.unwrap_or_default()),
+            (Some(ns), None) => format!("{}:{hash}:{ns}", self.name),
+            (None, None) => format!("{}:{hash}", self.name),
         }
     }
 }
