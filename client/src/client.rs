@@ -16,7 +16,7 @@ use serde::de::DeserializeOwned;
 use crate::Error;
 use crate::key::{BearerKey, KeyFile};
 use crate::sse::{SseEvent, SseParser};
-use crate::tls::{Trust, client_config, read_ca_bundle};
+use crate::tls::{Trust, TrustedBy, client_config, read_ca_bundle};
 
 /// How long a call may take when the builder is not told otherwise.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -85,6 +85,8 @@ pub struct Client {
     http: reqwest::Client,
     /// What `http` was built from, to build a new pool: [`Client::with_fresh_connections`].
     tls: Arc<rustls::ClientConfig>,
+    /// What the server's certificate is checked against, for error messages.
+    trusted: TrustedBy,
     base: Url,
     key: Option<BearerKey>,
     timeout: Duration,
@@ -201,7 +203,7 @@ impl ClientBuilder {
         };
         let tls = Arc::new(client_config(&self.trust)?);
         let http = http_client(&tls, self.timeout)?;
-        Ok(Client { http, tls, base, key, timeout: self.timeout })
+        Ok(Client { http, tls, trusted: self.trust.trusted_by(), base, key, timeout: self.timeout })
     }
 }
 
@@ -370,7 +372,7 @@ impl Client {
         decode: fn(SseEvent) -> Option<Result<T, Error>>,
     ) -> Result<impl futures::Stream<Item = Result<T, Error>> + Send + 'static, Error> {
         let request = self.request(Method::GET, path)?.header(reqwest::header::ACCEPT, "text/event-stream");
-        let response = request.send().await.map_err(|e| Error::transport(&self.describe(path), e))?;
+        let response = request.send().await.map_err(|e| Error::request(&self.describe(path), &self.trusted, e))?;
         if response.status() == StatusCode::UNAUTHORIZED
             && let Some(key) = &self.key
         {
@@ -438,7 +440,7 @@ impl Client {
             if let Some(body) = &body {
                 request = request.header(reqwest::header::CONTENT_TYPE, "application/json").body(body.clone());
             }
-            let response = request.send().await.map_err(|e| Error::transport(&self.describe(path), e))?;
+            let response = request.send().await.map_err(|e| Error::request(&self.describe(path), &self.trusted, e))?;
             // A 401 changed nothing on the server (authentication comes first), so
             // when the key file has been rotated since the last look, the request
             // goes once more with the new key.

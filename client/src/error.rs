@@ -4,6 +4,9 @@ use std::time::Duration;
 
 use berth_api::wire::AcquireResponse;
 
+use crate::tls::TrustedBy;
+use crate::tls_errors::{CertificateProblem, find_rustls_error};
+
 /// Everything a call can fail with. Each HTTP answer that is not a success
 /// maps to exactly one variant, so callers can match on the cause.
 #[derive(Debug, thiserror::Error)]
@@ -100,7 +103,15 @@ impl Error {
     /// TLS alert, the refused connection, the timeout) rather than only
     /// "error sending request".
     pub(crate) fn transport(context: &str, source: reqwest::Error) -> Self {
-        Error::Transport { message: format!("{context}: {}", describe_transport(&source)), source: Some(source) }
+        Self::request(context, &TrustedBy::Caller, source)
+    }
+
+    /// [`Self::transport`] for sending a request, which may be refused in
+    /// the TLS handshake: a refused certificate is explained with what to
+    /// fix, naming `trusted`, what the certificate was checked against.
+    pub(crate) fn request(context: &str, trusted: &TrustedBy, source: reqwest::Error) -> Self {
+        let message = format!("{context}: {}", describe_transport(&source, trusted));
+        Error::Transport { message, source: Some(source) }
     }
 }
 
@@ -124,9 +135,12 @@ fn request_id_suffix(request_id: &Option<String>) -> String {
 }
 
 /// The most useful description of a transport failure.
-fn describe_transport(err: &reqwest::Error) -> String {
+fn describe_transport(err: &reqwest::Error, trusted: &TrustedBy) -> String {
     if let Some(tls) = find_rustls_error(err) {
-        return describe_tls(tls);
+        return match CertificateProblem::of(tls) {
+            Some(problem) => problem.explain(trusted),
+            None => format!("TLS: {tls}"),
+        };
     }
     if err.is_timeout() {
         return "timed out".to_owned();
@@ -143,41 +157,6 @@ fn describe_transport(err: &reqwest::Error) -> String {
         format!("cannot connect: {cause}")
     } else {
         cause.to_string()
-    }
-}
-
-fn find_rustls_error(err: &reqwest::Error) -> Option<&rustls::Error> {
-    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(err);
-    while let Some(current) = cause {
-        if let Some(tls) = current.downcast_ref::<rustls::Error>() {
-            return Some(tls);
-        }
-        // io::Error::source() skips the error it wraps (which may be another
-        // io::Error around the rustls error), so step inside it instead.
-        cause = match current.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()) {
-            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
-            None => current.source(),
-        };
-    }
-    None
-}
-
-fn describe_tls(err: &rustls::Error) -> String {
-    use rustls::{CertificateError, Error as Tls};
-    match err {
-        Tls::InvalidCertificate(CertificateError::UnknownIssuer) => {
-            "TLS: the server's certificate is signed by an unknown certificate authority \
-             (give the CA that signed it as a CA bundle)"
-                .to_owned()
-        }
-        Tls::InvalidCertificate(CertificateError::NotValidForName)
-        | Tls::InvalidCertificate(CertificateError::NotValidForNameContext { .. }) => {
-            "TLS: the server's certificate is not valid for this host name".to_owned()
-        }
-        Tls::InvalidCertificate(CertificateError::Expired | CertificateError::ExpiredContext { .. }) => {
-            "TLS: the server's certificate has expired".to_owned()
-        }
-        other => format!("TLS: {other}"),
     }
 }
 

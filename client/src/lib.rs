@@ -42,6 +42,7 @@ mod keeper;
 mod key;
 pub mod sse;
 mod tls;
+mod tls_errors;
 
 pub use berth_api::wire::{AcquireRequest, AcquireResponse, LeaseView, ReleaseRequest, RenewRequest};
 pub use client::{

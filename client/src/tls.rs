@@ -19,11 +19,38 @@ pub(crate) enum Trust {
     #[default]
     System,
     /// Only the certificates of a PEM bundle.
-    CaBundle(Vec<CertificateDer<'static>>),
+    CaBundle(CaBundle),
     /// No check at all: for a throwaway test stack only.
     Insecure,
     /// A configuration the caller built (its ALPN is set to HTTP/1.1).
     Custom(Arc<ClientConfig>),
+}
+
+/// The certificates of a CA file, and its path for error messages.
+#[derive(Clone, Debug)]
+pub(crate) struct CaBundle {
+    path: Arc<Path>,
+    certs: Vec<CertificateDer<'static>>,
+}
+
+/// What a client checks the server's certificate against, as a certificate
+/// error names it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum TrustedBy {
+    System,
+    CaFile(Arc<Path>),
+    /// A rustls configuration of the caller's own, or no check at all.
+    Caller,
+}
+
+impl Trust {
+    pub(crate) fn trusted_by(&self) -> TrustedBy {
+        match self {
+            Trust::System => TrustedBy::System,
+            Trust::CaBundle(bundle) => TrustedBy::CaFile(bundle.path.clone()),
+            Trust::Insecure | Trust::Custom(_) => TrustedBy::Caller,
+        }
+    }
 }
 
 fn provider() -> Arc<CryptoProvider> {
@@ -31,7 +58,7 @@ fn provider() -> Arc<CryptoProvider> {
 }
 
 /// Reads every certificate of a PEM bundle.
-pub(crate) fn read_ca_bundle(path: &Path) -> Result<Vec<CertificateDer<'static>>, Error> {
+pub(crate) fn read_ca_bundle(path: &Path) -> Result<CaBundle, Error> {
     let pem = std::fs::read(path).map_err(|e| Error::Config(format!("reading CA file {}: {e}", path.display())))?;
     let certs = CertificateDer::pem_slice_iter(&pem)
         .collect::<Result<Vec<_>, _>>()
@@ -39,7 +66,7 @@ pub(crate) fn read_ca_bundle(path: &Path) -> Result<Vec<CertificateDer<'static>>
     if certs.is_empty() {
         return Err(Error::Config(format!("CA file {} holds no PEM certificate", path.display())));
     }
-    Ok(certs)
+    Ok(CaBundle { path: Arc::from(path), certs })
 }
 
 /// Builds the rustls configuration for `trust`, speaking HTTP/1.1 over TLS 1.2+.
@@ -55,9 +82,9 @@ pub(crate) fn client_config(trust: &Trust) -> Result<ClientConfig, Error> {
                 .map_err(|e| Error::Config(format!("TLS: loading the system trust store: {e}")))?;
             builder.dangerous().with_custom_certificate_verifier(Arc::new(verifier)).with_no_client_auth()
         }
-        Trust::CaBundle(certs) => {
+        Trust::CaBundle(bundle) => {
             let mut roots = RootCertStore::empty();
-            for cert in certs {
+            for cert in &bundle.certs {
                 roots.add(cert.clone()).map_err(|e| Error::Config(format!("TLS: CA certificate: {e}")))?;
             }
             builder.with_root_certificates(roots).with_no_client_auth()
