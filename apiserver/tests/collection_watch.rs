@@ -6,11 +6,10 @@ mod common;
 
 use std::time::Duration;
 
-use axum::body::{Body, BodyDataStream};
+use axum::body::Body;
 use axum::http::Request;
 use berth_api::BerthLease;
-use common::{Harness, KEY_ANY, KEY_EAST, KEY_WEST};
-use futures::StreamExt;
+use common::{Events, Harness, KEY_ANY, KEY_EAST, KEY_WEST};
 use kube::api::{DeleteParams, PostParams};
 use serde_json::{Value, json};
 use tower::ServiceExt;
@@ -18,10 +17,7 @@ use tower::ServiceExt;
 /// Generous bound on waiting for one event; events normally follow within milliseconds.
 const EVENT_TIMEOUT: Duration = Duration::from_secs(10);
 
-struct Watch {
-    body: BodyDataStream,
-    buffer: String,
-}
+struct Watch(Events);
 
 impl Watch {
     async fn open(h: &Harness, path: &str, key: &str) -> Self {
@@ -29,31 +25,13 @@ impl Watch {
         let response = berth_apiserver::router(h.app.clone()).oneshot(request).await.unwrap();
         assert_eq!(response.status(), 200, "{path}");
         assert_eq!(response.headers()["content-type"], "text/event-stream");
-        Self { body: response.into_body().into_data_stream(), buffer: String::new() }
+        Self(Events::new(response))
     }
 
-    /// The next event as (name, data), skipping keep-alive comments.
+    /// The next event as (name, data).
     async fn next(&mut self) -> (String, Value) {
-        let read = async {
-            loop {
-                if let Some(end) = self.buffer.find("\n\n") {
-                    let frame: String = self.buffer.drain(..end + 2).collect();
-                    if frame.starts_with(':') {
-                        continue;
-                    }
-                    let field = |name: &str| {
-                        frame
-                            .lines()
-                            .find_map(|l| l.strip_prefix(name))
-                            .unwrap_or_else(|| panic!("{name} in {frame:?}"))
-                    };
-                    return (field("event: ").to_owned(), serde_json::from_str(field("data: ")).unwrap());
-                }
-                let chunk = self.body.next().await.expect("the stream stays open").unwrap();
-                self.buffer.push_str(std::str::from_utf8(&chunk).unwrap());
-            }
-        };
-        tokio::time::timeout(EVENT_TIMEOUT, read).await.expect("an event within the bound")
+        let event = tokio::time::timeout(EVENT_TIMEOUT, self.0.next()).await.expect("an event within the bound");
+        (event.event, serde_json::from_str(&event.data).unwrap())
     }
 
     /// Events up to and including the bookmark, as (name, lease name).
@@ -240,21 +218,13 @@ async fn a_quiet_collection_watch_sends_a_comment_line_as_keep_alive() {
         .header("authorization", format!("Bearer {KEY_EAST}"))
         .body(Body::empty())
         .unwrap();
-    let mut body = berth_apiserver::router(app).oneshot(request).await.unwrap().into_body().into_data_stream();
-    let mut buffer = String::new();
-    let frames = tokio::time::timeout(EVENT_TIMEOUT, async {
-        let mut frames = Vec::new();
-        while frames.len() < 2 {
-            if let Some(end) = buffer.find("\n\n") {
-                frames.push(buffer.drain(..end + 2).collect::<String>());
-                continue;
-            }
-            buffer.push_str(std::str::from_utf8(&body.next().await.unwrap().unwrap()).unwrap());
-        }
-        frames
+    let mut events = Events::new(berth_apiserver::router(app).oneshot(request).await.unwrap());
+    let (bookmark, comment) = tokio::time::timeout(EVENT_TIMEOUT, async {
+        let bookmark = events.next().await;
+        (bookmark, events.next_without_event().await)
     })
     .await
-    .expect("two frames within the bound");
-    assert!(frames[0].starts_with("event: bookmark\n"), "{frames:?}");
-    assert!(frames[1].starts_with(':'), "a comment line follows on a quiet stream: {frames:?}");
+    .expect("an event and a keep-alive within the bound");
+    assert_eq!(bookmark.event, "bookmark", "{bookmark:?}");
+    assert!(comment.starts_with(':'), "a comment line follows on a quiet stream: {comment:?}");
 }

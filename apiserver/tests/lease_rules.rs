@@ -9,8 +9,7 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::Request;
 use berth_api::{BerthLease, BerthLeaseSpec, LeaseState, Semantics};
-use common::{Harness, KEY_EAST};
-use futures::StreamExt;
+use common::{Events, Harness, KEY_EAST};
 use kube::api::PostParams;
 use serde_json::{Value, json};
 use tower::ServiceExt;
@@ -178,21 +177,11 @@ async fn waiting_acquire_returns_when_the_holder_releases() {
     assert_eq!(timed_out.json["holder"], "east/b");
 }
 
-/// Reads SSE frames until one `event: lease` arrives; returns its data.
-async fn next_lease_event(body: &mut axum::body::BodyDataStream, buffer: &mut String) -> Value {
-    loop {
-        if let Some(end) = buffer.find("\n\n") {
-            let frame: String = buffer.drain(..end + 2).collect();
-            if frame.starts_with(':') {
-                continue;
-            }
-            assert!(frame.starts_with("event: lease\n"), "{frame:?}");
-            let data = frame.lines().find_map(|l| l.strip_prefix("data: ")).expect("a data line");
-            return serde_json::from_str(data).unwrap();
-        }
-        let chunk = body.next().await.expect("the stream stays open").unwrap();
-        buffer.push_str(std::str::from_utf8(&chunk).unwrap());
-    }
+/// The next event, which must be `lease`; returns its data.
+async fn next_lease_event(events: &mut Events) -> Value {
+    let event = events.next().await;
+    assert_eq!(event.event, "lease", "{event:?}");
+    serde_json::from_str(&event.data).unwrap()
 }
 
 #[tokio::test]
@@ -209,25 +198,22 @@ async fn sse_watch_starts_with_the_current_state_and_delivers_each_change() {
     let response = berth_apiserver::router(h.app.clone()).oneshot(request).await.unwrap();
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["content-type"], "text/event-stream");
-    let mut body = response.into_body().into_data_stream();
-    let mut buffer = String::new();
-    let first = next_lease_event(&mut body, &mut buffer).await;
+    let mut events = Events::new(response);
+    let first = next_lease_event(&mut events).await;
     assert_eq!((first["name"].as_str(), first["state"].as_str()), (Some("watched"), Some("held")));
     assert_eq!(first["holders"][0]["identity"], "east/a");
 
     let released = h.post("watched", "release", KEY_EAST, json!({"holder": "east/a", "fencingToken": 1})).await;
     assert_eq!(released.status, 204);
-    let change = tokio::time::timeout(Duration::from_secs(30), next_lease_event(&mut body, &mut buffer))
-        .await
-        .expect("the change arrived");
+    let change =
+        tokio::time::timeout(Duration::from_secs(30), next_lease_event(&mut events)).await.expect("the change arrived");
     assert_eq!(change["state"], "released", "{change}");
     assert_eq!(change["holders"], json!([]));
 
     let taken = h.post("watched", "acquire", KEY_EAST, acquire("east/b", 60)).await;
     assert_eq!(taken.json["fencingToken"], 2);
-    let next = tokio::time::timeout(Duration::from_secs(30), next_lease_event(&mut body, &mut buffer))
-        .await
-        .expect("the change arrived");
+    let next =
+        tokio::time::timeout(Duration::from_secs(30), next_lease_event(&mut events)).await.expect("the change arrived");
     assert_eq!((next["holders"][0]["identity"].as_str(), next["fencingToken"].as_i64()), (Some("east/b"), Some(2)));
 }
 
@@ -330,20 +316,11 @@ async fn sse_watch_sends_a_comment_line_as_keep_alive() {
         .header("authorization", format!("Bearer {KEY_EAST}"))
         .body(Body::empty())
         .unwrap();
-    let mut body = berth_apiserver::router(app).oneshot(request).await.unwrap().into_body().into_data_stream();
-    let mut buffer = String::new();
-    let first = next_lease_event(&mut body, &mut buffer).await;
+    let mut events = Events::new(berth_apiserver::router(app).oneshot(request).await.unwrap());
+    let first = next_lease_event(&mut events).await;
     assert_eq!(first["state"], "held");
     // 30 s is only a failure bound: without keep-alives nothing else is sent.
-    let comment = tokio::time::timeout(Duration::from_secs(30), async {
-        loop {
-            if let Some(end) = buffer.find("\n\n") {
-                return buffer.drain(..end + 2).collect::<String>();
-            }
-            buffer.push_str(std::str::from_utf8(&body.next().await.unwrap().unwrap()).unwrap());
-        }
-    })
-    .await
-    .expect("a keep-alive arrives");
+    let comment =
+        tokio::time::timeout(Duration::from_secs(30), events.next_without_event()).await.expect("a keep-alive arrives");
     assert!(comment.starts_with(':'), "{comment:?}");
 }

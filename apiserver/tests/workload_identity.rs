@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use berth_api::BerthLease;
+use berth_client::sse::SseParser;
 use berth_testenv::TestNamespace;
 use berth_testenv::apiserver::{ApiServer, Tenant};
 use berth_testenv::identity::ControlPlane;
@@ -109,13 +110,19 @@ impl Caller {
     }
 }
 
-/// Polls `check` every 100 ms until it holds; panics after 90 s with `what` and the server log.
+/// [`berth_testenv::eventually_showing`] for a yes-or-no `check`; a failure
+/// shows the server log. 90 s is only a failure bound.
 async fn until<F: Future<Output = bool>>(server: &ApiServer, what: &str, check: impl Fn() -> F) {
-    let limit = Instant::now() + Duration::from_secs(90);
-    while !check().await {
-        assert!(Instant::now() < limit, "{what}: not within 90 s\n{}", server.log());
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    berth_testenv::eventually_showing(
+        what,
+        Duration::from_secs(90),
+        || server.log(),
+        || {
+            let holds = check();
+            async move { holds.await.then_some(()) }
+        },
+    )
+    .await;
 }
 
 async fn lease(ns: &TestNamespace, name: &str) -> Option<BerthLease> {
@@ -325,20 +332,16 @@ async fn a_member_clusters_tokens_follow_its_issuer_configuration_and_key_rotati
 
 /// Reads Server-Sent Events into `seen` (their JSON data) until one matches `done`; 30 s at most.
 async fn read_events(response: &mut reqwest::Response, seen: &mut Vec<Value>, done: impl Fn(&Value) -> bool) {
-    let mut pending = String::new();
+    let mut parser = SseParser::new();
     let limit = Instant::now() + Duration::from_secs(30);
     loop {
         let chunk = tokio::time::timeout_at(limit, response.chunk()).await.expect("an event within 30 s");
-        pending.push_str(&String::from_utf8_lossy(&chunk.expect("the stream reads").expect("the stream goes on")));
-        while let Some(end) = pending.find("\n\n") {
-            let event: String = pending.drain(..end + 2).collect();
-            for data in event.lines().filter_map(|line| line.strip_prefix("data:")) {
-                let value: Value = serde_json::from_str(data.trim()).expect("event data is JSON");
-                let finished = done(&value);
-                seen.push(value);
-                if finished {
-                    return;
-                }
+        for event in parser.push(&chunk.expect("the stream reads").expect("the stream goes on")) {
+            let value: Value = serde_json::from_str(&event.data).expect("event data is JSON");
+            let finished = done(&value);
+            seen.push(value);
+            if finished {
+                return;
             }
         }
     }

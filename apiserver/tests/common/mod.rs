@@ -174,3 +174,43 @@ pub async fn post_json(client: &reqwest::Client, url: &str, key: &str, body: &Va
     let text = response.text().await.expect("body reads");
     (status, serde_json::from_str(&text).unwrap_or(Value::Null))
 }
+
+/// The Server-Sent Events of a watch response, read through the client's own
+/// parser (keep-alive comments are no events).
+pub struct Events {
+    body: axum::body::BodyDataStream,
+    parser: berth_client::sse::SseParser,
+    ready: std::collections::VecDeque<berth_client::sse::SseEvent>,
+}
+
+impl Events {
+    pub fn new(response: axum::response::Response) -> Self {
+        Self { body: response.into_body().into_data_stream(), parser: Default::default(), ready: Default::default() }
+    }
+
+    /// The next event; panics when the stream ends.
+    pub async fn next(&mut self) -> berth_client::sse::SseEvent {
+        loop {
+            if let Some(event) = self.ready.pop_front() {
+                return event;
+            }
+            let chunk = self.chunk().await;
+            self.ready.extend(self.parser.push(&chunk));
+        }
+    }
+
+    /// The next chunk, which must hold no event; returns its text, for the
+    /// caller to check that it is a keep-alive comment.
+    pub async fn next_without_event(&mut self) -> String {
+        assert!(self.ready.is_empty(), "events are still unread: {:?}", self.ready);
+        let chunk = self.chunk().await;
+        let events = self.parser.push(&chunk);
+        assert!(events.is_empty(), "{events:?}");
+        String::from_utf8_lossy(&chunk).into_owned()
+    }
+
+    async fn chunk(&mut self) -> axum::body::Bytes {
+        use futures::StreamExt;
+        self.body.next().await.expect("the stream stays open").expect("the stream reads")
+    }
+}
