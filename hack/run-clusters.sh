@@ -88,11 +88,13 @@ start_operator coordination
 wait_ready "http://127.0.0.1:${probe_port[coordination]}" "${pids[-1]}" "$dir/coordination/operator.log"
 api_dir=$dir/coordination/apiserver
 "$repo/hack/gen-tls.sh" "$api_dir" berth-apiserver
-# One tenant per member: its holder identity is its cluster id.
+# One tenant per member (its holder identity is its cluster id), all of the
+# cluster set "members": the first member's acquire creates the global lease,
+# shared by the set, so nothing is made by hand here (docs/multicluster.md).
 : >"$api_dir/api-keys"
 for name in "${members[@]}"; do
   openssl rand -hex 24 >"$api_dir/$name.key"
-  printf '%s:%s\n' "$name" "$(tr -d '\n' <"$api_dir/$name.key" | sha256sum | cut -d' ' -f1)" >>"$api_dir/api-keys"
+  printf '%s:%s:pipeline:members\n' "$name" "$(tr -d '\n' <"$api_dir/$name.key" | sha256sum | cut -d' ' -f1)" >>"$api_dir/api-keys"
 done
 api_probe=$(free_port)
 "$bin/apiserver" --kubeconfig "$dir/coordination/kubeconfig" \
@@ -103,15 +105,6 @@ api_probe=$(free_port)
 pids+=($!)
 echo $! >"$api_dir/apiserver.pid"
 wait_ready "http://127.0.0.1:$api_probe" "${pids[-1]}" "$api_dir/apiserver.log"
-
-# The global lease: no target and no tenant label, so every member's tenant
-# sees it (docs/multicluster.md); the members' claims give it its holder.
-k coordination apply -f - >/dev/null <<'YAML'
-apiVersion: berth.skaphos.io/v1alpha1
-kind: BerthLease
-metadata: {name: ingest-coordinator, namespace: pipeline}
-spec: {leaseName: ingest-coordinator, ttlSeconds: 30, heartbeatIntervalSeconds: 10, semantics: at-most-once}
-YAML
 
 for name in "${members[@]}"; do
   log "member $name: berth-proxy on 127.0.0.1:${proxy_port[$name]}, the member-mode operator, the example"
