@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use berth_api::BerthLease;
 use berth_testenv::TestNamespace;
@@ -55,15 +55,17 @@ impl Env {
     /// apiserver reads from its informer cache, which can lag a write by a
     /// moment.
     fn settle(&self, name: &str, check: impl Fn(&Value) -> bool) -> Value {
-        let until = Instant::now() + Duration::from_secs(10);
-        loop {
-            let run = self.run(&["lease", "get", name, "-o", "json"]);
-            if run.code == 0 && check(&run.json()) {
-                return run.json();
-            }
-            assert!(Instant::now() < until, "lease {name} did not settle: {run:?}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let get = || self.run(&["lease", "get", name, "-o", "json"]);
+        let shown = || format!("{:?}", get());
+        berth_testenv::eventually_blocking_showing(
+            &format!("lease {name} settles"),
+            Duration::from_secs(10),
+            shown,
+            || {
+                let run = get();
+                (run.code == 0).then(|| run.json()).filter(|view| check(view))
+            },
+        )
     }
 
     fn leases(&self) -> Api<BerthLease> {
@@ -348,30 +350,20 @@ while :; do sleep 0.05; done"#,
 }
 
 fn wait_for_file(path: &Path, within: Duration) -> String {
-    let until = Instant::now() + within;
-    loop {
-        if let Ok(text) = std::fs::read_to_string(path)
-            && text.ends_with('\n')
-        {
-            return text;
-        }
-        assert!(Instant::now() < until, "{} did not appear within {within:?}", path.display());
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    berth_testenv::eventually_blocking(&format!("{} appears", path.display()), within, || {
+        std::fs::read_to_string(path).ok().filter(|text| text.ends_with('\n'))
+    })
 }
 
+/// Waits until `child` exits; one that does not is killed, so that it does not outlive the test.
 fn wait_exit(child: &mut Child, within: Duration) -> ExitStatus {
-    let until = Instant::now() + within;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        if Instant::now() >= until {
-            let _ = child.kill();
-            panic!("berth did not exit within {within:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let exited = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        berth_testenv::eventually_blocking("berth exits", within, || child.try_wait().unwrap())
+    }));
+    exited.unwrap_or_else(|hang| {
+        let _ = child.kill();
+        std::panic::resume_unwind(hang)
+    })
 }
 
 fn epoch_seconds(text: &str) -> DateTime<Utc> {

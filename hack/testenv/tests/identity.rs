@@ -1,5 +1,7 @@
 //! Service-account identities on the test control plane are bound by RBAC.
 
+use std::time::Duration;
+
 use berth_api::BerthLease;
 use berth_testenv::{TestNamespace, kubectl, service_account_kubeconfig};
 use kube::api::{Api, ListParams};
@@ -30,16 +32,9 @@ async fn service_account_token_is_forbidden_until_rbac_allows_it() {
     let sa = format!("--serviceaccount={}:reader", ns.name);
     run(&["create", "rolebinding", "reader", "--role=reader", &sa]);
     // The RBAC authorizer reads bindings through an informer: allow it a moment.
-    let mut last = None;
-    for _ in 0..50 {
-        match leases.list(&ListParams::default()).await {
-            Ok(list) => {
-                assert!(list.items.is_empty());
-                return;
-            }
-            Err(e) => last = Some(e),
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    panic!("still refused after the RoleBinding: {last:?}");
+    let list = berth_testenv::eventually("the RoleBinding lets reader list", Duration::from_secs(30), || async {
+        leases.list(&ListParams::default()).await.ok()
+    })
+    .await;
+    assert!(list.items.is_empty());
 }
