@@ -167,9 +167,23 @@ func (c *Client) sendAccept(ctx context.Context, method, path string, body any, 
 	}
 	resp, err := c.httpClient.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("client: %s %s: %w", method, path, err)
+		return nil, fmt.Errorf("client: %s %s: %w", method, path, explainCertificate(err, c.trustedBy()))
 	}
 	return resp, nil
+}
+
+// trustedBy names what the server's certificate is checked against, for
+// [CertificateError].
+func (c *Client) trustedBy() string {
+	transport, ok := c.httpClient.Transport.(*http.Transport)
+	switch {
+	case c.httpClient.Transport == nil, ok && (transport.TLSClientConfig == nil || transport.TLSClientConfig.RootCAs == nil):
+		return "the system trust store (no RootCAs were given)"
+	case ok:
+		return "the RootCAs of WithTLSConfig"
+	default:
+		return "the HTTP client's transport"
+	}
 }
 
 // do sends a request bounded by the client's timeout plus extra, and
