@@ -16,6 +16,7 @@ pub mod identity;
 pub mod operator;
 pub mod prometheus;
 pub mod proxy;
+pub mod run_script;
 pub mod wait;
 
 pub use wait::{eventually, eventually_blocking, eventually_blocking_showing, eventually_showing};

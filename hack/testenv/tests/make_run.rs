@@ -6,11 +6,11 @@
 //! (`target/<profile>/{apiserver,operator,berth}`).
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
+use std::time::Duration;
 
 use berth_testenv::apiserver::free_port;
-use berth_testenv::repo_root;
+use berth_testenv::run_script::RunScript;
 
 fn bin_dir() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
@@ -22,9 +22,7 @@ fn bin_dir() -> PathBuf {
 }
 
 struct Run {
-    child: Child,
-    stdout: PathBuf,
-    stderr: PathBuf,
+    script: RunScript,
     state: PathBuf,
     ports: [u16; 5],
 }
@@ -37,48 +35,22 @@ impl Run {
     /// `make run` with `NODES=<nodes>`.
     fn start_with(state: &Path, nodes: &str) -> Self {
         let ports = [free_port(), free_port(), free_port(), free_port(), free_port()];
-        let (stdout, stderr) = (state.with_extension("stdout"), state.with_extension("stderr"));
-        let child = Command::new("bash")
-            .arg(repo_root().join("hack/run.sh"))
-            .env("NODES", nodes)
-            .env("BERTH_RUN_DIR", state)
-            .env("BERTH_BIN_DIR", bin_dir())
-            .env("BERTH_API_PORT", ports[0].to_string())
-            .env("BERTH_API_METRICS_PORT", ports[1].to_string())
-            .env("BERTH_API_PROBE_PORT", ports[2].to_string())
-            .env("BERTH_OPERATOR_METRICS_PORT", ports[3].to_string())
-            .env("BERTH_OPERATOR_PROBE_PORT", ports[4].to_string())
-            .stdin(Stdio::null())
-            .stdout(std::fs::File::create(&stdout).unwrap())
-            .stderr(std::fs::File::create(&stderr).unwrap())
-            .spawn()
-            .expect("hack/run.sh starts");
-        let run = Self { child, stdout, stderr, state: state.to_path_buf(), ports };
-        // A bound on a hang, not a timing: a node starting on a loaded machine takes minutes.
-        run.wait_for_output("Press Ctrl-C", Duration::from_secs(300));
-        run
-    }
-
-    fn output(&self) -> String {
-        std::fs::read_to_string(&self.stdout).unwrap_or_default()
-    }
-
-    fn wait_for_output(&self, text: &str, within: Duration) {
-        let deadline = Instant::now() + within;
-        while !self.output().contains(text) {
-            assert!(
-                Instant::now() < deadline,
-                "hack/run.sh did not print {text:?}:\n{}\n{}",
-                self.output(),
-                std::fs::read_to_string(&self.stderr).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        let env = [
+            ("NODES", nodes.to_owned()),
+            ("BERTH_RUN_DIR", state.display().to_string()),
+            ("BERTH_BIN_DIR", bin_dir().display().to_string()),
+            ("BERTH_API_PORT", ports[0].to_string()),
+            ("BERTH_API_METRICS_PORT", ports[1].to_string()),
+            ("BERTH_API_PROBE_PORT", ports[2].to_string()),
+            ("BERTH_OPERATOR_METRICS_PORT", ports[3].to_string()),
+            ("BERTH_OPERATOR_PROBE_PORT", ports[4].to_string()),
+        ];
+        Self { script: RunScript::start("hack/run.sh", state, env), state: state.to_path_buf(), ports }
     }
 
     /// The value after `prefix` on the line of the banner that has it.
     fn banner_value(&self, prefix: &str) -> String {
-        let out = self.output();
+        let out = self.script.output();
         let line = out.lines().find(|l| l.contains(prefix)).unwrap_or_else(|| panic!("no {prefix:?} in:\n{out}"));
         line.rsplit(' ').next().unwrap().to_owned()
     }
@@ -105,37 +77,15 @@ impl Run {
         String::from_utf8(out.stdout).unwrap()
     }
 
-    /// SIGTERM, then checks that the script and everything it started are gone.
-    fn stop(mut self) {
-        let pid_of = |name: &str| std::fs::read_to_string(self.state.join(name)).unwrap().trim().to_owned();
-        let control_plane = [pid_of("etcd.pid"), pid_of("kube-apiserver.pid")];
-        let term = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
-        assert!(term.success());
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while self.child.try_wait().unwrap().is_none() {
-            assert!(Instant::now() < deadline, "hack/run.sh did not stop within 60 s");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        for pid in control_plane {
-            let deadline = Instant::now() + Duration::from_secs(15);
-            while Path::new(&format!("/proc/{pid}")).exists() {
-                assert!(Instant::now() < deadline, "control-plane process {pid} still runs");
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        }
-        for port in self.ports {
-            assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err(), "port {port} still answers");
-        }
+    /// 20 s is only a failure bound.
+    fn eventually(&self, what: &str, check: impl FnMut() -> bool) {
+        self.script.eventually(what, Duration::from_secs(20), check);
     }
-}
 
-impl Drop for Run {
-    /// A failed test stops the script too, and so everything it started.
-    fn drop(&mut self) {
-        if self.child.try_wait().ok().flatten().is_none() {
-            let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
-            let _ = self.child.wait();
-        }
+    /// SIGTERM, then checks that the script and everything it started are gone.
+    fn stop(self) {
+        let control_plane = [self.state.join("etcd.pid"), self.state.join("kube-apiserver.pid")];
+        self.script.stop(&control_plane, &self.ports);
     }
 }
 
@@ -144,26 +94,16 @@ fn ok(output: Output, what: &str) -> String {
     String::from_utf8(output.stdout).unwrap()
 }
 
-/// [`berth_testenv::eventually`] for a blocking check, on a runtime of its own.
-fn eventually(what: &str, check: impl FnMut() -> bool) {
-    eventually_within(what, Duration::from_secs(20), check);
-}
-
-fn eventually_within(what: &str, within: Duration, mut check: impl FnMut() -> bool) {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build().expect("a runtime");
-    runtime.block_on(berth_testenv::eventually(what, within, || std::future::ready(check().then_some(()))));
-}
-
 #[test]
 fn make_run_serves_the_documented_example_and_stops_cleanly_twice() {
     let state = std::env::temp_dir().join(format!("berth-make-run-{}", std::process::id()));
     for round in 1..=2 {
         let run = Run::start(&state);
-        eventually("the declared holder worker-east-1 holds ingest-coordinator", || {
+        run.eventually("the declared holder worker-east-1 holds ingest-coordinator", || {
             let out = run.berth(&["lease", "get", "ingest-coordinator", "-o", "json"]);
             out.status.success() && String::from_utf8_lossy(&out.stdout).contains("\"worker-east-1\"")
         });
-        eventually("the operator resumes the CronJob", || {
+        run.eventually("the operator resumes the CronJob", || {
             run.kubectl(&["-n", "pipeline", "get", "cronjob", "ingest-pipeline", "-o", "jsonpath={.spec.suspend}"])
                 == "false"
         });
@@ -215,11 +155,11 @@ fn make_run_with_a_node_runs_the_examples_jobs_as_pods_and_removes_the_node() {
         ]),
         "berth lease acquire",
     );
-    eventually("the operator resumes the CronJob", || {
+    run.eventually("the operator resumes the CronJob", || {
         run.kubectl(&["-n", "pipeline", "get", "cronjob", "ingest-pipeline", "-o", "jsonpath={.spec.suspend}"])
             == "false"
     });
-    eventually_within("a Job of the example completes on the node", Duration::from_secs(180), || {
+    run.script.eventually("a Job of the example completes on the node", Duration::from_secs(180), || {
         run.kubectl(&["-n", "pipeline", "get", "jobs", "-o", "jsonpath={.items[*].status.succeeded}"]).contains('1')
     });
     let logs = run.kubectl(&["-n", "pipeline", "logs", "-l", "batch.kubernetes.io/job-name", "--tail", "1"]);
