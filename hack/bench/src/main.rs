@@ -31,7 +31,7 @@ enum Cmd {
     /// Run the scenarios and write benchmarks.md and benchmarks.json.
     Run(RunArgs),
     /// Render benchmarks.md again from a benchmarks.json (after editing
-    /// hack/bench/notes.md, or the tables' code), re-judging the targets.
+    /// hack/bench/notes.md, or the tables' code), re-judging the goals.
     Render {
         /// The benchmarks.json of a run.
         #[arg(long, default_value = "docs/benchmarks.json")]
@@ -173,7 +173,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         write_cost,
         overload,
         failed,
-        targets: Vec::new(),
+        goals: Vec::new(),
     };
     report.judge();
     report.write(&args.out_dir).context("writing the report")?;

@@ -1,13 +1,13 @@
 //! The report's sections on performance at the limit: the knee
 //! side by side, the cost of a write, server-side apply against
 //! `replace_status`, overload, and the projection to a production control
-//! plane, with their targets.
+//! plane, with their goals.
 
 use std::fmt::Write as _;
 
 use crate::memory::MemoryAtCount;
 use crate::overload::{Overload, Phase};
-use crate::report::{Target, UNMEASURED, target};
+use crate::report::Goal;
 use crate::scale::Scale;
 use crate::write_cost::{APPLY, BARE, BARE_MINIMAL, BERTH, KINDS, LEASE, RAW, WriteCost};
 
@@ -32,22 +32,22 @@ const HEARTBEAT_SECONDS: f64 = 10.0;
 const BERTH_REPLICA_CORES: f64 = 2.0;
 const MIN_BERTH_REPLICAS: f64 = 2.0;
 
-/// The targets for performance at the limit, as measured.
-pub fn targets(scale: Option<&Scale>, cost: Option<&WriteCost>, overload: Option<&Overload>) -> Vec<Target> {
+/// The goals for performance at the limit, as measured.
+pub fn goals(scale: Option<&Scale>, cost: Option<&WriteCost>, overload: Option<&Overload>) -> Vec<Goal> {
     let mut t = Vec::new();
     let knee_goal = "Berth's knee ≥ 0.9× the raw write's knee";
     t.push(match scale.and_then(|s| Some((s, s.knee_ratio()?))) {
-        Some((s, ratio)) => target(
+        Some((s, ratio)) => Goal::new(
             "knee",
             knee_goal,
             format!("{:.2}× (Berth {}, raw {} leases)", ratio, s.max_leases_holding, s.raw_max_leases_holding),
             Some(ratio >= KNEE_RATIO_GOAL),
         ),
-        None => target("knee", knee_goal, UNMEASURED.to_owned(), None),
+        None => Goal::unmeasured("knee", knee_goal),
     });
     let cpu_goal = "kube-apiserver CPU per renew ≤ 1.1× a minimal one-holder write";
     t.push(match cost {
-        Some(c) => target(
+        Some(c) => Goal::new(
             "write cost",
             cpu_goal,
             format!(
@@ -59,14 +59,14 @@ pub fn targets(scale: Option<&Scale>, cost: Option<&WriteCost>, overload: Option
             ),
             Some(c.cpu_ratio_minimal() <= CPU_RATIO_GOAL),
         ),
-        None => target("write cost", cpu_goal, UNMEASURED.to_owned(), None),
+        None => Goal::unmeasured("write cost", cpu_goal),
     });
     let goodput_goal = "at 2× the knee: renews/s ≥ 0.9× the knee's";
     let shed_goal = "shed answers p99 < 10 ms";
     let lost_goal = "0 leases lost at 1.2× the knee for a minute";
     match overload {
         Some(o) => {
-            t.push(target(
+            t.push(Goal::new(
                 "overload goodput",
                 goodput_goal,
                 format!(
@@ -79,15 +79,15 @@ pub fn targets(scale: Option<&Scale>, cost: Option<&WriteCost>, overload: Option
             ));
             let shed = [&o.sustained, &o.double].into_iter().max_by(|a, b| a.shed.p99_ms.total_cmp(&b.shed.p99_ms));
             t.push(match shed.filter(|p| p.shed.count > 0) {
-                Some(p) => target(
+                Some(p) => Goal::new(
                     "shed latency",
                     shed_goal,
                     format!("p99 {:.1} ms ({} shed at {:.1}×)", p.shed.p99_ms, p.shed.count, p.load),
                     Some(p.shed.p99_ms < SHED_P99_GOAL_MS),
                 ),
-                None => target("shed latency", shed_goal, "no renew was shed".to_owned(), None),
+                None => Goal::new("shed latency", shed_goal, "no renew was shed".to_owned(), None),
             });
-            t.push(target(
+            t.push(Goal::new(
                 "leases lost",
                 lost_goal,
                 format!("{} lost ({} leases)", o.sustained.leases_lost, o.sustained.leases),
@@ -98,7 +98,7 @@ pub fn targets(scale: Option<&Scale>, cost: Option<&WriteCost>, overload: Option
             for (name, goal) in
                 [("overload goodput", goodput_goal), ("shed latency", shed_goal), ("leases lost", lost_goal)]
             {
-                t.push(target(name, goal, UNMEASURED.to_owned(), None));
+                t.push(Goal::unmeasured(name, goal));
             }
         }
     }

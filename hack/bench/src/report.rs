@@ -23,7 +23,7 @@ use crate::stats::Latency;
 use crate::write_cost::WriteCost;
 use crate::{Error, Result};
 
-/// Analysis of the committed full run: why a target is missed, what would fix it.
+/// Analysis of the committed full run: why a goal is missed, what would fix it.
 const NOTES: &str = include_str!("../notes.md");
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -63,14 +63,26 @@ fn first_line(cmd: &mut Command) -> String {
         .unwrap_or_else(|| "unknown".to_owned())
 }
 
-/// A benchmark target, as measured in this run.
+/// A goal of the Targets table, as measured in this run.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Target {
+pub struct Goal {
     pub name: String,
-    pub target: String,
+    /// What counts as met, e.g. "renew p50 ≤ 1.2× the raw write".
+    #[serde(rename = "target")]
+    pub criterion: String,
     pub measured: String,
     /// `None` when the run did not measure it.
     pub met: Option<bool>,
+}
+
+impl Goal {
+    pub(crate) fn new(name: &str, criterion: &str, measured: String, met: Option<bool>) -> Self {
+        Self { name: name.to_owned(), criterion: criterion.to_owned(), measured, met }
+    }
+
+    pub(crate) fn unmeasured(name: &str, criterion: &str) -> Self {
+        Self::new(name, criterion, UNMEASURED.to_owned(), None)
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -98,7 +110,9 @@ pub struct Report {
     /// Scenarios that failed: their figures are absent.
     #[serde(default)]
     pub failed: Vec<FailedScenario>,
-    pub targets: Vec<Target>,
+    /// The Targets table.
+    #[serde(rename = "targets")]
+    pub goals: Vec<Goal>,
 }
 
 /// A scenario that stopped with an error.
@@ -109,36 +123,36 @@ pub struct FailedScenario {
 }
 
 impl Report {
-    /// Fills in [`Report::targets`] from the scenario results.
+    /// Fills in [`Report::goals`] from the scenario results.
     ///
-    /// A target at 10,000 leases that the run did not reach counts as missed
+    /// A goal at 10,000 leases that the run did not reach counts as missed
     /// when a smaller step already missed it (latency and memory only grow
     /// with the count), else as not measured.
     pub fn judge(&mut self) {
-        let mut targets = Vec::new();
-        targets.push(match &self.hot_path {
-            Some(h) => target(
+        let mut goals = Vec::new();
+        goals.push(match &self.hot_path {
+            Some(h) => Goal::new(
                 "hot path",
                 "renew p50 ≤ 1.2× the raw write",
                 format!("{:.2}× ({:.2} ms vs {:.2} ms)", h.ratio_p50, h.berth.p50_ms, h.raw.p50_ms),
                 Some(h.ratio_p50 <= 1.2),
             ),
-            None => target("hot path", "renew p50 ≤ 1.2× the raw write", UNMEASURED.to_owned(), None),
+            None => Goal::unmeasured("hot path", "renew p50 ≤ 1.2× the raw write"),
         });
         let steps = self.scale.as_ref().map(|s| s.steps.as_slice()).unwrap_or_default();
         let at_10k = steps.iter().find(|st| st.leases == 10_000);
         let largest = steps.last();
-        let scale_target = "10,000 leases at 10 s: p99 < 100 ms, no errors";
-        targets.push(match (at_10k, steps.iter().find(|st| !st.holds)) {
-            (Some(st), _) => target(
+        let scale_goal = "10,000 leases at 10 s: p99 < 100 ms, no errors";
+        goals.push(match (at_10k, steps.iter().find(|st| !st.holds)) {
+            (Some(st), _) => Goal::new(
                 "scale",
-                scale_target,
+                scale_goal,
                 format!("p99 {:.1} ms, {} errors", st.renew.p99_ms, st.renew_errors + st.acquire_errors),
                 Some(st.holds),
             ),
-            (None, Some(st)) => target(
+            (None, Some(st)) => Goal::new(
                 "scale",
-                scale_target,
+                scale_goal,
                 format!(
                     "10,000 not reached; already at {} leases p99 {:.1} ms, {} errors",
                     st.leases,
@@ -147,10 +161,10 @@ impl Report {
                 ),
                 Some(false),
             ),
-            (None, None) => target("scale", scale_target, UNMEASURED.to_owned(), None),
+            (None, None) => Goal::unmeasured("scale", scale_goal),
         });
-        targets.push(match &self.expiry {
-            Some(e) => target(
+        goals.push(match &self.expiry {
+            Some(e) => Goal::new(
                 "expiry",
                 "expiry lag p99 < 250 ms",
                 format!(
@@ -159,10 +173,10 @@ impl Report {
                 ),
                 Some(e.status_from_watch.p99_ms < 250.0 && e.suspend_from_watch.p99_ms < 250.0),
             ),
-            None => target("expiry", "expiry lag p99 < 250 ms", UNMEASURED.to_owned(), None),
+            None => Goal::unmeasured("expiry", "expiry lag p99 < 250 ms"),
         });
         for (process, name) in [("apiserver", "apiserver memory"), ("operator", "operator memory")] {
-            let memory_target = "RSS ≤ 64 MiB at 10,000 leases";
+            let memory_goal = "RSS ≤ 64 MiB at 10,000 leases";
             // The memory scenario's figure after its renew round (a cache in
             // use, on fresh processes); without it, the largest scale step.
             let reading = match &self.memory {
@@ -171,22 +185,22 @@ impl Report {
                     .or(largest)
                     .and_then(|st| Some((st.leases, st.memory.get(process)?, "end of the scale step"))),
             };
-            targets.push(match reading {
+            goals.push(match reading {
                 Some((leases, m, when)) => {
                     let over = m.rss_mib > 64.0;
                     let met = if leases == 10_000 { Some(!over) } else { over.then_some(false) };
-                    target(
+                    Goal::new(
                         name,
-                        memory_target,
+                        memory_goal,
                         format!("at {leases} leases ({when}): RSS {:.1} MiB, peak {:.1} MiB", m.rss_mib, m.peak_mib),
                         met,
                     )
                 }
-                None => target(name, memory_target, UNMEASURED.to_owned(), None),
+                None => Goal::unmeasured(name, memory_goal),
             });
         }
         if let Some((m, cold)) = self.memory.as_ref().and_then(|m| Some((m, m.operator_cold_start.as_ref()?))) {
-            targets.push(target(
+            goals.push(Goal::new(
                 "operator memory, cold start",
                 "RSS ≤ 64 MiB at 10,000 leases",
                 format!(
@@ -196,8 +210,8 @@ impl Report {
                 (m.leases == 10_000 || cold.rss_mib > 64.0).then_some(cold.rss_mib <= 64.0),
             ));
         }
-        targets.push(match &self.failover {
-            Some(f) => target(
+        goals.push(match &self.failover {
+            Some(f) => Goal::new(
                 "graceful handover",
                 "< 100 ms",
                 format!(
@@ -206,15 +220,15 @@ impl Report {
                 ),
                 Some(f.release_to_standby_ms < 100.0),
             ),
-            None => target("graceful handover", "< 100 ms", UNMEASURED.to_owned(), None),
+            None => Goal::unmeasured("graceful handover", "< 100 ms"),
         });
-        targets.extend(self.performance_targets());
-        self.targets = targets;
+        goals.extend(self.performance_goals());
+        self.goals = goals;
     }
 
-    /// The targets for performance at the limit.
-    fn performance_targets(&self) -> Vec<Target> {
-        perf_report::targets(self.scale.as_ref(), self.write_cost.as_ref(), self.overload.as_ref())
+    /// The goals for performance at the limit.
+    fn performance_goals(&self) -> Vec<Goal> {
+        perf_report::goals(self.scale.as_ref(), self.write_cost.as_ref(), self.overload.as_ref())
     }
 
     /// The sections on performance at the limit: write cost, overload, the projection.
@@ -298,13 +312,13 @@ impl Report {
         );
 
         let _ = writeln!(md, "## Targets\n\n| | target | measured | |\n|---|---|---|---|");
-        for t in &self.targets {
+        for t in &self.goals {
             let verdict = match t.met {
                 Some(true) => "met",
                 Some(false) => "**missed**",
                 None => "not measured",
             };
-            let _ = writeln!(md, "| {} | {} | {} | {} |", t.name, t.target, t.measured, verdict);
+            let _ = writeln!(md, "| {} | {} | {} | {} |", t.name, t.criterion, t.measured, verdict);
         }
         md.push('\n');
         for f in &self.failed {
@@ -376,7 +390,7 @@ impl Report {
     }
 }
 
-pub(crate) const UNMEASURED: &str = "not measured in this run";
+const UNMEASURED: &str = "not measured in this run";
 
 fn auth_md(md: &mut String, a: &AuthCost) {
     let _ = writeln!(
@@ -392,10 +406,6 @@ fn auth_md(md: &mut String, a: &AuthCost) {
         let _ = writeln!(md, "| {name} | {} |", latency_cells(latency));
     }
     md.push('\n');
-}
-
-pub(crate) fn target(name: &str, target: &str, measured: String, met: Option<bool>) -> Target {
-    Target { name: name.to_owned(), target: target.to_owned(), measured, met }
 }
 
 fn latency_cells(l: &Latency) -> String {

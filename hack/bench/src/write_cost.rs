@@ -159,7 +159,7 @@ impl WriteCost {
 }
 
 /// One object a worker writes, with its last written copy.
-enum Target {
+enum Writer {
     Berth {
         client: berth_client::Client,
         ns: String,
@@ -181,14 +181,14 @@ enum Target {
     Bare(BareLease),
 }
 
-impl Target {
+impl Writer {
     /// One write; `Ok(false)` when it failed and counts as an error.
     async fn write(&mut self) -> Result<bool> {
         match self {
-            Target::Berth { client, ns, name, renew } => Ok(client.renew(ns, name, renew).await.is_ok()),
-            Target::Raw { api, lease, token, apply } => write_berth_status(api, lease, *token, *apply).await,
-            Target::Bare(bare) => bare.renew().await,
-            Target::Lease { api, lease } => {
+            Writer::Berth { client, ns, name, renew } => Ok(client.renew(ns, name, renew).await.is_ok()),
+            Writer::Raw { api, lease, token, apply } => write_berth_status(api, lease, *token, *apply).await,
+            Writer::Bare(bare) => bare.renew().await,
+            Writer::Lease { api, lease } => {
                 let mut next = lease.clone();
                 next.metadata.managed_fields = None;
                 let spec = next.spec.get_or_insert_with(LeaseSpec::default);
@@ -258,26 +258,26 @@ pub async fn run(stack: &Stack, profile: &Profile) -> Result<WriteCost> {
 
     // Every BerthLease is made by a creating acquire through Berth, so all
     // have the same shape; the raw and apply kinds share theirs.
-    let mut kinds: Vec<Vec<Target>> = (0..3).map(|_| Vec::new()).collect();
+    let mut kinds: Vec<Vec<Writer>> = (0..3).map(|_| Vec::new()).collect();
     for w in 0..workers {
         let name = format!("berth-{w}");
         let grant = client.acquire(&ns, &name, &acquire).await?;
         let renew =
             RenewRequest { holder: HOLDER.to_owned(), fencing_token: grant.fencing_token, ttl_seconds: TTL_SECONDS };
-        kinds[0].push(Target::Berth { client: client.clone(), ns: ns.clone(), name, renew });
+        kinds[0].push(Writer::Berth { client: client.clone(), ns: ns.clone(), name, renew });
         let name = format!("raw-{w}");
         let grant = client.acquire(&ns, &name, &acquire).await?;
         let token = grant.fencing_token;
         for (kind, apply) in [(1, false), (2, true)] {
             let lease = BerthLease::new(&name, Default::default());
-            kinds[kind].push(Target::Raw { api: berth_api.clone(), lease, token, apply });
+            kinds[kind].push(Writer::Raw { api: berth_api.clone(), lease, token, apply });
         }
     }
     // The operator writes the first conditions of each new lease: let that land.
     wait_for_conditions(&berth_api, workers).await?;
-    for targets in &mut kinds[RAW..=APPLY] {
-        for target in targets.iter_mut() {
-            if let Target::Raw { api, lease, .. } = target {
+    for writers in &mut kinds[RAW..=APPLY] {
+        for writer in writers.iter_mut() {
+            if let Writer::Raw { api, lease, .. } = writer {
                 *lease = api.get(&lease.name_any()).await?;
             }
         }
@@ -288,14 +288,14 @@ pub async fn run(stack: &Stack, profile: &Profile) -> Result<WriteCost> {
         for w in 0..workers {
             let like = berth_api.get(&format!("raw-{w}")).await?;
             let name = format!("bare-{w}{}", if minimal { "-minimal" } else { "" });
-            twins.push(Target::Bare(BareLease::create(&stack.kube, &ns, &name, &like, minimal).await?));
+            twins.push(Writer::Bare(BareLease::create(&stack.kube, &ns, &name, &like, minimal).await?));
         }
         kinds.push(twins);
     }
     let mut leases = Vec::new();
     for w in 0..workers {
         let lease = minimal_lease(&lease_api, &format!("lease-{w}")).await?;
-        leases.push(Target::Lease { api: lease_api.clone(), lease });
+        leases.push(Writer::Lease { api: lease_api.clone(), lease });
     }
     kinds.push(leases);
     // BerthLeases are watched by two informers (Berth's apiserver and the
@@ -314,8 +314,8 @@ pub async fn run(stack: &Stack, profile: &Profile) -> Result<WriteCost> {
     let mut batches: Vec<Vec<Batch>> = (0..KINDS.len()).map(|_| Vec::new()).collect();
     for _ in 0..profile.write_cost_repetitions {
         idle.push(idle_cores(&pids).await);
-        for (k, targets) in kinds.iter_mut().enumerate() {
-            batches[k].push(batch(targets, profile.write_cost_batch / workers, &pids).await?);
+        for (k, writers) in kinds.iter_mut().enumerate() {
+            batches[k].push(batch(writers, profile.write_cost_batch / workers, &pids).await?);
         }
     }
     // One idle second can catch a compaction or a GC: subtract the median rate.
@@ -471,15 +471,15 @@ async fn idle_cores(pids: &[(&'static str, u32)]) -> BTreeMap<&'static str, f64>
         .collect()
 }
 
-/// `per_worker` writes by each target's worker at once, and the CPU used meanwhile.
-async fn batch(targets: &mut [Target], per_worker: usize, pids: &[(&'static str, u32)]) -> Result<Batch> {
+/// `per_worker` writes through each writer, all at once, and the CPU used meanwhile.
+async fn batch(writers: &mut [Writer], per_worker: usize, pids: &[(&'static str, u32)]) -> Result<Batch> {
     let before: Vec<Option<f64>> = pids.iter().map(|(_, pid)| cpu_seconds(*pid)).collect();
     let started = Instant::now();
-    let runs = futures::future::join_all(targets.iter_mut().map(|target| async move {
+    let runs = futures::future::join_all(writers.iter_mut().map(|writer| async move {
         let (mut latencies, mut errors) = (Vec::new(), 0);
         for _ in 0..per_worker {
             let sent = Instant::now();
-            if target.write().await? {
+            if writer.write().await? {
                 latencies.push(ms(sent.elapsed()));
             } else {
                 errors += 1;
