@@ -457,6 +457,7 @@ async fn hold_sigterms_the_command_when_the_lease_object_is_deleted() {
 async fn hold_kills_a_command_that_ignores_sigterm_after_the_grace_period() {
     let mut env = Env::start("cli-hold-kill").await;
     let started = env.scratch.join("started");
+    // The held command: it runs until a signal ends it (the sleep is no wait).
     let script = format!("trap '' TERM; echo x > {}; while :; do sleep 0.05; done", started.display());
     let mut hold = env
         .command(&[
@@ -481,6 +482,7 @@ async fn hold_waits_for_the_lease_and_passes_signals_on_to_the_command() {
     env.run(&["lease", "acquire", "queue", "--holder", "team/first"]).ok();
     env.settle("queue", held_by("team/first"));
     let started = env.scratch.join("started");
+    // The held command: it runs until a signal ends it (the sleep is no wait).
     let script = format!(
         "trap 'exit 5' TERM; echo \"$BERTH_FENCING_TOKEN\" > {}; while :; do sleep 0.05; done",
         started.display()
@@ -515,6 +517,7 @@ fn running(pid: &str) -> bool {
 async fn hold_killed_with_sigkill_takes_its_command_with_it() {
     let env = Env::start("cli-hold-sigkill").await;
     let pid_file = env.scratch.join("pid");
+    // The held command: it runs until a signal ends it (the sleep is no wait).
     let script = format!("echo $$ > {}; exec sleep 600", pid_file.display());
     let mut hold = env
         .command(&["lease", "hold", "orphan", "--holder", "team/h", "--ttl", "30s", "--", "sh", "-c", &script])
