@@ -345,17 +345,18 @@ impl Stack {
 
     /// Waits until one member runs its target (after `after`) and returns its id and when.
     pub async fn wait_for_runner(&self, after: Instant, within: Duration) -> (String, Instant) {
-        let deadline = Instant::now() + within;
-        loop {
-            for member in &self.members {
-                let history = member.target.observations();
-                if let Some(at) = crate::overlap::first_at_or_after(&history, after, true) {
-                    return (member.id.clone(), at);
-                }
-            }
-            assert!(Instant::now() < deadline, "no member ran its target within {within:?}:\n{}", self.logs());
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        berth_testenv::eventually_showing(
+            "a member runs its target",
+            within,
+            || self.logs(),
+            || async {
+                self.members.iter().find_map(|member| {
+                    let history = member.target.observations();
+                    crate::overlap::first_at_or_after(&history, after, true).map(|at| (member.id.clone(), at))
+                })
+            },
+        )
+        .await
     }
 
     /// Waits until the global lease has been renewed `renewals` more times

@@ -12,7 +12,7 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::{kubeconfig_path, repo_root};
 
@@ -192,7 +192,7 @@ impl ApiServer {
 
     /// Everything the process has logged so far.
     pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log_file).unwrap_or_default()
+        read_log(&self.log_file)
     }
 
     fn spawn(&mut self) {
@@ -205,17 +205,19 @@ impl ApiServer {
             .spawn()
             .unwrap_or_else(|e| panic!("starting {}: {e}", binary().display()));
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while Instant::now() < deadline {
+        let log_file = &self.log_file;
+        let ready = || {
             if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
-                panic!("apiserver exited with {status} before it was ready:\n{}", self.log());
+                panic!("apiserver exited with {status} before it was ready:\n{}", read_log(log_file));
             }
-            if http_status(&self.health_url, "/readyz") == Some(200) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("apiserver was not ready within 60 s:\n{}", self.log());
+            (http_status(&self.health_url, "/readyz") == Some(200)).then_some(())
+        };
+        crate::eventually_blocking_showing(
+            "the apiserver is ready",
+            Duration::from_secs(60),
+            || read_log(log_file),
+            ready,
+        );
     }
 }
 
@@ -226,6 +228,10 @@ impl Drop for ApiServer {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
+}
+
+fn read_log(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
 }
 
 /// The `apiserver` binary built by Cargo next to the running test, or `BERTH_APISERVER_BIN`.

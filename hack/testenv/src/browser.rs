@@ -10,7 +10,7 @@
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::Engine;
 use serde_json::{Value, json};
@@ -92,18 +92,12 @@ impl Browser {
         let http = reqwest::Client::builder().timeout(Duration::from_secs(60)).build().expect("HTTP client");
         let base = format!("http://127.0.0.1:{port}");
         let mut browser = Self { driver, http, session: String::new(), profile };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let ready = browser.http.get(format!("{base}/status")).send().await;
-            if let Ok(reply) = ready
-                && let Ok(body) = reply.bytes().await.map(|b| serde_json::from_slice::<Value>(&b).unwrap_or_default())
-                && body["value"]["ready"] == true
-            {
-                break;
-            }
-            assert!(Instant::now() < deadline, "chromedriver did not answer within 30 s");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        crate::eventually("chromedriver answers", Duration::from_secs(30), || async {
+            let reply = browser.http.get(format!("{base}/status")).send().await.ok()?;
+            let body = serde_json::from_slice::<Value>(&reply.bytes().await.ok()?).unwrap_or_default();
+            (body["value"]["ready"] == true).then_some(())
+        })
+        .await;
         let mut args: Vec<String> = CHROMIUM_FLAGS.iter().map(|s| s.to_string()).collect();
         args.push(format!("--user-data-dir={}", browser.profile.display()));
         args.push(format!("--window-size={width},{height}"));
@@ -156,18 +150,14 @@ impl Browser {
     /// (not `null`, `false`, `0` or `""`), and returns that; panics with
     /// `what` after `timeout`.
     pub async fn wait_for(&self, what: &str, script: &str, args: Vec<Value>, timeout: Duration) -> Value {
-        let deadline = Instant::now() + timeout;
-        loop {
+        crate::eventually(what, timeout, || async {
             let value = self.execute(script, args.clone()).await;
             let falsy = matches!(&value, Value::Null | Value::Bool(false))
                 || value.as_str() == Some("")
                 || value.as_f64() == Some(0.0);
-            if !falsy {
-                return value;
-            }
-            assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+            (!falsy).then_some(value)
+        })
+        .await
     }
 
     /// The first element matching the CSS `selector`.

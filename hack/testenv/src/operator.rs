@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::apiserver::free_port;
 
@@ -51,17 +51,18 @@ impl Operator {
     /// # Panics
     /// When the process exits first, or 60 s pass; the message carries its log.
     fn wait_ready(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Some(status) = self.child.try_wait().expect("operator status reads") {
-                panic!("operator exited with {status} before it was ready:\n{}", self.logs());
-            }
-            if crate::http_get(self.probe_port, "/readyz").is_some_and(|(code, _)| code == 200) {
-                return;
-            }
-            assert!(Instant::now() < deadline, "operator was not ready within 60 s:\n{}", self.logs());
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let log = &self.log;
+        crate::eventually_blocking_showing(
+            "the operator is ready",
+            Duration::from_secs(60),
+            || read_log(log),
+            || {
+                if let Some(status) = self.child.try_wait().expect("operator status reads") {
+                    panic!("operator exited with {status} before it was ready:\n{}", read_log(log));
+                }
+                crate::http_get(self.probe_port, "/readyz").is_some_and(|(code, _)| code == 200).then_some(())
+            },
+        );
     }
 
     pub fn pid(&self) -> u32 {
@@ -87,7 +88,7 @@ impl Operator {
     }
 
     pub fn logs(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        read_log(&self.log)
     }
 
     /// The Prometheus text of the metrics port (empty when it does not answer).
@@ -105,6 +106,10 @@ impl Drop for Operator {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+fn read_log(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
 }
 
 /// The `operator` binary built by Cargo next to the running test, or `BERTH_OPERATOR_BIN`.
