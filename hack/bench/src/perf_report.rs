@@ -9,7 +9,7 @@ use crate::memory::MemoryAtCount;
 use crate::overload::{Overload, Phase};
 use crate::report::Goal;
 use crate::scale::Scale;
-use crate::write_cost::{APPLY, BARE, BARE_MINIMAL, BERTH, KINDS, LEASE, RAW, WriteCost};
+use crate::write_cost::{WriteCost, WriteKind};
 
 /// Goals for performance at the limit.
 pub const KNEE_RATIO_GOAL: f64 = 0.9;
@@ -53,8 +53,8 @@ pub fn goals(scale: Option<&Scale>, cost: Option<&WriteCost>, overload: Option<&
             format!(
                 "{:.2}× ({:.2} ms vs {:.2} ms; vs the raw BerthLease write {:.2}×)",
                 c.cpu_ratio_minimal(),
-                c.kinds[BERTH].cpu("kube-apiserver"),
-                c.kinds[LEASE].cpu("kube-apiserver"),
+                c.cpu(WriteKind::Berth, "kube-apiserver"),
+                c.cpu(WriteKind::Lease, "kube-apiserver"),
                 c.cpu_ratio_same_shape()
             ),
             Some(c.cpu_ratio_minimal() <= CPU_RATIO_GOAL),
@@ -180,7 +180,7 @@ pub fn write_cost_md(md: &mut String, c: &WriteCost) {
         let _ = writeln!(
             md,
             "| {} | {:.2} ms | {:.2} ms | {:.2} | {:.2} | {:.2} | {failed} |",
-            k.kind,
+            k.kind.label(),
             k.latency.p50_ms,
             k.latency.p99_ms,
             k.cpu("kube-apiserver"),
@@ -221,12 +221,12 @@ pub fn write_cost_md(md: &mut String, c: &WriteCost) {
          own share: Berth renew / raw BerthLease write | {:.2}× |\n| schema, CEL and managedFields (three managers \
          against one): raw BerthLease write / the same JSON in the schemaless twin (both watched twice) | {:.2}× |\n| status size: the same JSON / only the holder's fields (twin) | {:.2}× \
          |\n| a CRD against a built-in type: the twin's holder-only write / coordination Lease | {:.2}× |\n",
-        c.ratio(BERTH, RAW),
-        c.ratio(RAW, BARE),
-        c.ratio(BARE, BARE_MINIMAL),
-        c.ratio(BARE_MINIMAL, LEASE)
+        c.ratio(WriteKind::Berth, WriteKind::Raw),
+        c.ratio(WriteKind::Raw, WriteKind::Bare),
+        c.ratio(WriteKind::Bare, WriteKind::BareMinimal),
+        c.ratio(WriteKind::BareMinimal, WriteKind::Lease)
     );
-    let (Some(replace), Some(apply)) = (c.kinds.get(RAW), c.kinds.get(APPLY)) else { return };
+    let (Some(replace), Some(apply)) = (c.kind(WriteKind::Raw), c.kind(WriteKind::Apply)) else { return };
     let _ = writeln!(
         md,
         "### Server-side apply against `replace_status`\n\nOn the same objects, batch by batch: a status write by \
@@ -243,7 +243,6 @@ pub fn write_cost_md(md: &mut String, c: &WriteCost) {
         c.cpu_ratio_apply(),
         if c.cpu_ratio_apply() < 1.0 { "server-side apply" } else { "`replace_status`" }
     );
-    debug_assert_eq!(c.kinds.len(), KINDS.len());
 }
 
 /// Overload: 1.2× and 2× the knee.
@@ -305,7 +304,7 @@ fn phase_row(md: &mut String, p: &Phase) {
 
 /// What a production control plane sustains, from the measured per-write costs.
 pub fn projection_md(md: &mut String, c: &WriteCost, memory: Option<&MemoryAtCount>) {
-    let Some(renew) = c.kinds.get(BERTH) else { return };
+    let Some(renew) = c.kind(WriteKind::Berth) else { return };
     let (k, e, b) = (renew.cpu("kube-apiserver"), renew.cpu("etcd"), renew.cpu("apiserver"));
     if !(k > 0.0 && e > 0.0 && b > 0.0) {
         let _ = writeln!(md, "## 9. Projection\n\nNot computed: a per-write CPU cost was not positive in this run.\n");
@@ -400,17 +399,13 @@ mod tests {
             ("etcd".to_owned(), etcd),
             ("apiserver".to_owned(), apiserver),
         ]);
-        let kind = |name: &str| KindCost {
-            kind: name.to_owned(),
-            batches: Vec::new(),
-            latency: Latency::default(),
-            cpu_ms_per_write: cpu.clone(),
-        };
+        let kind =
+            |kind| KindCost { kind, batches: Vec::new(), latency: Latency::default(), cpu_ms_per_write: cpu.clone() };
         WriteCost {
             workers: 1,
             writes_per_batch: 1,
             idle_cores: HashMap::new(),
-            kinds: KINDS.iter().map(|k| kind(k)).collect(),
+            kinds: WriteKind::ALL.iter().map(|&k| kind(k)).collect(),
             sizes: Sizes::default(),
             renew_rewrites: Vec::new(),
         }

@@ -52,22 +52,38 @@ const HOLDER: &str = "bench/write-cost";
 const TTL_SECONDS: i32 = 3_600;
 const FIELD_MANAGER: &str = "berth-bench";
 
-/// The write kinds, in the order of [`WriteCost::kinds`].
-pub const KINDS: [&str; 6] = [
-    "renew through Berth",
-    "raw replace_status (BerthLease, same shape)",
-    "raw server-side apply with resourceVersion (same objects)",
-    "schemaless twin CRD, the same JSON (replace_status)",
-    "schemaless twin CRD, only the holder's fields (replace_status)",
-    "minimal one-holder object (coordination.k8s.io Lease, replace)",
-];
-/// Indexes into [`KINDS`].
-pub const BERTH: usize = 0;
-pub const RAW: usize = 1;
-pub const APPLY: usize = 2;
-pub const BARE: usize = 3;
-pub const BARE_MINIMAL: usize = 4;
-pub const LEASE: usize = 5;
+/// Declares [`WriteKind`] from `Variant => "label",` lines: the label is what
+/// the report shows and what `benchmarks.json` holds. A new kind is one line
+/// here, and its writers in [`run`].
+macro_rules! write_kinds {
+    ($($variant:ident => $label:literal,)+) => {
+        /// A kind of write, in the order the batches run and [`WriteCost::kinds`] lists them.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+        pub enum WriteKind {
+            $(#[serde(rename = $label)] $variant,)+
+        }
+
+        impl WriteKind {
+            pub const ALL: &[WriteKind] = &[$(WriteKind::$variant),+];
+
+            pub fn label(self) -> &'static str {
+                match self {
+                    $(WriteKind::$variant => $label,)+
+                }
+            }
+        }
+    };
+}
+
+write_kinds! {
+    Berth => "renew through Berth",
+    Raw => "raw replace_status (BerthLease, same shape)",
+    Apply => "raw server-side apply with resourceVersion (same objects)",
+    Bare => "schemaless twin CRD, the same JSON (replace_status)",
+    BareMinimal => "schemaless twin CRD, only the holder's fields (replace_status)",
+    Lease => "minimal one-holder object (coordination.k8s.io Lease, replace)",
+}
+
 /// Processes whose CPU each write is charged.
 const PROCESSES: [&str; 3] = ["kube-apiserver", "etcd", "apiserver"];
 
@@ -86,7 +102,7 @@ pub struct Batch {
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct KindCost {
-    pub kind: String,
+    pub kind: WriteKind,
     pub batches: Vec<Batch>,
     /// Medians over the batches.
     pub latency: Latency,
@@ -128,33 +144,32 @@ pub struct WriteCost {
 }
 
 impl WriteCost {
-    pub fn kind(&self, index: usize) -> Option<&KindCost> {
-        self.kinds.get(index)
+    pub fn kind(&self, kind: WriteKind) -> Option<&KindCost> {
+        self.kinds.iter().find(|k| k.kind == kind)
+    }
+    /// CPU-ms of `process` per write of `kind`; NaN when not measured.
+    pub fn cpu(&self, kind: WriteKind, process: &str) -> f64 {
+        self.kind(kind).map_or(f64::NAN, |k| k.cpu(process))
     }
     /// kube-apiserver CPU per Berth renew over per minimal-object write.
     pub fn cpu_ratio_minimal(&self) -> f64 {
-        self.ratio(BERTH, LEASE)
+        self.ratio(WriteKind::Berth, WriteKind::Lease)
     }
     /// kube-apiserver CPU per Berth renew over per raw write of the same shape.
     pub fn cpu_ratio_same_shape(&self) -> f64 {
-        self.ratio(BERTH, RAW)
+        self.ratio(WriteKind::Berth, WriteKind::Raw)
     }
     /// kube-apiserver CPU per SSA write over per `replace_status`.
     pub fn cpu_ratio_apply(&self) -> f64 {
-        self.ratio(APPLY, RAW)
+        self.ratio(WriteKind::Apply, WriteKind::Raw)
     }
     pub fn p50_ratio_apply(&self) -> f64 {
-        match (self.kind(APPLY), self.kind(RAW)) {
-            (Some(a), Some(b)) => a.latency.p50_ms / b.latency.p50_ms,
-            _ => f64::NAN,
-        }
+        let p50 = |kind| self.kind(kind).map_or(f64::NAN, |k| k.latency.p50_ms);
+        p50(WriteKind::Apply) / p50(WriteKind::Raw)
     }
     /// kube-apiserver CPU per write of kind `a` over kind `b`.
-    pub fn ratio(&self, a: usize, b: usize) -> f64 {
-        match (self.kind(a), self.kind(b)) {
-            (Some(a), Some(b)) => a.cpu("kube-apiserver") / b.cpu("kube-apiserver"),
-            _ => f64::NAN,
-        }
+    pub fn ratio(&self, a: WriteKind, b: WriteKind) -> f64 {
+        self.cpu(a, "kube-apiserver") / self.cpu(b, "kube-apiserver")
     }
 }
 
@@ -258,46 +273,50 @@ pub async fn run(stack: &Stack, profile: &Profile) -> Result<WriteCost> {
 
     // Every BerthLease is made by a creating acquire through Berth, so all
     // have the same shape; the raw and apply kinds share theirs.
-    let mut kinds: Vec<Vec<Writer>> = (0..3).map(|_| Vec::new()).collect();
+    let mut writers: BTreeMap<WriteKind, Vec<Writer>> = BTreeMap::new();
     for w in 0..workers {
         let name = format!("berth-{w}");
         let grant = client.acquire(&ns, &name, &acquire).await?;
         let renew =
             RenewRequest { holder: HOLDER.to_owned(), fencing_token: grant.fencing_token, ttl_seconds: TTL_SECONDS };
-        kinds[0].push(Writer::Berth { client: client.clone(), ns: ns.clone(), name, renew });
+        writers.entry(WriteKind::Berth).or_default().push(Writer::Berth {
+            client: client.clone(),
+            ns: ns.clone(),
+            name,
+            renew,
+        });
         let name = format!("raw-{w}");
         let grant = client.acquire(&ns, &name, &acquire).await?;
         let token = grant.fencing_token;
-        for (kind, apply) in [(1, false), (2, true)] {
+        for (kind, apply) in [(WriteKind::Raw, false), (WriteKind::Apply, true)] {
             let lease = BerthLease::new(&name, Default::default());
-            kinds[kind].push(Writer::Raw { api: berth_api.clone(), lease, token, apply });
+            writers.entry(kind).or_default().push(Writer::Raw { api: berth_api.clone(), lease, token, apply });
         }
     }
     // The operator writes the first conditions of each new lease: let that land.
     wait_for_conditions(&berth_api, workers).await?;
-    for writers in &mut kinds[RAW..=APPLY] {
-        for writer in writers.iter_mut() {
-            if let Writer::Raw { api, lease, .. } = writer {
-                *lease = api.get(&lease.name_any()).await?;
-            }
+    for writer in writers.values_mut().flatten() {
+        if let Writer::Raw { api, lease, .. } = writer {
+            *lease = api.get(&lease.name_any()).await?;
         }
     }
     bare::install(&stack.kube).await?;
-    for minimal in [false, true] {
+    for (kind, minimal) in [(WriteKind::Bare, false), (WriteKind::BareMinimal, true)] {
         let mut twins = Vec::new();
         for w in 0..workers {
             let like = berth_api.get(&format!("raw-{w}")).await?;
             let name = format!("bare-{w}{}", if minimal { "-minimal" } else { "" });
             twins.push(Writer::Bare(BareLease::create(&stack.kube, &ns, &name, &like, minimal).await?));
         }
-        kinds.push(twins);
+        writers.insert(kind, twins);
     }
     let mut leases = Vec::new();
     for w in 0..workers {
         let lease = minimal_lease(&lease_api, &format!("lease-{w}")).await?;
         leases.push(Writer::Lease { api: lease_api.clone(), lease });
     }
-    kinds.push(leases);
+    writers.insert(WriteKind::Lease, leases);
+    assert_eq!(writers.len(), WriteKind::ALL.len(), "every write kind has its writers");
     // BerthLeases are watched by two informers (Berth's apiserver and the
     // operator): give the twin and the Lease two watchers each, so that
     // every kind pays the same watch fan-out.
@@ -311,11 +330,11 @@ pub async fn run(stack: &Stack, profile: &Profile) -> Result<WriteCost> {
     let pids: Vec<(&'static str, u32)> =
         stack.pids().into_iter().filter(|(name, _)| PROCESSES.contains(name)).collect();
     let mut idle = Vec::new();
-    let mut batches: Vec<Vec<Batch>> = (0..KINDS.len()).map(|_| Vec::new()).collect();
+    let mut batches: BTreeMap<WriteKind, Vec<Batch>> = BTreeMap::new();
     for _ in 0..profile.write_cost_repetitions {
         idle.push(idle_cores(&pids).await);
-        for (k, writers) in kinds.iter_mut().enumerate() {
-            batches[k].push(batch(writers, profile.write_cost_batch / workers, &pids).await?);
+        for (kind, writers) in &mut writers {
+            batches.entry(*kind).or_default().push(batch(writers, profile.write_cost_batch / workers, &pids).await?);
         }
     }
     // One idle second can catch a compaction or a GC: subtract the median rate.
@@ -323,15 +342,14 @@ pub async fn run(stack: &Stack, profile: &Profile) -> Result<WriteCost> {
         .iter()
         .map(|p| ((*p).to_owned(), median(&idle.iter().filter_map(|i| i.get(*p).copied()).collect::<Vec<_>>())))
         .collect();
-    for batch in batches.iter_mut().flatten() {
+    for batch in batches.values_mut().flatten() {
         for (name, used) in &batch.cpu_seconds {
             let at_rest = idle_cores.get(name).copied().unwrap_or(0.0) * batch.seconds;
             batch.cpu_ms_per_write.insert(name.clone(), (used - at_rest) * 1000.0 / batch.writes.max(1) as f64);
         }
     }
-    let kinds = KINDS
-        .iter()
-        .zip(batches)
+    let kinds = batches
+        .into_iter()
         .map(|(kind, batches)| {
             let latency = Latency::median_of(&batches.iter().map(|b| b.latency.clone()).collect::<Vec<_>>());
             let cpu_ms_per_write = PROCESSES
@@ -341,7 +359,7 @@ pub async fn run(stack: &Stack, profile: &Profile) -> Result<WriteCost> {
                     ((*p).to_owned(), median(&values))
                 })
                 .collect();
-            KindCost { kind: (*kind).to_owned(), batches, latency, cpu_ms_per_write }
+            KindCost { kind, batches, latency, cpu_ms_per_write }
         })
         .collect();
     watchers.abort_all();
@@ -508,6 +526,15 @@ async fn batch(writers: &mut [Writer], per_worker: usize, pids: &[(&'static str,
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_write_kind_is_stored_as_its_label() {
+        for &kind in WriteKind::ALL {
+            let json = serde_json::to_value(kind).unwrap();
+            assert_eq!(json, kind.label());
+            assert_eq!(serde_json::from_value::<WriteKind>(json).unwrap(), kind);
+        }
+    }
 
     #[test]
     fn diff_names_the_changed_paths_only() {
