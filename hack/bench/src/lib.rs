@@ -15,7 +15,6 @@ pub mod failover;
 pub mod hot_path;
 pub mod memory;
 pub mod overload;
-pub mod perf_report;
 pub mod procfs;
 pub mod profile;
 pub mod report;

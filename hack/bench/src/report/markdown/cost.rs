@@ -1,21 +1,14 @@
-//! The report's sections on performance at the limit: the knee
-//! side by side, the cost of a write, server-side apply against
-//! `replace_status`, overload, and the projection to a production control
-//! plane, with their goals.
+//! The cost sections: memory, authentication, what a write costs, and the
+//! projection to a production control plane.
 
 use std::fmt::Write as _;
 
+use super::latency_cells;
+use crate::auth::{AuthCost, WAYS};
 use crate::memory::MemoryAtCount;
-use crate::overload::{Overload, Phase};
-use crate::report::Goal;
-use crate::scale::Scale;
+use crate::report::judge::CPU_RATIO_GOAL;
+use crate::scale::Step;
 use crate::write_cost::{WriteCost, WriteKind};
-
-/// Goals for performance at the limit.
-pub const KNEE_RATIO_GOAL: f64 = 0.9;
-pub const CPU_RATIO_GOAL: f64 = 1.1;
-pub const GOODPUT_GOAL: f64 = 0.9;
-pub const SHED_P99_GOAL_MS: f64 = 10.0;
 
 /// The projection's assumptions: a production control plane.
 const APISERVERS: f64 = 3.0;
@@ -32,134 +25,87 @@ const HEARTBEAT_SECONDS: f64 = 10.0;
 const BERTH_REPLICA_CORES: f64 = 2.0;
 const MIN_BERTH_REPLICAS: f64 = 2.0;
 
-/// The goals for performance at the limit, as measured.
-pub fn goals(scale: Option<&Scale>, cost: Option<&WriteCost>, overload: Option<&Overload>) -> Vec<Goal> {
-    let mut t = Vec::new();
-    let knee_goal = "Berth's knee ≥ 0.9× the raw write's knee";
-    t.push(match scale.and_then(|s| Some((s, s.knee_ratio()?))) {
-        Some((s, ratio)) => Goal::new(
-            "knee",
-            knee_goal,
-            format!("{:.2}× (Berth {}, raw {} leases)", ratio, s.max_leases_holding, s.raw_max_leases_holding),
-            Some(ratio >= KNEE_RATIO_GOAL),
-        ),
-        None => Goal::unmeasured("knee", knee_goal),
-    });
-    let cpu_goal = "kube-apiserver CPU per renew ≤ 1.1× a minimal one-holder write";
-    t.push(match cost {
-        Some(c) => Goal::new(
-            "write cost",
-            cpu_goal,
-            format!(
-                "{:.2}× ({:.2} ms vs {:.2} ms; vs the raw BerthLease write {:.2}×)",
-                c.cpu_ratio_minimal(),
-                c.cpu(WriteKind::Berth, "kube-apiserver"),
-                c.cpu(WriteKind::Lease, "kube-apiserver"),
-                c.cpu_ratio_same_shape()
-            ),
-            Some(c.cpu_ratio_minimal() <= CPU_RATIO_GOAL),
-        ),
-        None => Goal::unmeasured("write cost", cpu_goal),
-    });
-    let goodput_goal = "at 2× the knee: renews/s ≥ 0.9× the knee's";
-    let shed_goal = "shed answers p99 < 10 ms";
-    let lost_goal = "0 leases lost at 1.2× the knee for a minute";
-    match overload {
-        Some(o) => {
-            t.push(Goal::new(
-                "overload goodput",
-                goodput_goal,
-                format!(
-                    "{:.2}× ({:.0} of {:.0} renews/s)",
-                    o.goodput_ratio(),
-                    o.double.renewed_per_second,
-                    o.knee_renews_per_second
-                ),
-                Some(o.goodput_ratio() >= GOODPUT_GOAL),
-            ));
-            let shed = [&o.sustained, &o.double].into_iter().max_by(|a, b| a.shed.p99_ms.total_cmp(&b.shed.p99_ms));
-            t.push(match shed.filter(|p| p.shed.count > 0) {
-                Some(p) => Goal::new(
-                    "shed latency",
-                    shed_goal,
-                    format!("p99 {:.1} ms ({} shed at {:.1}×)", p.shed.p99_ms, p.shed.count, p.load),
-                    Some(p.shed.p99_ms < SHED_P99_GOAL_MS),
-                ),
-                None => Goal::new("shed latency", shed_goal, "no renew was shed".to_owned(), None),
-            });
-            t.push(Goal::new(
-                "leases lost",
-                lost_goal,
-                format!("{} lost ({} leases)", o.sustained.leases_lost, o.sustained.leases),
-                Some(o.sustained.leases_lost == 0),
-            ));
-        }
-        None => {
-            for (name, goal) in
-                [("overload goodput", goodput_goal), ("shed latency", shed_goal), ("leases lost", lost_goal)]
-            {
-                t.push(Goal::unmeasured(name, goal));
-            }
-        }
-    }
-    t
-}
-
-/// The knee table: each step through Berth and as raw writes.
-pub fn knee_md(md: &mut String, s: &Scale) {
-    if s.steps.iter().all(|st| st.raw.is_none()) {
-        return;
-    }
-    let _ = writeln!(
-        md,
-        "### The knee, side by side\n\nEach step runs twice with the same open-loop generator: through Berth (the \
-         table above), and as raw conditional status writes (`decide`, then `replace_status` with resourceVersion) \
-         of BerthLeases of the same shape straight to kube-apiserver, one after the other (the order flips every \
-         step). Leases carry a TTL of {} s so that the side at rest writes nothing while the other measures. A knee \
-         is the largest count whose renew p99 < 100 ms with no failed request.\n",
-        s.ttl_seconds
-    );
-    let _ = writeln!(
-        md,
-        "| leases | Berth p50 | Berth p99 | Berth failed | raw p50 | raw p99 | raw failed | kube-apiserver cores: Berth \
-         / raw | Berth holds | raw holds |\n|---|---|---|---|---|---|---|---|---|---|"
-    );
-    for st in &s.steps {
-        let Some(raw) = &st.raw else { continue };
-        let cores = |m: &std::collections::HashMap<String, f64>| {
-            m.get("kube-apiserver").map_or_else(|| "–".to_owned(), |c| format!("{c:.2}"))
-        };
+pub(super) fn memory(md: &mut String, memory: Option<&MemoryAtCount>, last_step: Option<&Step>) {
+    const PROCESSES: [&str; 4] = ["apiserver", "operator", "kube-apiserver", "etcd"];
+    if let Some(m) = memory {
         let _ = writeln!(
             md,
-            "| {} | {:.1} ms | {:.1} ms | {} | {:.1} ms | {:.1} ms | {} | {} / {} | {} | {} |",
-            st.leases,
-            st.renew.p50_ms,
-            st.renew.p99_ms,
-            st.renew_errors + st.acquire_errors,
-            raw.renew.p50_ms,
-            raw.renew.p99_ms,
-            raw.renew_errors,
-            cores(&st.cpu_cores),
-            cores(&raw.cpu_cores),
-            yes_no(st.holds),
-            yes_no(raw.holds)
+            "## 5. Memory at {} leases\n\nFresh apiserver and operator processes; {} held leases created straight in \
+             kube-apiserver in {:.0} s; both caches held all of them {:.0} s later (the operator had written its \
+             conditions on each). Then every lease was renewed once through Berth, spread over {:.0} s ({:.0} renews/s: \
+             renew p50 {:.1} ms, p99 {:.1} ms, {} failed).\n",
+            m.leases,
+            m.leases,
+            m.seed_seconds,
+            m.settle_seconds,
+            m.renew_period_seconds,
+            m.leases as f64 / m.renew_period_seconds,
+            m.renew.p50_ms,
+            m.renew.p99_ms,
+            m.renew_errors
         );
+        let _ = writeln!(
+            md,
+            "| process | at rest: RSS | at rest: peak (VmHWM) | after the renew round: RSS | after: peak |\n|---|---|---|---|---|"
+        );
+        for name in PROCESSES {
+            if let (Some(a), Some(b)) = (m.at_rest.get(name), m.after_renews.get(name)) {
+                let _ = writeln!(
+                    md,
+                    "| {name} | {:.1} MiB | {:.1} MiB | {:.1} MiB | {:.1} MiB |",
+                    a.rss_mib, a.peak_mib, b.rss_mib, b.peak_mib
+                );
+            }
+        }
+        md.push('\n');
+        if let (Some(seconds), Some(cold)) = (m.cold_start_seconds, &m.operator_cold_start) {
+            let _ = writeln!(
+                md,
+                "Cold start: {:.1} s after a fresh operator started over the same {} leases, it had run as many \
+                 reconciles as there are leases; {} s later its RSS was {:.1} MiB (peak {:.1} MiB).\n",
+                seconds,
+                m.leases,
+                crate::memory::COLD_START_SETTLE.as_secs(),
+                cold.rss_mib,
+                cold.peak_mib
+            );
+        }
     }
-    let ratio = s.knee_ratio().map_or_else(|| "–".to_owned(), |r| format!("{r:.2}×"));
-    let _ = writeln!(
-        md,
-        "\n**Knee: Berth {}, raw writes {}; ratio {ratio} (goal ≥ {KNEE_RATIO_GOAL}).** The steps' grid bounds the \
-         ratio's resolution.\n",
-        s.max_leases_holding, s.raw_max_leases_holding
-    );
+    if let Some(last) = last_step {
+        let _ = writeln!(
+            md,
+            "{}At the end of the largest scale step ({} leases, under its renew load):\n\n| process | RSS | peak RSS \
+             (VmHWM) |\n|---|---|---|",
+            if memory.is_some() { "" } else { "## 5. Memory\n\n" },
+            last.leases
+        );
+        for name in PROCESSES {
+            if let Some(m) = last.memory.get(name) {
+                let _ = writeln!(md, "| {name} | {:.1} MiB | {:.1} MiB |", m.rss_mib, m.peak_mib);
+            }
+        }
+        md.push('\n');
+    }
 }
 
-fn yes_no(b: bool) -> &'static str {
-    if b { "yes" } else { "**no**" }
+pub(super) fn auth(md: &mut String, a: &AuthCost) {
+    let _ = writeln!(
+        md,
+        "## 6. Authentication cost\n\nThe same renew (HTTPS, keep-alive client), authenticated four ways side by side \
+         in a rotating order: a static API key; a service-account token checked offline as a JWT (RS256, keys from \
+         the issuer's discovery); TokenReview with the answer cached; TokenReview with no cache (`cacheTTL: 0s`), so \
+         every renew asks kube-apiserver. {} renews per way per repetition (docs/auth.md).\n",
+        a.samples_per_way
+    );
+    let _ = writeln!(md, "| renew authenticated by | p50 | p99 | max |\n|---|---|---|---|");
+    for (name, latency) in WAYS.iter().zip(&a.ways) {
+        let _ = writeln!(md, "| {name} | {} |", latency_cells(latency));
+    }
+    md.push('\n');
 }
 
 /// The cost of one write, SSA against `replace_status`, and what a renew rewrites.
-pub fn write_cost_md(md: &mut String, c: &WriteCost) {
+pub(super) fn write_cost(md: &mut String, c: &WriteCost) {
     let _ = writeln!(
         md,
         "## 7. What a write costs\n\nCPU-ms per write of kube-apiserver, etcd and Berth's apiserver (utime + stime \
@@ -245,65 +191,8 @@ pub fn write_cost_md(md: &mut String, c: &WriteCost) {
     );
 }
 
-/// Overload: 1.2× and 2× the knee.
-pub fn overload_md(md: &mut String, o: &Overload) {
-    let _ = writeln!(
-        md,
-        "## 8. Overload\n\nHolders behave as `LeaseKeeper`s do, through the keeper's own arithmetic \
-         (`berth_client::Schedule`: TTL {} s, margin {:.0} ms, heartbeat {:.0} s; a renew bounded by the safe \
-         deadline; `Retry-After` honoured when it ends inside the deadline, else a quick retry). The knee is {} \
-         leases ({}), {:.0} renews/s. First 1.2× the knee's leases, held for {:.0} s; then the rest join to 2×. A \
-         lease is lost when its holder passes its safe deadline without a renew, or its renew is refused; it is then \
-         acquired again. Rates and latencies are medians over windows of one heartbeat ({} at 1.2×, {} at 2×); counts \
-         are sums.\n",
-        o.ttl_seconds,
-        o.margin_ms,
-        o.heartbeat_seconds,
-        o.knee_leases,
-        if o.knee_from_scale { "this run's scale search" } else { "the profile's: the run had no knee of its own" },
-        o.knee_renews_per_second,
-        o.sustained.seconds,
-        o.sustained.windows,
-        o.double.windows
-    );
-    let _ = writeln!(
-        md,
-        "| load | leases | requests/s offered | renews/s succeeded | renew p50 | renew p99 | shed | shed answer p99 | \
-         refused after expiry | other errors | leases lost | acquired again |\n|---|---|---|---|---|---|---|---|---|---|---|---|"
-    );
-    for p in [&o.sustained, &o.double] {
-        phase_row(md, p);
-    }
-    let _ = writeln!(
-        md,
-        "\nAt 2× the knee, {:.0} renews/s succeeded: {:.2}× the knee's rate (goal ≥ {GOODPUT_GOAL}). Renew latency \
-         counts from the moment a renew was due; a shed answer's from the moment it was sent.\n",
-        o.double.renewed_per_second,
-        o.goodput_ratio()
-    );
-}
-
-fn phase_row(md: &mut String, p: &Phase) {
-    let shed_p99 = if p.shed.count > 0 { format!("{:.1} ms", p.shed.p99_ms) } else { "–".to_owned() };
-    let _ = writeln!(
-        md,
-        "| {:.1}× | {} | {:.0} | {:.0} | {:.1} ms | {:.1} ms | {} | {shed_p99} | {} | {} | {} | {} |",
-        p.load,
-        p.leases,
-        p.offered_per_second,
-        p.renewed_per_second,
-        p.renew.p50_ms,
-        p.renew.p99_ms,
-        p.failed_shed,
-        p.failed_refused,
-        p.failed_other,
-        p.leases_lost,
-        p.reacquired
-    );
-}
-
 /// What a production control plane sustains, from the measured per-write costs.
-pub fn projection_md(md: &mut String, c: &WriteCost, memory: Option<&MemoryAtCount>) {
+pub(super) fn projection(md: &mut String, c: &WriteCost, memory: Option<&MemoryAtCount>) {
     let Some(renew) = c.kind(WriteKind::Berth) else { return };
     let (k, e, b) = (renew.cpu("kube-apiserver"), renew.cpu("etcd"), renew.cpu("apiserver"));
     if !(k > 0.0 && e > 0.0 && b > 0.0) {
@@ -419,7 +308,7 @@ mod tests {
         // Berth at 0.5 ms needs 1.2 cores: one replica's 60% of 2 cores, so
         // the minimum of two.
         let mut md = String::new();
-        projection_md(&mut md, &cost(2.0, 0.5, 0.5), None);
+        projection(&mut md, &cost(2.0, 0.5, 0.5), None);
         assert!(md.contains("**2400 renews/s**"), "{md}");
         assert!(md.contains("**4800 writes/s**"), "{md}");
         assert!(md.contains("about 24000 leases"), "{md}");
@@ -429,7 +318,7 @@ mod tests {
     #[test]
     fn projection_is_left_out_without_a_positive_cost() {
         let mut md = String::new();
-        projection_md(&mut md, &cost(f64::NAN, 0.5, 0.5), None);
+        projection(&mut md, &cost(f64::NAN, 0.5, 0.5), None);
         assert!(md.contains("Not computed"), "{md}");
     }
 }

@@ -1,0 +1,187 @@
+//! Every goal of the Targets table and its verdict, from a run's figures.
+
+use super::{Goal, Report};
+use crate::overload::Overload;
+use crate::scale::Scale;
+use crate::write_cost::{WriteCost, WriteKind};
+
+/// Goals for performance at the limit.
+pub const KNEE_RATIO_GOAL: f64 = 0.9;
+pub const CPU_RATIO_GOAL: f64 = 1.1;
+pub const GOODPUT_GOAL: f64 = 0.9;
+pub const SHED_P99_GOAL_MS: f64 = 10.0;
+
+/// The goals, in the order of the Targets table.
+///
+/// A goal at 10,000 leases that the run did not reach counts as missed
+/// when a smaller step already missed it (latency and memory only grow
+/// with the count), else as not measured.
+pub fn goals(report: &Report) -> Vec<Goal> {
+    let mut goals = Vec::new();
+    goals.push(match &report.hot_path {
+        Some(h) => Goal::new(
+            "hot path",
+            "renew p50 ≤ 1.2× the raw write",
+            format!("{:.2}× ({:.2} ms vs {:.2} ms)", h.ratio_p50, h.berth.p50_ms, h.raw.p50_ms),
+            Some(h.ratio_p50 <= 1.2),
+        ),
+        None => Goal::unmeasured("hot path", "renew p50 ≤ 1.2× the raw write"),
+    });
+    let steps = report.scale.as_ref().map(|s| s.steps.as_slice()).unwrap_or_default();
+    let at_10k = steps.iter().find(|st| st.leases == 10_000);
+    let largest = steps.last();
+    let scale_criterion = "10,000 leases at 10 s: p99 < 100 ms, no errors";
+    goals.push(match (at_10k, steps.iter().find(|st| !st.holds)) {
+        (Some(st), _) => Goal::new(
+            "scale",
+            scale_criterion,
+            format!("p99 {:.1} ms, {} errors", st.renew.p99_ms, st.renew_errors + st.acquire_errors),
+            Some(st.holds),
+        ),
+        (None, Some(st)) => Goal::new(
+            "scale",
+            scale_criterion,
+            format!(
+                "10,000 not reached; already at {} leases p99 {:.1} ms, {} errors",
+                st.leases,
+                st.renew.p99_ms,
+                st.renew_errors + st.acquire_errors
+            ),
+            Some(false),
+        ),
+        (None, None) => Goal::unmeasured("scale", scale_criterion),
+    });
+    goals.push(match &report.expiry {
+        Some(e) => Goal::new(
+            "expiry",
+            "expiry lag p99 < 250 ms",
+            format!(
+                "expired status seen p99 {:.0} ms, CronJob suspended seen p99 {:.0} ms (watch)",
+                e.status_from_watch.p99_ms, e.suspend_from_watch.p99_ms
+            ),
+            Some(e.status_from_watch.p99_ms < 250.0 && e.suspend_from_watch.p99_ms < 250.0),
+        ),
+        None => Goal::unmeasured("expiry", "expiry lag p99 < 250 ms"),
+    });
+    for (process, name) in [("apiserver", "apiserver memory"), ("operator", "operator memory")] {
+        let memory_criterion = "RSS ≤ 64 MiB at 10,000 leases";
+        // The memory scenario's figure after its renew round (a cache in
+        // use, on fresh processes); without it, the largest scale step.
+        let reading = match &report.memory {
+            Some(m) => m.after_renews.get(process).map(|r| (m.leases, r, "after a renew round")),
+            None => {
+                at_10k.or(largest).and_then(|st| Some((st.leases, st.memory.get(process)?, "end of the scale step")))
+            }
+        };
+        goals.push(match reading {
+            Some((leases, m, when)) => {
+                let over = m.rss_mib > 64.0;
+                let met = if leases == 10_000 { Some(!over) } else { over.then_some(false) };
+                Goal::new(
+                    name,
+                    memory_criterion,
+                    format!("at {leases} leases ({when}): RSS {:.1} MiB, peak {:.1} MiB", m.rss_mib, m.peak_mib),
+                    met,
+                )
+            }
+            None => Goal::unmeasured(name, memory_criterion),
+        });
+    }
+    if let Some((m, cold)) = report.memory.as_ref().and_then(|m| Some((m, m.operator_cold_start.as_ref()?))) {
+        goals.push(Goal::new(
+            "operator memory, cold start",
+            "RSS ≤ 64 MiB at 10,000 leases",
+            format!("restarted over {} leases: RSS {:.1} MiB, peak {:.1} MiB", m.leases, cold.rss_mib, cold.peak_mib),
+            (m.leases == 10_000 || cold.rss_mib > 64.0).then_some(cold.rss_mib <= 64.0),
+        ));
+    }
+    goals.push(match &report.failover {
+        Some(f) => Goal::new(
+            "graceful handover",
+            "< 100 ms",
+            format!(
+                "{:.1} ms to the standby's grant, {:.1} ms until its keeper holds",
+                f.release_to_grant_ms, f.release_to_standby_ms
+            ),
+            Some(f.release_to_standby_ms < 100.0),
+        ),
+        None => Goal::unmeasured("graceful handover", "< 100 ms"),
+    });
+    goals.extend(limit_goals(report.scale.as_ref(), report.write_cost.as_ref(), report.overload.as_ref()));
+    goals
+}
+
+/// The goals for performance at the limit, as measured.
+fn limit_goals(scale: Option<&Scale>, cost: Option<&WriteCost>, overload: Option<&Overload>) -> Vec<Goal> {
+    let mut goals = Vec::new();
+    let knee_criterion = "Berth's knee ≥ 0.9× the raw write's knee";
+    goals.push(match scale.and_then(|s| Some((s, s.knee_ratio()?))) {
+        Some((s, ratio)) => Goal::new(
+            "knee",
+            knee_criterion,
+            format!("{:.2}× (Berth {}, raw {} leases)", ratio, s.max_leases_holding, s.raw_max_leases_holding),
+            Some(ratio >= KNEE_RATIO_GOAL),
+        ),
+        None => Goal::unmeasured("knee", knee_criterion),
+    });
+    let cpu_criterion = "kube-apiserver CPU per renew ≤ 1.1× a minimal one-holder write";
+    goals.push(match cost {
+        Some(c) => Goal::new(
+            "write cost",
+            cpu_criterion,
+            format!(
+                "{:.2}× ({:.2} ms vs {:.2} ms; vs the raw BerthLease write {:.2}×)",
+                c.cpu_ratio_minimal(),
+                c.cpu(WriteKind::Berth, "kube-apiserver"),
+                c.cpu(WriteKind::Lease, "kube-apiserver"),
+                c.cpu_ratio_same_shape()
+            ),
+            Some(c.cpu_ratio_minimal() <= CPU_RATIO_GOAL),
+        ),
+        None => Goal::unmeasured("write cost", cpu_criterion),
+    });
+    let goodput_criterion = "at 2× the knee: renews/s ≥ 0.9× the knee's";
+    let shed_criterion = "shed answers p99 < 10 ms";
+    let lost_criterion = "0 leases lost at 1.2× the knee for a minute";
+    match overload {
+        Some(o) => {
+            goals.push(Goal::new(
+                "overload goodput",
+                goodput_criterion,
+                format!(
+                    "{:.2}× ({:.0} of {:.0} renews/s)",
+                    o.goodput_ratio(),
+                    o.double.renewed_per_second,
+                    o.knee_renews_per_second
+                ),
+                Some(o.goodput_ratio() >= GOODPUT_GOAL),
+            ));
+            let shed = [&o.sustained, &o.double].into_iter().max_by(|a, b| a.shed.p99_ms.total_cmp(&b.shed.p99_ms));
+            goals.push(match shed.filter(|p| p.shed.count > 0) {
+                Some(p) => Goal::new(
+                    "shed latency",
+                    shed_criterion,
+                    format!("p99 {:.1} ms ({} shed at {:.1}×)", p.shed.p99_ms, p.shed.count, p.load),
+                    Some(p.shed.p99_ms < SHED_P99_GOAL_MS),
+                ),
+                None => Goal::new("shed latency", shed_criterion, "no renew was shed".to_owned(), None),
+            });
+            goals.push(Goal::new(
+                "leases lost",
+                lost_criterion,
+                format!("{} lost ({} leases)", o.sustained.leases_lost, o.sustained.leases),
+                Some(o.sustained.leases_lost == 0),
+            ));
+        }
+        None => {
+            for (name, criterion) in [
+                ("overload goodput", goodput_criterion),
+                ("shed latency", shed_criterion),
+                ("leases lost", lost_criterion),
+            ] {
+                goals.push(Goal::unmeasured(name, criterion));
+            }
+        }
+    }
+    goals
+}
