@@ -1,15 +1,17 @@
-//! Step 4 of a reconcile: the target, read and written only when it differs,
-//! and `releaseAction` when a lease is deleted.
+//! Step 4 of a reconcile: the target, read and written only when it differs;
+//! and [`finalize`], the deletion of a lease in both modes.
 
 use berth_api::crd::{AppliedAction, TargetRef};
 use berth_api::{BerthLease, LeaseKey};
 use chrono::Utc;
+use kube::ResourceExt;
+use kube::api::Api;
 
 use crate::error::{Error, Result};
-use crate::plan::{self, Note, Setting, TargetOutcome, TargetPlan};
+use crate::plan::{self, Note, Setting, TARGET_DEADLINE, TargetOutcome, TargetPlan};
 use crate::target::{self, Failure};
 
-use super::{Context, publish};
+use super::{Context, publish, set_finalizer};
 
 /// Step 4 for one phase: reads the target and writes it only when it
 /// differs. The Events of a write are pushed to `notes`, for the caller to
@@ -123,29 +125,52 @@ fn applied_label(applied: AppliedAction) -> &'static str {
     }
 }
 
-/// The finalizer's work: `releaseAction` on the target. A missing target, an
-/// unsupported one or a lease without `releaseAction` lets deletion go on; a
-/// forbidden one holds it (so a workload is not left running unseen) until the
-/// operator is allowed or the finalizer is removed by hand.
-pub(super) async fn release_on_delete(lease: &BerthLease, namespace: &str, ctx: &Context) -> Result<()> {
+/// Deletion, the one contract of the controller and member mode
+/// (docs/design.md, "Deletion"): `releaseAction` on the target, bounded like
+/// any target step; then `let_go`, whatever else the lease holds (member
+/// mode: the global lease); then our finalizer goes, and the lease's pod
+/// standing with it. A lease already gone needs no finalizer write.
+///
+/// # Errors
+/// A target that may not be released yet ([`Error::CleanupBlocked`]: a
+/// workload is not left running unseen, until the operator is allowed or
+/// the finalizer is removed by hand), a failing or hung target, or a failed
+/// finalizer write. The caller runs the whole step again after
+/// [`super::retry_after`]; each part is idempotent.
+pub(crate) async fn finalize(
+    api: &Api<BerthLease>,
+    lease: &BerthLease,
+    ctx: &Context,
+    let_go: impl Future<Output = ()>,
+) -> Result<()> {
+    release_target(lease, ctx).await?;
+    let_go.await;
+    if plan::has_finalizer(lease) {
+        match set_finalizer(api, lease, false).await {
+            Err(Error::Finalizer { source: kube::Error::Api(status), .. }) if status.code == 404 => {}
+            result => {
+                result?;
+            }
+        }
+    }
+    ctx.standings.forget(&lease.namespace().unwrap_or_default(), &lease.name_any());
+    Ok(())
+}
+
+/// `releaseAction` on the target of a lease being deleted.
+async fn release_target(lease: &BerthLease, ctx: &Context) -> Result<()> {
     let Some(target) = lease.spec.target.clone() else { return Ok(()) };
+    let namespace = lease.namespace().unwrap_or_default();
     let mut notes = Vec::new();
     let fencing_token = lease.status.as_ref().map_or(0, |s| s.fencing_token);
-    let outcome =
-        act_on_target(lease, namespace, &target, AppliedAction::Release, fencing_token, ctx, &mut notes).await;
-    let result = match outcome {
-        Ok(TargetOutcome::Forbidden { message }) => {
-            notes.extend(Note::target_not_ready(&TargetOutcome::Forbidden { message: message.clone() }));
-            Err(Error::CleanupBlocked { lease: LeaseKey::of(lease), message })
-        }
-        Ok(
-            TargetOutcome::Applied { .. }
-            | TargetOutcome::NoAction { .. }
-            | TargetOutcome::NotFound { .. }
-            | TargetOutcome::Unsupported { .. }
-            | TargetOutcome::Mismatch { .. },
-        ) => Ok(()),
-        Err(error) => Err(error),
+    let step = act_on_target(lease, &namespace, &target, AppliedAction::Release, fencing_token, ctx, &mut notes);
+    let result = match tokio::time::timeout(TARGET_DEADLINE, step).await {
+        Ok(Ok(outcome)) => plan::deletion_may_proceed(&outcome).map_err(|message| {
+            notes.extend(Note::target_not_ready(&outcome));
+            Error::CleanupBlocked { lease: LeaseKey::of(lease), message: message.to_owned() }
+        }),
+        Ok(Err(error)) => Err(error),
+        Err(_) => Err(Error::TargetTimeout { target: format!("{namespace}/{}", target.name) }),
     };
     publish(ctx, lease, notes);
     result

@@ -21,11 +21,10 @@ use kube::{Client, ResourceExt};
 
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
-use crate::plan::{self, FINALIZER, FinalizerStep, Note, WriteOrder};
+use crate::plan::{self, FinalizerStep, Note, TARGET_DEADLINE, WriteOrder};
 use crate::pod_gate::Standing;
 
-use act::release_on_delete;
-pub(crate) use act::{act_on_target, follow_stop};
+pub(crate) use act::{act_on_target, finalize, follow_stop};
 pub(crate) use events::publish;
 pub use grants::GrantJournal;
 pub(crate) use writes::{set_finalizer, write_status};
@@ -33,10 +32,6 @@ pub(crate) use writes::{set_finalizer, write_status};
 pub use events::Recorder;
 
 pub use watch::{cached_leases, run};
-
-/// How long the target step of a reconcile may take before the status is
-/// written without it: an expiry waits at most this long on a hung target.
-const TARGET_DEADLINE: Duration = Duration::from_secs(2);
 
 /// How often the pods of a released target are looked at while they stop.
 const STOPPING_LOOK: Duration = Duration::from_millis(500);
@@ -65,7 +60,7 @@ pub struct Context {
 ///   is written first and the status then carries both the rule changes and
 ///   `status.target` ([`plan::WriteOrder`]). Only the operator's own grant to a
 ///   declared holder is stored before its target is touched.
-/// - A failing or hung target (see `TARGET_DEADLINE`) never holds back the
+/// - A failing or hung target (see [`plan::TARGET_DEADLINE`]) never holds back the
 ///   rule changes: they are written, then the reconcile fails and is retried.
 /// - Events are recorded after the status write, in a task of their own.
 /// - Wakes at the earliest `expiresAt` (or after [`plan::RESYNC`]).
@@ -81,18 +76,25 @@ pub async fn reconcile(lease: Arc<BerthLease>, ctx: Arc<Context>) -> Result<Acti
     result
 }
 
-/// Retries a failed reconcile: soon after a conflict, later after anything else.
+/// Retries a failed reconcile after [`retry_after`].
 pub fn error_policy(lease: Arc<BerthLease>, error: &Error, ctx: Arc<Context>) -> Action {
+    Action::requeue(retry_after(&lease, error, &ctx))
+}
+
+/// The one retry policy of the controller and member mode: counts and logs
+/// the failure, and says when to try again: soon after a conflict, later
+/// after anything else.
+pub(crate) fn retry_after(lease: &BerthLease, error: &Error, ctx: &Context) -> Duration {
     ctx.metrics.failed(error.metric_label());
     match error {
         // Expected now and then: the cache lagged behind a write, or a holder wrote first.
         Error::Conflict { .. } => {
-            tracing::debug!(lease = %LeaseKey::of(&lease), %error, "reconcile conflicted");
-            Action::requeue(Duration::from_millis(200))
+            tracing::debug!(lease = %LeaseKey::of(lease), %error, "reconcile conflicted");
+            Duration::from_millis(200)
         }
         _ => {
-            tracing::warn!(lease = %LeaseKey::of(&lease), %error, "reconcile failed");
-            Action::requeue(Duration::from_secs(5))
+            tracing::warn!(lease = %LeaseKey::of(lease), %error, "reconcile failed");
+            Duration::from_secs(5)
         }
     }
 }
@@ -102,13 +104,11 @@ async fn reconcile_lease(mut lease: BerthLease, ctx: &Context) -> Result<Action>
     let api: Api<BerthLease> = Api::namespaced(ctx.client.clone(), &namespace);
 
     // 1. Finalizer, only while a target is set.
-    let has_finalizer = lease.finalizers().iter().any(|f| f == FINALIZER);
+    let has_finalizer = plan::has_finalizer(&lease);
     let deleting = lease.metadata.deletion_timestamp.is_some();
     match FinalizerStep::for_lease(deleting, lease.spec.target.is_some(), has_finalizer) {
         FinalizerStep::Cleanup => {
-            release_on_delete(&lease, &namespace, ctx).await?;
-            set_finalizer(&api, &lease, false).await?;
-            ctx.standings.forget(&namespace, &lease.name_any());
+            finalize(&api, &lease, ctx, async {}).await?;
             return Ok(Action::await_change());
         }
         FinalizerStep::Gone => {

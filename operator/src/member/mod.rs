@@ -6,27 +6,27 @@
 //!
 //! - [`state`]: the pure state machine (`unknown`, `standby`, `held`,
 //!   `at-risk`, `fenced`);
-//! - [`status`]: the local status it implies;
+//! - [`crate::plan::member`]: the other pure decisions (the local status,
+//!   Events, timing), beside the controller's;
 //! - [`claim`]: the per-lease driver (a keeper, a gate, a deadline timer);
 //! - this file: the watch of local BerthLeases that starts and feeds claims.
 
 pub mod claim;
 pub mod cluster_id;
 pub mod state;
-pub mod status;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use berth_api::{BerthLease, LeaseKey};
 use futures::StreamExt;
-use kube::ResourceExt;
 use kube::api::Api;
 use kube::runtime::{WatchStreamExt, watcher};
 use tokio::sync::watch;
 
 use crate::controller::Context;
 use crate::http::Health;
+use crate::plan::{self, FinalizerStep};
 
 /// How member mode reaches the coordination cluster, and as whom.
 #[derive(Clone, Debug)]
@@ -138,9 +138,9 @@ fn feed(
             sender.send_replace(Arc::new(lease));
         }
         _ => {
-            if lease.metadata.deletion_timestamp.is_some()
-                && !lease.finalizers().iter().any(|f| f == crate::plan::FINALIZER)
-            {
+            // A claim always guards its lease; a deleted one without our finalizer is not ours.
+            let deleting = lease.metadata.deletion_timestamp.is_some();
+            if FinalizerStep::for_lease(deleting, true, plan::has_finalizer(&lease)) == FinalizerStep::Gone {
                 return;
             }
             claims.insert(key, (scope, claim::spawn(shared.clone(), lease, stopping.clone())));

@@ -10,27 +10,51 @@ pub const HELD: &str = "Held";
 pub const TARGET_READY: &str = "TargetReady";
 
 /// The `Held` condition for `status` at `now`: (status, reason, message).
-pub fn held_condition(status: &BerthLeaseStatus, now: DateTime<Utc>) -> (ConditionStatus, &'static str, String) {
-    let live: Vec<&Holder> = status.holders.iter().filter(|h| h.is_live(now)).collect();
-    if !live.is_empty() {
+/// `member`: the cluster id, when a member cluster judges its own claim.
+///
+/// The coordination cluster judges by the live holders. A member cluster
+/// judges by its member state instead: its `holders` mirror the global lease
+/// as last seen and are not renewed locally, so their `expiresAt` says
+/// nothing about whether this cluster still holds it.
+pub fn held_condition(
+    status: &BerthLeaseStatus,
+    member: Option<&str>,
+    now: DateTime<Utc>,
+) -> (ConditionStatus, &'static str, String) {
+    let named = |holders: &[&Holder]| {
         let names: Vec<String> =
-            live.iter().map(|h| format!("{} {}", h.identity, token_mention(h.fencing_token))).collect();
-        return (ConditionStatus::True, "Acquired", format!("held by {}", names.join(", ")));
-    }
-    match status.state {
-        LeaseState::Released => (ConditionStatus::False, "Released", "released by its holder".to_owned()),
-        LeaseState::Expired => {
+            holders.iter().map(|h| format!("{} {}", h.identity, token_mention(h.fencing_token))).collect();
+        names.join(", ")
+    };
+    let live: Vec<&Holder> = status.holders.iter().filter(|h| h.is_live(now)).collect();
+    match (status.state, member) {
+        (LeaseState::Held, Some(id)) => (ConditionStatus::True, "Held", format!("cluster {id} holds the global lease")),
+        (LeaseState::AtRisk, Some(id)) => {
+            (ConditionStatus::True, "AtRisk", format!("cluster {id} holds the global lease, but its last renew failed"))
+        }
+        (LeaseState::Fenced, Some(id)) => (
+            ConditionStatus::False,
+            "Fenced",
+            format!("cluster {id} could not confirm its hold before the safe deadline"),
+        ),
+        (LeaseState::Standby, _) => {
+            let holders: Vec<&Holder> = status.holders.iter().collect();
+            let by = if holders.is_empty() { "another holder".to_owned() } else { named(&holders) };
+            (ConditionStatus::False, "Standby", format!("the global lease is held by {by}"))
+        }
+        (LeaseState::Unknown, _) => {
+            (ConditionStatus::Unknown, "Unconfirmed", "no answer from the Berth apiserver yet".to_owned())
+        }
+        _ if !live.is_empty() => (ConditionStatus::True, "Acquired", format!("held by {}", named(&live))),
+        (LeaseState::Released, _) => (ConditionStatus::False, "Released", "released by its holder".to_owned()),
+        (LeaseState::Expired, _) => {
             let when =
                 status.expired_at.map(|t| berth_api::time::format(&t)).unwrap_or_else(|| "an unknown time".into());
             (ConditionStatus::False, "Expired", format!("the last holder expired at {when} without renewing"))
         }
-        // The member states never reach this controller: member mode runs its own.
-        LeaseState::Available
-        | LeaseState::Held
-        | LeaseState::Unknown
-        | LeaseState::Standby
-        | LeaseState::AtRisk
-        | LeaseState::Fenced => (ConditionStatus::False, "NotHeld", "never held".to_owned()),
+        (LeaseState::Available | LeaseState::Held | LeaseState::AtRisk | LeaseState::Fenced, _) => {
+            (ConditionStatus::False, "NotHeld", "never held".to_owned())
+        }
     }
 }
 

@@ -3,13 +3,15 @@
 //! The lease rules themselves live in [`berth_api::rules`]; this module only
 //! composes them (expiry, then the declared holder) and decides when to wake
 //! next. What the target gets is in [`target`], the conditions in
-//! [`conditions`], the Events in [`events`], the finalizer step in
-//! [`finalizer`] and the CronJob warning in [`cronjob`].
+//! [`conditions`], the Events in [`events`], the finalizer step and the
+//! deletion contract in [`finalizer`], the CronJob warning in [`cronjob`],
+//! and member mode's own decisions in [`member`].
 
 mod conditions;
 mod cronjob;
 mod events;
 mod finalizer;
+pub mod member;
 mod target;
 
 use std::time::Duration;
@@ -21,7 +23,7 @@ use chrono::{DateTime, Utc};
 pub use conditions::{HELD, TARGET_READY, held_condition, set_condition};
 pub use cronjob::{MAX_MISSED_SCHEDULES, long_suspension_warning};
 pub use events::{Note, change_notes, expiry_notes};
-pub use finalizer::{FINALIZER, FinalizerStep};
+pub use finalizer::{FINALIZER, FinalizerStep, deletion_may_proceed, has_finalizer};
 pub use target::{
     Setting, TargetKind, TargetOutcome, TargetPlan, action_field, coordination_grace, phase, plan_target,
     record_stopped, record_target, to_follow,
@@ -30,10 +32,18 @@ pub use target::{
 /// The longest the operator sleeps on a lease: a safety net, not a poll.
 pub const RESYNC: Duration = Duration::from_secs(300);
 
-/// The lease after the operator's own rule steps: expiry, then the declared holder.
+/// How long one target step may take before it is given up and tried again:
+/// an expiry, or a fence, waits at most this long on a hung target.
+pub const TARGET_DEADLINE: Duration = Duration::from_secs(2);
+
+/// The lease after the operator's own decision steps: in the coordination
+/// cluster, expiry then the declared holder ([`lease_facts`]); in a member
+/// cluster, the member state and the global lease as last seen
+/// ([`member::member_facts`]), which neither expires nor grants anything here
+/// (the coordination cluster does), so `expired` is empty and `declared` `None`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Facts {
-    /// The status to hold: rule results, `observedGeneration` and the `Held` condition.
+    /// The status to hold: rule results, `observedGeneration` and the conditions.
     pub status: BerthLeaseStatus,
     /// Holders dropped by expiry in this step.
     pub expired: Vec<Holder>,
@@ -78,7 +88,7 @@ pub fn lease_facts(
     if next.fencing_token > next.observed_fencing_token.unwrap_or(0) {
         next.observed_fencing_token = Some(next.fencing_token);
     }
-    let (held, reason, message) = held_condition(&next, now);
+    let (held, reason, message) = held_condition(&next, None, now);
     set_condition(&mut next.conditions, HELD, held, reason, &message, generation, now);
     Facts { status: next, expired, declared }
 }

@@ -321,9 +321,40 @@ fn finalizer_table_covers_every_case() {
         ((false, true, true), Keep),
         ((false, false, false), Keep),
     ];
-    for ((deleting, target, finalizer), step) in cases {
-        assert_eq!(FinalizerStep::for_lease(deleting, target, finalizer), step, "{deleting} {target} {finalizer}");
+    for ((deleting, guards, finalizer), step) in cases {
+        assert_eq!(FinalizerStep::for_lease(deleting, guards, finalizer), step, "{deleting} {guards} {finalizer}");
     }
+}
+
+#[test]
+fn only_a_target_the_operator_may_not_change_holds_a_deletion() {
+    let message = || "the operator may not change CronJob/ingest".to_owned();
+    assert_eq!(deletion_may_proceed(&TargetOutcome::Forbidden { message: message() }), Err(message().as_str()));
+    let applied = TargetOutcome::Applied {
+        kind: TargetKind::CronJob,
+        name: "ingest".into(),
+        applied: AppliedAction::Release,
+        setting: Setting::Suspend(true),
+        written: true,
+    };
+    for outcome in [
+        applied,
+        TargetOutcome::NoAction { applied: AppliedAction::Release },
+        TargetOutcome::NotFound { message: message() },
+        TargetOutcome::Unsupported { message: message() },
+        TargetOutcome::Mismatch { message: message() },
+    ] {
+        assert_eq!(deletion_may_proceed(&outcome), Ok(()), "{outcome:?}");
+    }
+}
+
+#[test]
+fn the_coordination_cluster_judges_held_by_live_holders_whatever_the_state_says() {
+    let status = BerthLeaseStatus { state: LeaseState::Released, ..held_status(t(10)) };
+    assert_eq!(held_condition(&status, None, t(9)).1, "Acquired");
+    assert_eq!(held_condition(&status, None, t(10)).1, "Released");
+    let never = BerthLeaseStatus { state: LeaseState::Held, ..Default::default() };
+    assert_eq!(held_condition(&never, None, t(0)), (ConditionStatus::False, "NotHeld", "never held".to_owned()));
 }
 
 #[test]

@@ -4,17 +4,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use berth_api::BerthLease;
-use berth_api::crd::Holder;
-use berth_client::{Client as BerthClient, Error as BerthError, KeeperOptions, KeeperState, LeaseKeeper, Loss};
+use berth_client::{Client as BerthClient, Error as BerthError, KeeperOptions, LeaseKeeper};
 use chrono::Utc;
 use kube::ResourceExt;
 use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
 
 use crate::member::state::Knowledge;
-use crate::member::status::Mirror;
+use crate::plan::member::{Mirror, granted_mirror, learn, timing};
 
-use super::{Command, Learned, RETRY, Shared, timing};
+use super::{Command, Learned, RETRY, Shared};
 
 /// How long a standby's waiting acquire asks the server to hold it.
 const STANDBY_WAIT: Duration = Duration::from_secs(60);
@@ -36,7 +35,7 @@ pub(super) async fn hold(
     let mut waiting = false;
     let mut client = shared.berth.clone();
     while *command.borrow_and_update() == Command::Hold {
-        let (ttl, heartbeat) = timing(&lease.borrow());
+        let (ttl, heartbeat) = timing(&lease.borrow().spec);
         let wait = if waiting { STANDBY_WAIT } else { Duration::ZERO };
         let observer = metrics.clone();
         let options = KeeperOptions::new(&namespace, &name, &shared.cluster_id, ttl)
@@ -78,30 +77,10 @@ pub(super) async fn hold(
                 continue;
             }
         };
-        let grant = keeper.grant().clone();
-        let now = Utc::now();
-        let ours = Holder {
-            identity: grant.holder.clone(),
-            fencing_token: grant.fencing_token,
-            acquired_at: grant.acquired_at.unwrap_or(now),
-            renewed_at: now,
-            expires_at: grant.expires_at.unwrap_or(now),
-        };
-        let mirror = Mirror { holders: vec![ours], fencing_token: Some(grant.fencing_token), transitions: None };
+        let mirror = granted_mirror(keeper.grant(), Utc::now());
         let mut states = keeper.subscribe();
         loop {
-            let state = states.borrow_and_update().clone();
-            // The keeper gives up at the deadline only when no renew was answered.
-            let unreachable = matches!(state, KeeperState::Lost(Loss::DeadlinePassed))
-                .then(|| "no renew was answered before the safe deadline".to_owned());
-            let knowledge = match state {
-                KeeperState::Held { fencing_token, deadline, at_risk } => {
-                    Knowledge::Granted { fencing_token, deadline, at_risk }
-                }
-                KeeperState::Lost(Loss::Refused { holder }) => Knowledge::Refused { holder },
-                KeeperState::Lost(loss) => Knowledge::Lost { reason: loss.to_string() },
-                KeeperState::Released => break,
-            };
+            let Some((knowledge, unreachable)) = learn(&states.borrow_and_update()) else { break };
             let granted = matches!(knowledge, Knowledge::Granted { .. });
             // Wait for the lease only once another holder is named; after a
             // fence, ask at once, so that the claim shows who holds it

@@ -3,17 +3,18 @@
 //!   with a [`LeaseKeeper`](berth_client::LeaseKeeper) and publishes what it learns;
 //! - the gate ([`gate`]) turns that into the local state with
 //!   [`state::decide`](crate::member::state::decide), applies the target
-//!   action, writes the status, records Events ([`record`]), and wakes at the
-//!   safe deadline so that a fence happens at that instant;
-//! - on deletion, [`cleanup`] releases the target, then the global lease.
+//!   action, writes the status, records Events, and wakes at the safe
+//!   deadline so that a fence happens at that instant;
+//! - on deletion, [`cleanup`] releases the target, then the global lease,
+//!   with the controller's deletion contract and retry policy.
 //!
 //! All timing of the hold (safe deadline, renew and retry schedule, bounded
-//! renews) is the keeper's; this module only carries decisions out.
+//! renews) is the keeper's, and every decision is in [`crate::plan::member`];
+//! this module only carries decisions out.
 
 mod cleanup;
 mod gate;
 mod hold;
-mod record;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,7 +26,7 @@ use tokio::time::Instant;
 
 use crate::controller::Context;
 use crate::member::state::Knowledge;
-use crate::member::status::Mirror;
+use crate::plan::member::Mirror;
 
 /// Pause after a call that got no answer, before the next try.
 const RETRY: Duration = Duration::from_secs(1);
@@ -74,17 +75,4 @@ pub fn spawn(
     tokio::spawn(hold::hold(shared.clone(), lease_rx.clone(), learned_tx, command_rx, done_tx));
     tokio::spawn(gate::gate(shared, lease_rx, learned_rx, command_tx, done_rx, stopping));
     lease_tx
-}
-
-/// The TTL and the heartbeat the keeper will use for this lease's spec. The
-/// heartbeat is also the grace of `unknown`: the time a first answer may take.
-fn timing(lease: &BerthLease) -> (Duration, Duration) {
-    let ttl = Duration::from_secs(lease.spec.ttl_seconds.max(1).unsigned_abs().into());
-    let heartbeat = Duration::from_secs(lease.spec.heartbeat_interval_seconds.max(1).unsigned_abs().into());
-    // The default margin is below every whole-second TTL, so this holds; the
-    // keeper's own check refuses the acquire otherwise.
-    let heartbeat = berth_client::Schedule::new(ttl, berth_client::default_margin(ttl), heartbeat)
-        .map(|schedule| schedule.heartbeat)
-        .unwrap_or(heartbeat);
-    (ttl, heartbeat)
 }
