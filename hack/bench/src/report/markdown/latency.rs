@@ -80,7 +80,7 @@ pub(super) fn scale(md: &mut String, s: &Scale) {
             st.acquire.p50_ms,
             st.acquire.p99_ms,
             st.acquire_errors,
-            if st.holds { "yes" } else { "**no**" }
+            yes_no(st.holds)
         );
     }
     if !s.skipped_steps.is_empty() {
@@ -124,6 +124,14 @@ pub(super) fn scale(md: &mut String, s: &Scale) {
         );
     }
     md.push('\n');
+}
+
+fn leases_cell(st: &Step) -> String {
+    if st.leases == st.target_leases {
+        st.leases.to_string()
+    } else {
+        format!("{} (of {}: budget spent)", st.leases, st.target_leases)
+    }
 }
 
 /// The knee table: each step through Berth and as raw writes.
@@ -170,14 +178,6 @@ pub(super) fn knee(md: &mut String, s: &Scale) {
          ratio's resolution.\n",
         s.max_leases_holding, s.raw_max_leases_holding
     );
-}
-
-fn leases_cell(st: &Step) -> String {
-    if st.leases == st.target_leases {
-        st.leases.to_string()
-    } else {
-        format!("{} (of {}: budget spent)", st.leases, st.target_leases)
-    }
 }
 
 pub(super) fn expiry(md: &mut String, e: &Expiry, scale: Option<&Scale>) {
