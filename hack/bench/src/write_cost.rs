@@ -1,6 +1,6 @@
 //! Scenario 7: what one write costs kube-apiserver and etcd (CPU-ms per
-//! write, from `/proc/<pid>/stat` around a fixed batch), four ways side by
-//! side, and what a renew rewrites.
+//! write, from `/proc/<pid>/stat` around a fixed batch), kind by kind side
+//! by side, and what a renew rewrites.
 //!
 //! - a renew through Berth;
 //! - a raw `replace_status` with resourceVersion of a BerthLease of the same
