@@ -39,5 +39,12 @@ async fn member_mode_logs_how_to_fix_a_berth_apiserver_serving_its_ca_certificat
         .then_some(())
     })
     .await;
+    // The same error again on every retry is not logged again.
+    eventually("three more acquires fail", Duration::from_secs(60), || async {
+        (operator.metric("berth_operator_member_acquire_duration_seconds_count").await >= 4.0).then_some(())
+    })
+    .await;
+    let logged = operator.logs().matches("the server presents a CA certificate as its own").count();
+    assert_eq!(logged, 1, "the explanation was logged {logged} times:\n{}", operator.logs());
     std::fs::remove_file(key_file).expect("key file removes");
 }

@@ -34,6 +34,9 @@ pub(super) async fn hold(
     let metrics = shared.ctx.metrics.clone();
     let mut waiting = false;
     let mut client = shared.berth.clone();
+    // The last acquire error logged, and how often it came again since: an
+    // error that repeats every second is logged once, then at debug.
+    let mut failing: Option<(String, u64)> = None;
     while *command.borrow_and_update() == Command::Hold {
         let (ttl, heartbeat) = timing(&lease.borrow().spec);
         let wait = if waiting { STANDBY_WAIT } else { Duration::ZERO };
@@ -63,8 +66,18 @@ pub(super) async fn hold(
                 continue;
             }
             Ok(Err(error)) => {
-                tracing::warn!(lease = %format!("{namespace}/{name}"), %error, "acquiring the global lease failed");
-                learned.send_modify(|l| l.unreachable = Some(error.to_string()));
+                let text = error.to_string();
+                match &mut failing {
+                    Some((last, repeats)) if *last == text => {
+                        *repeats += 1;
+                        tracing::debug!(lease = %format!("{namespace}/{name}"), repeats = *repeats, "acquiring the global lease still fails as logged");
+                    }
+                    _ => {
+                        tracing::warn!(lease = %format!("{namespace}/{name}"), %error, "acquiring the global lease failed (logged again when the error changes)");
+                        failing = Some((text.clone(), 0));
+                    }
+                }
+                learned.send_modify(|l| l.unreachable = Some(text));
                 retry_pause(&mut command).await;
                 continue;
             }
@@ -77,6 +90,7 @@ pub(super) async fn hold(
                 continue;
             }
         };
+        failing = None;
         let mirror = granted_mirror(keeper.grant(), Utc::now());
         let mut states = keeper.subscribe();
         loop {
