@@ -34,7 +34,7 @@ use tokio::sync::watch;
 
 pub use error::{Error, Result};
 
-use crate::controller::{Context, GrantJournal, Recorder};
+use crate::controller::{Context, GrantJournal, Recorder, TargetMemory};
 use crate::http::Health;
 use crate::leader::{LeaderElection, Timing};
 use crate::metrics::Metrics;
@@ -126,6 +126,8 @@ pub async fn run(
             metrics: metrics.clone(),
             grants: GrantJournal::default(),
             standings: pod_gate::Standings::default(),
+            // Member mode watches no targets: it reads each one it acts on.
+            targets: if settings.member.is_some() { TargetMemory::off() } else { TargetMemory::watched() },
         });
         let leases = async {
             match settings.member.clone() {

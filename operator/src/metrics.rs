@@ -45,6 +45,11 @@ struct MemberStateLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabels {
+    kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ResultLabels {
     result: &'static str,
 }
@@ -60,6 +65,7 @@ pub struct Metrics {
     failures: Family<ErrorLabels, Counter>,
     expiry_lag: Histogram,
     target_actions: Family<TargetLabels, Counter>,
+    target_reads: Family<KindLabels, Counter>,
     status_writes: Family<WriteLabels, Counter>,
     leader: Gauge,
     member_state: Family<MemberStateLabels, Gauge>,
@@ -103,6 +109,12 @@ impl Metrics {
             "target_actions",
             "Writes to target workloads, by kind and by the lease action applied",
             target_actions.clone(),
+        );
+        let target_reads = Family::default();
+        registry.register(
+            "target_reads",
+            "Reads of target workloads before a write, by kind (none when the target's watch confirmed it)",
+            target_reads.clone(),
         );
         let status_writes = Family::default();
         registry.register(
@@ -162,6 +174,7 @@ impl Metrics {
             failures,
             expiry_lag,
             target_actions,
+            target_reads,
             status_writes,
             leader,
             member_state,
@@ -190,6 +203,10 @@ impl Metrics {
 
     pub fn target_action(&self, kind: &'static str, action: &'static str) {
         self.target_actions.get_or_create(&TargetLabels { kind, action }).inc();
+    }
+
+    pub fn target_read(&self, kind: &'static str) {
+        self.target_reads.get_or_create(&KindLabels { kind }).inc();
     }
 
     pub fn status_write(&self, conflict: bool) {

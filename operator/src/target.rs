@@ -31,6 +31,34 @@ pub struct Observed {
     /// The value of the knob the operator drives, in the same terms as its setting.
     pub setting: Setting,
     pub cron: Option<CronSchedule>,
+    /// The target's `metadata.generation` as read; `None` through `/scale`,
+    /// whose answer carries none.
+    pub generation: Option<i64>,
+}
+
+impl Observed {
+    fn of_cronjob(cronjob: CronJob) -> Self {
+        let spec = cronjob.spec;
+        let last = cronjob
+            .status
+            .and_then(|s| s.last_schedule_time)
+            .or(cronjob.metadata.creation_timestamp)
+            .map(|t| DateTime::<Utc>::from_timestamp_nanos(t.0.as_nanosecond() as i64));
+        Observed {
+            setting: Setting::Suspend(spec.suspend.unwrap_or(false)),
+            cron: Some(CronSchedule {
+                schedule: spec.schedule,
+                starting_deadline_seconds: spec.starting_deadline_seconds,
+                last,
+            }),
+            generation: cronjob.metadata.generation,
+        }
+    }
+
+    fn of_job(job: Job) -> Self {
+        let suspend = job.spec.and_then(|s| s.suspend).unwrap_or(false);
+        Observed { setting: Setting::Suspend(suspend), cron: None, generation: job.metadata.generation }
+    }
 }
 
 /// How a target read or write failed.
@@ -62,27 +90,9 @@ impl From<kube::Error> for Failure {
 pub async fn observe(client: &Client, namespace: &str, kind: TargetKind, name: &str) -> Result<Observed, Failure> {
     Ok(match kind {
         TargetKind::CronJob => {
-            let cronjob = Api::<CronJob>::namespaced(client.clone(), namespace).get(name).await?;
-            let spec = cronjob.spec;
-            let last = cronjob
-                .status
-                .and_then(|s| s.last_schedule_time)
-                .or(cronjob.metadata.creation_timestamp)
-                .map(|t| DateTime::<Utc>::from_timestamp_nanos(t.0.as_nanosecond() as i64));
-            Observed {
-                setting: Setting::Suspend(spec.suspend.unwrap_or(false)),
-                cron: Some(CronSchedule {
-                    schedule: spec.schedule,
-                    starting_deadline_seconds: spec.starting_deadline_seconds,
-                    last,
-                }),
-            }
+            Observed::of_cronjob(Api::<CronJob>::namespaced(client.clone(), namespace).get(name).await?)
         }
-        TargetKind::Job => {
-            let job = Api::<Job>::namespaced(client.clone(), namespace).get(name).await?;
-            let suspend = job.spec.and_then(|s| s.suspend).unwrap_or(false);
-            Observed { setting: Setting::Suspend(suspend), cron: None }
-        }
+        TargetKind::Job => Observed::of_job(Api::<Job>::namespaced(client.clone(), namespace).get(name).await?),
         TargetKind::Deployment => scale_of::<Deployment>(client, namespace, name).await?,
         TargetKind::StatefulSet => scale_of::<StatefulSet>(client, namespace, name).await?,
         TargetKind::ReplicaSet => scale_of::<ReplicaSet>(client, namespace, name).await?,
@@ -93,6 +103,9 @@ pub async fn observe(client: &Client, namespace: &str, kind: TargetKind, name: &
 /// `berth-operator`, so that kubectl and GitOps tools see that Berth owns
 /// `spec.suspend` or `spec.replicas` (`metadata.managedFields`, operation
 /// `Apply`; for replicas through the `/scale` subresource).
+///
+/// Returns the target as the write left it, when the answer tells it (a
+/// CronJob or Job, not a `/scale`).
 ///
 /// # Guarantees
 /// The apply carries only the one field: nothing else of the target is
@@ -112,7 +125,7 @@ pub async fn write(
     kind: TargetKind,
     name: &str,
     setting: Setting,
-) -> Result<(), Failure> {
+) -> Result<Option<Observed>, Failure> {
     // Forced: the field is the lease's safety action (a workload whose holder
     // lost the lease must stop), so Berth takes it over from whoever set it
     // before (the manifest's author, `kubectl scale`, a GitOps tool) instead
@@ -130,7 +143,8 @@ pub async fn write(
                 .await?;
             let active: Vec<String> = cronjob
                 .status
-                .and_then(|s| s.active)
+                .as_ref()
+                .and_then(|s| s.active.clone())
                 .unwrap_or_default()
                 .into_iter()
                 .filter_map(|job| job.name)
@@ -138,13 +152,16 @@ pub async fn write(
             if let Setting::Suspend(suspend) = setting {
                 set_started_jobs(client, namespace, name, &active, &params, suspend).await?;
             }
+            Ok(Some(Observed::of_cronjob(cronjob)))
         }
-        TargetKind::Job => apply::<Job>(client, namespace, name, &params, spec).await?,
-        TargetKind::Deployment => set_scale::<Deployment>(client, namespace, name, &params, spec).await?,
-        TargetKind::StatefulSet => set_scale::<StatefulSet>(client, namespace, name, &params, spec).await?,
-        TargetKind::ReplicaSet => set_scale::<ReplicaSet>(client, namespace, name, &params, spec).await?,
+        TargetKind::Job => Ok(Some(Observed::of_job(apply::<Job>(client, namespace, name, &params, spec).await?))),
+        TargetKind::Deployment => set_scale::<Deployment>(client, namespace, name, &params, spec).await.map(|()| None),
+        TargetKind::StatefulSet => {
+            set_scale::<StatefulSet>(client, namespace, name, &params, spec).await.map(|()| None)
+        }
+        TargetKind::ReplicaSet => set_scale::<ReplicaSet>(client, namespace, name, &params, spec).await.map(|()| None),
     }
-    Ok(())
+    .map_err(Failure::from)
 }
 
 /// The annotation on the Jobs of a CronJob that Berth suspended, so that it
@@ -218,7 +235,7 @@ async fn apply<K>(
     name: &str,
     params: &PatchParams,
     spec: serde_json::Value,
-) -> Result<(), kube::Error>
+) -> Result<K, kube::Error>
 where
     K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
         + k8s_openapi::Resource
@@ -227,7 +244,7 @@ where
         + Debug,
 {
     let patch = apply_config::<K>(name, spec);
-    Api::<K>::namespaced(client.clone(), namespace).patch(name, params, &patch).await.map(|_| ())
+    Api::<K>::namespaced(client.clone(), namespace).patch(name, params, &patch).await
 }
 
 async fn scale_of<K>(client: &Client, namespace: &str, name: &str) -> Result<Observed, kube::Error>
@@ -236,7 +253,7 @@ where
 {
     let scale = Api::<K>::namespaced(client.clone(), namespace).get_scale(name).await?;
     let replicas = scale.spec.and_then(|s| s.replicas).unwrap_or(0);
-    Ok(Observed { setting: Setting::Replicas(replicas), cron: None })
+    Ok(Observed { setting: Setting::Replicas(replicas), cron: None, generation: None })
 }
 
 /// Applies `spec` to the `/scale` subresource: kube-apiserver records the

@@ -35,6 +35,9 @@ async fn acquired_lease_resumes_cronjob_and_expiry_suspends_it_again() {
     eventually("the CronJob resumes", SOON, || async { (!suspended(&ns, "ingest").await).then_some(()) }).await;
     let held = wait_condition(&ns, "ingest", "Held", ConditionStatus::True, "Acquired").await;
     assert_eq!(held.message, format!("held by east/worker-1 (fencing token {})", holder.fencing_token));
+    let reads = "berth_operator_target_reads_total{kind=\"CronJob\"}";
+    let read_before_expiry = operator.metric(reads).await;
+    assert!(read_before_expiry >= 1.0, "the first step reads the CronJob");
 
     // No renew: at expiresAt the operator drops the holder and suspends the CronJob.
     let expired = eventually("the lease expires", holder_ttl_plus(SOON, &holder), || async {
@@ -66,6 +69,8 @@ async fn acquired_lease_resumes_cronjob_and_expiry_suspends_it_again() {
     assert_eq!(operator.metric("berth_operator_is_leader").await, 1.0);
     assert!(operator.metric("berth_operator_reconciliations_total").await >= 3.0);
     assert_eq!(operator.metric("berth_operator_target_actions_total{kind=\"CronJob\",action=\"release\"}").await, 1.0);
+    // The expiry wrote the CronJob without reading it: its watch had confirmed the resume.
+    assert_eq!(operator.metric(reads).await, read_before_expiry, "the expiry read the CronJob");
     assert_eq!(http_get(operator.probe_port, "/healthz").await, (200, "ok\n".to_owned()));
     assert_eq!(http_get(operator.probe_port, "/readyz").await, (200, "ok\n".to_owned()));
 }

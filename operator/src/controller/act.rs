@@ -42,9 +42,19 @@ pub(crate) async fn act_on_target(
         }
         Failure::Other(source) => Err(Error::Target { target: format!("{namespace}/{shown}"), source }),
     };
-    let observed = match target::observe(&ctx.client, namespace, kind, name).await {
-        Ok(observed) => observed,
-        Err(failure) => return failed(failure, "read"),
+    // What the target's watch last confirmed, else a read.
+    let observed = match ctx.targets.recall(kind, namespace, name) {
+        Some(observed) => observed,
+        None => {
+            ctx.metrics.target_read(kind.as_str());
+            match target::observe(&ctx.client, namespace, kind, name).await {
+                Ok(observed) => {
+                    ctx.targets.remember(kind, namespace, name, observed.clone());
+                    observed
+                }
+                Err(failure) => return failed(failure, "read"),
+            }
+        }
     };
     let done = |written| TargetOutcome::Applied { kind, name: name.clone(), applied, setting, written };
     if observed.setting == setting {
@@ -56,8 +66,10 @@ pub(crate) async fn act_on_target(
         }),
         _ => None,
     };
-    if let Err(failure) = target::write(&ctx.client, namespace, kind, name, setting).await {
-        return failed(failure, "change");
+    match target::write(&ctx.client, namespace, kind, name, setting).await {
+        Ok(Some(written)) => ctx.targets.remember(kind, namespace, name, written),
+        Ok(None) => {}
+        Err(failure) => return failed(failure, "change"),
     }
     ctx.metrics.target_action(kind.as_str(), applied_label(applied));
     tracing::info!(lease = %LeaseKey::of(lease), target = %shown, setting = %setting.describe(), "target written");

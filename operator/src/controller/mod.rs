@@ -6,6 +6,7 @@
 mod act;
 mod events;
 mod grants;
+mod target_memory;
 mod watch;
 mod writes;
 
@@ -27,6 +28,7 @@ use crate::pod_gate::Standing;
 pub(crate) use act::{act_on_target, finalize, follow_stop};
 pub(crate) use events::publish;
 pub use grants::GrantJournal;
+pub use target_memory::TargetMemory;
 pub(crate) use writes::{set_finalizer, write_status};
 
 pub use events::Recorder;
@@ -45,6 +47,8 @@ pub struct Context {
     pub grants: GrantJournal,
     /// Whether each lease's gated pods may run, for [`crate::pod_gate`].
     pub standings: crate::pod_gate::Standings,
+    /// What the target watches last confirmed of each target's knob.
+    pub targets: TargetMemory,
 }
 
 /// Brings one BerthLease and its target in line with its spec and status.

@@ -73,18 +73,17 @@ pub async fn run(ctx: Arc<Context>, namespaces: &[String], health: Arc<Health>, 
             let (store, scope) = (store.clone(), &scope);
             controller = match kind {
                 TargetKind::CronJob => {
-                    controller.watches_stream(names::<CronJob>(&client, scope, wc), targeting(store, kind))
+                    controller.watches_stream(names::<CronJob>(&client, scope, wc, &ctx, kind), targeting(store, kind))
                 }
-                TargetKind::Job => controller.watches_stream(names::<Job>(&client, scope, wc), targeting(store, kind)),
-                TargetKind::Deployment => {
-                    controller.watches_stream(names::<Deployment>(&client, scope, wc), targeting(store, kind))
+                TargetKind::Job => {
+                    controller.watches_stream(names::<Job>(&client, scope, wc, &ctx, kind), targeting(store, kind))
                 }
-                TargetKind::StatefulSet => {
-                    controller.watches_stream(names::<StatefulSet>(&client, scope, wc), targeting(store, kind))
-                }
-                TargetKind::ReplicaSet => {
-                    controller.watches_stream(names::<ReplicaSet>(&client, scope, wc), targeting(store, kind))
-                }
+                TargetKind::Deployment => controller
+                    .watches_stream(names::<Deployment>(&client, scope, wc, &ctx, kind), targeting(store, kind)),
+                TargetKind::StatefulSet => controller
+                    .watches_stream(names::<StatefulSet>(&client, scope, wc, &ctx, kind), targeting(store, kind)),
+                TargetKind::ReplicaSet => controller
+                    .watches_stream(names::<ReplicaSet>(&client, scope, wc, &ctx, kind), targeting(store, kind)),
             };
         }
         let controller = controller.graceful_shutdown_on(crate::stopped(stopping.clone()));
@@ -180,17 +179,26 @@ where
 
 /// The workloads of one kind in `scope`, as metadata only: the trigger needs
 /// their names, and a cluster-wide list of full Deployments or CronJobs would
-/// cost the operator memory for nothing (the target step reads the one it
-/// acts on).
+/// cost the operator memory for nothing. Their generations keep the
+/// context's [`super::TargetMemory`] honest.
 fn names<K>(
     client: &Client,
     scope: &Option<String>,
     config: watcher::Config,
+    ctx: &Arc<Context>,
+    kind: TargetKind,
 ) -> impl Stream<Item = Result<PartialObjectMeta<K>, watcher::Error>> + Send + 'static
 where
     K: Resource<Scope = NamespaceResourceScope, DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + 'static,
 {
-    watcher(scoped::<PartialObjectMeta<K>>(client, scope), config).touched_objects()
+    let ctx = ctx.clone();
+    watcher(scoped::<PartialObjectMeta<K>>(client, scope), config)
+        .inspect(move |event| {
+            if let Ok(event) = event {
+                ctx.targets.observe(kind, event);
+            }
+        })
+        .touched_objects()
 }
 
 /// Maps a changed workload to the leases in its namespace that target it.
