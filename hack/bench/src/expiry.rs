@@ -22,7 +22,7 @@ use berth_api::wire::AcquireRequest;
 use chrono::{DateTime, Utc};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::batch::v1::CronJob;
-use kube::api::{Api, PostParams};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use serde::{Deserialize, Serialize};
 
@@ -58,12 +58,30 @@ pub struct Repetition {
     /// That span, in seconds.
     #[serde(default)]
     pub burst_seconds: f64,
+    /// The operator's target reads over the same span.
+    #[serde(default)]
+    pub burst_target_reads: f64,
+    /// The raw side: as many CronJobs, running, suspended by one
+    /// server-side apply each, all sent at once; from the send to this
+    /// process seeing each suspended (watch).
+    #[serde(default)]
+    pub raw_suspend_from_watch: Latency,
 }
 
 impl Repetition {
     /// The burst's writes per second, against the raw write rate of the machine.
     pub fn burst_writes_per_second(&self) -> f64 {
         if self.burst_seconds > 0.0 { self.burst_writes / self.burst_seconds } else { f64::NAN }
+    }
+
+    /// The operator's writes (status and target) per expired lease.
+    pub fn writes_per_expiry(&self) -> f64 {
+        self.burst_writes / self.leases as f64
+    }
+
+    /// The operator's target reads per expired lease.
+    pub fn reads_per_expiry(&self) -> f64 {
+        self.burst_target_reads / self.leases as f64
     }
 }
 
@@ -81,6 +99,20 @@ pub struct Expiry {
     /// Median over the repetitions of [`Repetition::burst_writes_per_second`].
     #[serde(default)]
     pub burst_writes_per_second: f64,
+    /// Medians over the repetitions.
+    #[serde(default)]
+    pub raw_suspend_from_watch: Latency,
+    #[serde(default)]
+    pub writes_per_expiry: f64,
+    #[serde(default)]
+    pub reads_per_expiry: f64,
+}
+
+impl Expiry {
+    /// The burst's p99 to the CronJob seen suspended over the raw side's.
+    pub fn suspend_ratio_to_raw(&self) -> f64 {
+        self.suspend_from_watch.p99_ms / self.raw_suspend_from_watch.p99_ms
+    }
 }
 
 /// # Errors
@@ -104,6 +136,9 @@ pub async fn run(stack: &Stack, profile: &Profile) -> Result<Expiry> {
         status_histogram_p50_ms: value(|r| r.status_histogram_p50_ms),
         status_histogram_p99_ms: value(|r| r.status_histogram_p99_ms),
         burst_writes_per_second: value(Repetition::burst_writes_per_second),
+        raw_suspend_from_watch: latency(|r| &r.raw_suspend_from_watch),
+        writes_per_expiry: value(Repetition::writes_per_expiry),
+        reads_per_expiry: value(Repetition::reads_per_expiry),
         repetitions,
     })
 }
@@ -190,6 +225,7 @@ async fn repetition(stack: &Stack, profile: &Profile) -> Result<Repetition> {
     lease_watch.abort();
     cronjob_watch.abort();
     let after = stack.operator_metrics().await;
+    let raw_suspend_from_watch = raw_suspends(&cronjobs, names.len()).await?;
 
     let mut status_objects = Vec::new();
     let mut suspend_objects = Vec::new();
@@ -224,7 +260,63 @@ async fn repetition(stack: &Stack, profile: &Profile) -> Result<Repetition> {
         not_resumed_before_expiry,
         burst_writes: operator_writes(&after) - operator_writes(&at_first_expiry),
         burst_seconds: ms_between(first_expiry, last_seen) / 1000.0,
+        burst_target_reads: target_reads(&after) - target_reads(&at_first_expiry),
+        raw_suspend_from_watch,
     })
+}
+
+/// The raw side of a burst: `count` running CronJobs, each suspended by one
+/// server-side apply, all sent at once, as the operator's target writes are.
+/// From the send to this process seeing each suspended.
+async fn raw_suspends(cronjobs: &Api<CronJob>, count: usize) -> Result<Latency> {
+    let names: Vec<String> = (0..count).map(|i| format!("raw-{i:04}")).collect();
+    for name in &names {
+        let mut running = cronjob(name)?;
+        running.spec.suspend = Some(false);
+        cronjobs.create(&PostParams::default(), &running).await?;
+    }
+    let resumed: Resumed = Arc::default();
+    let seen: Seen = Arc::default();
+    let watch = tokio::spawn(watch_cronjobs(cronjobs.clone(), resumed.clone(), seen.clone()));
+    let all_seen = |set: &dyn Fn() -> usize| set() >= count;
+    let deadline = Utc::now() + chrono::Duration::seconds(60);
+    while !all_seen(&|| names.iter().filter(|n| resumed.lock().expect("lock").contains(*n)).count()) {
+        if Utc::now() > deadline {
+            watch.abort();
+            return Err(Error::Scenario("the raw side's CronJobs were not all seen running within 60 s".into()));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let params = PatchParams::apply("berth-bench-raw").force();
+    let sent = Utc::now();
+    futures::future::try_join_all(names.iter().map(|name| {
+        let body = serde_json::json!({
+            "apiVersion": "batch/v1", "kind": "CronJob",
+            "metadata": {"name": name}, "spec": {"suspend": true},
+        });
+        let params = params.clone();
+        async move { cronjobs.patch(name, &params, &Patch::Apply(body)).await }
+    }))
+    .await?;
+    while !all_seen(&|| names.iter().filter(|n| seen.lock().expect("lock").contains_key(*n)).count()) {
+        if Utc::now() > deadline + chrono::Duration::seconds(60) {
+            watch.abort();
+            return Err(Error::Scenario("the raw side's suspensions were not all seen within 60 s".into()));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    watch.abort();
+    let seen = seen.lock().expect("lock");
+    Ok(Latency::of(&names.iter().filter_map(|n| seen.get(n).map(|t| ms_between(sent, *t))).collect::<Vec<_>>()))
+}
+
+/// The operator's target reads, from its metrics text.
+fn target_reads(metrics: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|line| line.starts_with("berth_operator_target_reads_total{"))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }
 
 /// Status writes (ok or conflict) and target writes the operator made, from its metrics text.

@@ -9,7 +9,6 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
-pub mod bare;
 pub mod expiry;
 pub mod failover;
 pub mod hot_path;
@@ -22,6 +21,7 @@ pub mod scale;
 pub mod seed;
 pub mod stack;
 pub mod stats;
+pub mod twin;
 pub mod write_cost;
 
 /// Everything a scenario can fail with.

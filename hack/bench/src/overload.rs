@@ -90,6 +90,13 @@ impl Overload {
     pub fn goodput_ratio(&self) -> f64 {
         self.double.renewed_per_second / self.knee_renews_per_second
     }
+
+    /// Renew requests sent at 2× (retries included) per renew due: each
+    /// lease is due once a heartbeat.
+    pub fn requests_per_renew_due(&self) -> f64 {
+        let due_per_second = self.double.leases as f64 / self.heartbeat_seconds;
+        self.double.offered_per_second / due_per_second
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]

@@ -41,11 +41,11 @@ use serde_json::{Value, json};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use crate::bare::{self, BareLease, minimal_status};
 use crate::procfs::cpu_seconds;
 use crate::profile::Profile;
 use crate::stack::Stack;
 use crate::stats::{Latency, median, ms};
+use crate::twin::{Shape, Twin, TwinLease, minimal_status};
 use crate::{Error, Result};
 
 const HOLDER: &str = "bench/write-cost";
@@ -81,7 +81,21 @@ write_kinds! {
     Apply => "raw server-side apply with resourceVersion (same objects)",
     Bare => "schemaless twin CRD, the same JSON (replace_status)",
     BareMinimal => "schemaless twin CRD, only the holder's fields (replace_status)",
+    TwinCel => "twin CRD, the real schema with its CEL rules, the same JSON (replace_status)",
+    TwinNoCel => "twin CRD, the real schema without CEL, the same JSON (replace_status)",
+    TwinAtomic => "twin CRD, the real schema with status atomic, the same JSON (replace_status)",
+    TwinAtomicOneManager => "twin CRD, status atomic, one managedFields entry, the same JSON (replace_status)",
     Lease => "minimal one-holder object (coordination.k8s.io Lease, replace)",
+}
+
+/// The twin CRDs the kinds write to.
+const TWINS: [Twin; 4] = [Twin::Schemaless, Twin::WithCel, Twin::WithoutCel, Twin::AtomicStatus];
+
+impl WriteKind {
+    /// The name prefix of this kind's objects.
+    fn object_prefix(self) -> String {
+        format!("{self:?}").to_lowercase()
+    }
 }
 
 /// Processes whose CPU each write is charged.
@@ -128,6 +142,9 @@ pub struct Sizes {
     pub berth_status_minimal: usize,
     /// The coordination Lease, whole.
     pub lease_object: usize,
+    /// The managedFields of one twin object of each twin kind, after its first write.
+    #[serde(default)]
+    pub twin_managed_fields: BTreeMap<WriteKind, usize>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -154,6 +171,11 @@ impl WriteCost {
     /// kube-apiserver CPU per Berth renew over per minimal-object write.
     pub fn cpu_ratio_minimal(&self) -> f64 {
         self.ratio(WriteKind::Berth, WriteKind::Lease)
+    }
+    /// kube-apiserver CPU per Berth renew over the CRD floor: the schemaless
+    /// twin written with only the holder's fields.
+    pub fn cpu_ratio_floor(&self) -> f64 {
+        self.ratio(WriteKind::Berth, WriteKind::BareMinimal)
     }
     /// kube-apiserver CPU per Berth renew over per raw write of the same shape.
     pub fn cpu_ratio_same_shape(&self) -> f64 {
@@ -192,8 +214,8 @@ enum Writer {
         api: Api<Lease>,
         lease: Lease,
     },
-    /// A status write to the schemaless twin CRD.
-    Bare(BareLease),
+    /// A status write to a twin CRD.
+    Twin(TwinLease),
 }
 
 impl Writer {
@@ -202,7 +224,7 @@ impl Writer {
         match self {
             Writer::Berth { client, ns, name, renew } => Ok(client.renew(ns, name, renew).await.is_ok()),
             Writer::Raw { api, lease, token, apply } => write_berth_status(api, lease, *token, *apply).await,
-            Writer::Bare(bare) => bare.renew().await,
+            Writer::Twin(twin) => twin.renew().await,
             Writer::Lease { api, lease } => {
                 let mut next = lease.clone();
                 next.metadata.managed_fields = None;
@@ -300,13 +322,23 @@ pub async fn run(stack: &Stack, profile: &Profile) -> Result<WriteCost> {
             *lease = api.get(&lease.name_any()).await?;
         }
     }
-    bare::install(&stack.kube).await?;
-    for (kind, minimal) in [(WriteKind::Bare, false), (WriteKind::BareMinimal, true)] {
+    for twin in TWINS {
+        twin.install(&stack.kube).await?;
+    }
+    let same_json = Shape { minimal: false, one_manager: false };
+    for (kind, twin, shape) in [
+        (WriteKind::Bare, Twin::Schemaless, same_json),
+        (WriteKind::BareMinimal, Twin::Schemaless, Shape { minimal: true, one_manager: false }),
+        (WriteKind::TwinCel, Twin::WithCel, same_json),
+        (WriteKind::TwinNoCel, Twin::WithoutCel, same_json),
+        (WriteKind::TwinAtomic, Twin::AtomicStatus, same_json),
+        (WriteKind::TwinAtomicOneManager, Twin::AtomicStatus, Shape { minimal: false, one_manager: true }),
+    ] {
         let mut twins = Vec::new();
         for w in 0..workers {
             let like = berth_api.get(&format!("raw-{w}")).await?;
-            let name = format!("bare-{w}{}", if minimal { "-minimal" } else { "" });
-            twins.push(Writer::Bare(BareLease::create(&stack.kube, &ns, &name, &like, minimal).await?));
+            let name = format!("{}-{w}", kind.object_prefix());
+            twins.push(Writer::Twin(TwinLease::create(&stack.kube, twin, &ns, &name, &like, shape).await?));
         }
         writers.insert(kind, twins);
     }
@@ -322,10 +354,18 @@ pub async fn run(stack: &Stack, profile: &Profile) -> Result<WriteCost> {
     // every kind pays the same watch fan-out.
     let mut watchers = JoinSet::new();
     for _ in 0..2 {
-        watchers.spawn(drain(watcher(bare::api(&stack.kube, &ns), watcher::Config::default())));
+        for twin in TWINS {
+            watchers.spawn(drain(watcher(twin.api(&stack.kube, &ns), watcher::Config::default())));
+        }
         watchers.spawn(drain(watcher(lease_api.clone(), watcher::Config::default())));
     }
-    let (sizes, renew_rewrites) = inspect(&client, &ns, &berth_api, &lease_api).await?;
+    let (mut sizes, renew_rewrites) = inspect(&client, &ns, &berth_api, &lease_api).await?;
+    for (kind, writers) in &writers {
+        if let Some(Writer::Twin(twin)) = writers.first() {
+            let stored = twin.stored().await?;
+            sizes.twin_managed_fields.insert(*kind, json_len(&stored["metadata"]["managedFields"]));
+        }
+    }
 
     let pids: Vec<(&'static str, u32)> =
         stack.pids().into_iter().filter(|(name, _)| PROCESSES.contains(name)).collect();
@@ -425,6 +465,7 @@ async fn inspect(
         berth_managed_fields: json_len(&before.metadata.managed_fields),
         berth_status_minimal: json_len(&minimal),
         lease_object: json_len(&lease),
+        twin_managed_fields: BTreeMap::new(),
     };
     let grant = client
         .acquire(

@@ -43,7 +43,7 @@ fn quick_run_writes_well_formed_results() {
     assert!(json["scale"]["raw_max_leases_holding"].as_u64().is_some());
 
     let kinds = json["write_cost"]["kinds"].as_array().expect("write cost per kind");
-    assert_eq!(kinds.len(), 6);
+    assert_eq!(kinds.len(), berth_bench::write_cost::WriteKind::ALL.len());
     for kind in kinds {
         assert!(kind["latency"]["count"].as_u64().unwrap_or(0) > 0, "{kind:#}");
         for process in ["kube-apiserver", "etcd"] {

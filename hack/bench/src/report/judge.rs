@@ -7,9 +7,16 @@ use crate::write_cost::{WriteCost, WriteKind};
 
 /// Goals for performance at the limit.
 pub const KNEE_RATIO_GOAL: f64 = 0.9;
-pub const CPU_RATIO_GOAL: f64 = 1.1;
+/// Berth's renew p99 against raw's below the raw knee.
+pub const P99_RATIO_GOAL: f64 = 1.5;
+/// kube-apiserver CPU per renew against the CRD floor.
+pub const CPU_RATIO_GOAL: f64 = 1.2;
 pub const GOODPUT_GOAL: f64 = 0.9;
 pub const SHED_P99_GOAL_MS: f64 = 10.0;
+/// An expiry burst's p99 against raw writes of the same count.
+pub const EXPIRY_RATIO_GOAL: f64 = 1.2;
+/// Renew requests per renew due at 2× the knee.
+pub const REQUESTS_PER_RENEW_GOAL: f64 = 1.5;
 
 /// The goals, in the order of the Targets table.
 ///
@@ -30,38 +37,29 @@ pub fn goals(report: &Report) -> Vec<Goal> {
     let steps = report.scale.as_ref().map(|s| s.steps.as_slice()).unwrap_or_default();
     let at_10k = steps.iter().find(|st| st.leases == 10_000);
     let largest = steps.last();
-    let scale_criterion = "10,000 leases at 10 s: p99 < 100 ms, no errors";
-    goals.push(match (at_10k, steps.iter().find(|st| !st.holds)) {
-        (Some(st), _) => Goal::new(
-            "scale",
-            scale_criterion,
-            format!("p99 {:.1} ms, {} errors", st.renew.p99_ms, st.renew_errors + st.acquire_errors),
-            Some(st.holds),
-        ),
-        (None, Some(st)) => Goal::new(
-            "scale",
-            scale_criterion,
-            format!(
-                "10,000 not reached; already at {} leases p99 {:.1} ms, {} errors",
-                st.leases,
-                st.renew.p99_ms,
-                st.renew_errors + st.acquire_errors
-            ),
-            Some(false),
-        ),
-        (None, None) => Goal::unmeasured("scale", scale_criterion),
-    });
+    // No goal of an absolute lease count at 10 s: 10,000 leases need about
+    // 1,000 writes/s, three cores of kube-apiserver alone, which this
+    // machine never has. The knee against raw writes, and the projection on
+    // paper, stand for it (hack/bench/notes.md).
+    let expiry_criterion = "burst p99 to the CronJob suspended ≤ 1.2× raw writes of the same count sent at once, \
+                            and < 250 ms where the raw side is";
     goals.push(match &report.expiry {
-        Some(e) => Goal::new(
+        Some(e) if e.raw_suspend_from_watch.count > 0 => Goal::new(
             "expiry",
-            "expiry lag p99 < 250 ms",
+            expiry_criterion,
             format!(
-                "expired status seen p99 {:.0} ms, CronJob suspended seen p99 {:.0} ms (watch)",
-                e.status_from_watch.p99_ms, e.suspend_from_watch.p99_ms
+                "{:.2}× (p99 {:.0} ms vs raw {:.0} ms); expired status seen p99 {:.0} ms",
+                e.suspend_ratio_to_raw(),
+                e.suspend_from_watch.p99_ms,
+                e.raw_suspend_from_watch.p99_ms,
+                e.status_from_watch.p99_ms
             ),
-            Some(e.status_from_watch.p99_ms < 250.0 && e.suspend_from_watch.p99_ms < 250.0),
+            Some(
+                e.suspend_ratio_to_raw() <= EXPIRY_RATIO_GOAL
+                    && (e.suspend_from_watch.p99_ms < 250.0 || e.raw_suspend_from_watch.p99_ms >= 250.0),
+            ),
         ),
-        None => Goal::unmeasured("expiry", "expiry lag p99 < 250 ms"),
+        _ => Goal::unmeasured("expiry", expiry_criterion),
     });
     for (process, name) in [("apiserver", "apiserver memory"), ("operator", "operator memory")] {
         let memory_criterion = "RSS ≤ 64 MiB at 10,000 leases";
@@ -114,35 +112,49 @@ pub fn goals(report: &Report) -> Vec<Goal> {
 /// The goals for performance at the limit, as measured.
 fn limit_goals(scale: Option<&Scale>, cost: Option<&WriteCost>, overload: Option<&Overload>) -> Vec<Goal> {
     let mut goals = Vec::new();
-    let knee_criterion = "Berth's knee ≥ 0.9× the raw write's knee";
+    let knee_criterion =
+        "Berth's knee ≥ 0.9× the raw write's knee, and Berth's renew p99 ≤ 1.5× raw's at every step below the raw knee";
     goals.push(match scale.and_then(|s| Some((s, s.knee_ratio()?))) {
-        Some((s, ratio)) => Goal::new(
-            "knee",
-            knee_criterion,
-            format!("{:.2}× (Berth {}, raw {} leases)", ratio, s.max_leases_holding, s.raw_max_leases_holding),
-            Some(ratio >= KNEE_RATIO_GOAL),
-        ),
+        Some((s, ratio)) => {
+            let worst = s.worst_p99_ratio_below_raw_knee();
+            let below = match worst {
+                Some((leases, p99_ratio)) => format!("; p99 at most {p99_ratio:.2}× raw's (at {leases} leases)"),
+                None => "; no step below the raw knee".to_owned(),
+            };
+            Goal::new(
+                "knee",
+                knee_criterion,
+                format!(
+                    "{:.2}× (Berth {}, raw {} leases){below}",
+                    ratio, s.max_leases_holding, s.raw_max_leases_holding
+                ),
+                Some(ratio >= KNEE_RATIO_GOAL && worst.is_none_or(|(_, r)| r <= P99_RATIO_GOAL)),
+            )
+        }
         None => Goal::unmeasured("knee", knee_criterion),
     });
-    let cpu_criterion = "kube-apiserver CPU per renew ≤ 1.1× a minimal one-holder write";
+    let cpu_criterion =
+        "kube-apiserver CPU per renew ≤ 1.2× the CRD floor (a schemaless twin written with only the holder's fields)";
     goals.push(match cost {
         Some(c) => Goal::new(
             "write cost",
             cpu_criterion,
             format!(
-                "{:.2}× ({:.2} ms vs {:.2} ms; vs the raw BerthLease write {:.2}×)",
-                c.cpu_ratio_minimal(),
+                "{:.2}× the floor ({:.2} ms vs {:.2} ms); {:.2}× a coordination Lease ({:.2} ms)",
+                c.cpu_ratio_floor(),
                 c.cpu(WriteKind::Berth, "kube-apiserver"),
+                c.cpu(WriteKind::BareMinimal, "kube-apiserver"),
+                c.cpu_ratio_minimal(),
                 c.cpu(WriteKind::Lease, "kube-apiserver"),
-                c.cpu_ratio_same_shape()
             ),
-            Some(c.cpu_ratio_minimal() <= CPU_RATIO_GOAL),
+            Some(c.cpu_ratio_floor() <= CPU_RATIO_GOAL),
         ),
         None => Goal::unmeasured("write cost", cpu_criterion),
     });
     let goodput_criterion = "at 2× the knee: renews/s ≥ 0.9× the knee's";
     let shed_criterion = "shed answers p99 < 10 ms";
     let lost_criterion = "0 leases lost at 1.2× the knee for a minute";
+    let retries_criterion = "at 2× the knee: renew requests per renew due ≤ 1.5";
     match overload {
         Some(o) => {
             goals.push(Goal::new(
@@ -172,12 +184,24 @@ fn limit_goals(scale: Option<&Scale>, cost: Option<&WriteCost>, overload: Option
                 format!("{} lost ({} leases)", o.sustained.leases_lost, o.sustained.leases),
                 Some(o.sustained.leases_lost == 0),
             ));
+            goals.push(Goal::new(
+                "requests per renew due",
+                retries_criterion,
+                format!(
+                    "{:.2} ({:.0} requests/s for {:.0} renews/s due)",
+                    o.requests_per_renew_due(),
+                    o.double.offered_per_second,
+                    o.double.leases as f64 / o.heartbeat_seconds
+                ),
+                Some(o.requests_per_renew_due() <= REQUESTS_PER_RENEW_GOAL),
+            ));
         }
         None => {
             for (name, criterion) in [
                 ("overload goodput", goodput_criterion),
                 ("shed latency", shed_criterion),
                 ("leases lost", lost_criterion),
+                ("requests per renew due", retries_criterion),
             ] {
                 goals.push(Goal::unmeasured(name, criterion));
             }

@@ -204,6 +204,12 @@ pub(super) fn expiry(md: &mut String, e: &Expiry, scale: Option<&Scale>) {
             &e.suspend_from_objects,
         ),
         ("CronJob suspended", "watch, stamped on arrival", "ns, plus watch delivery", &e.suspend_from_watch),
+        (
+            "raw side: as many running CronJobs suspended by one apply each, all sent at once (from the send)",
+            "watch, stamped on arrival",
+            "ns, plus watch delivery",
+            &e.raw_suspend_from_watch,
+        ),
     ];
     for (to, from, resolution, l) in rows {
         let _ = writeln!(md, "| {to} | {from} | {resolution} | {} |", latency_cells(l));
@@ -226,6 +232,14 @@ pub(super) fn expiry(md: &mut String, e: &Expiry, scale: Option<&Scale>) {
         "The burst's writes (the operator's status and target writes, from the first `expiresAt` until every \
          expiry and suspension was seen): {:.0} writes/s (median over the repetitions), against {raw_rate}.\n",
         e.burst_writes_per_second
+    );
+    let _ = writeln!(
+        md,
+        "Per expired lease, the operator wrote {:.2} times (status and target writes) and read its target {:.2} \
+         times. The burst's p99 to the CronJob seen suspended is {:.2}× the raw side's.\n",
+        e.writes_per_expiry,
+        e.reads_per_expiry,
+        e.suspend_ratio_to_raw()
     );
     let late: usize = e.repetitions.iter().map(|r| r.not_resumed_before_expiry).sum();
     if late > 0 {
