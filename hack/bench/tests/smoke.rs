@@ -102,7 +102,7 @@ fn quick_run_writes_well_formed_results() {
         "### The knee, side by side",
         "## 7. What a write costs",
         "### Server-side apply",
-        "schema, CEL and managedFields",
+        "CEL rules: the real schema with CEL / without",
         "## 8. Overload",
         "## 9. Projection",
     ] {

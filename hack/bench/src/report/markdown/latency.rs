@@ -54,8 +54,9 @@ pub(super) fn scale(md: &mut String, s: &Scale) {
         md,
         "## 2. Scale\n\nEach lease is renewed every {:.0} s (TTL {} s) at its own random phase; contended acquires \
          (another holder asks for a held lease and is refused) run at {:.0}% of the renew rate. Latency counts \
-         from the moment a request was due (open loop). A step holds when renew p99 < {P99_TARGET_MS:.0} ms with \
-         no failed request. Figures are medians over {} windows of one heartbeat.\n",
+         from the moment a request was due (open loop). A window holds when renew p99 < {P99_TARGET_MS:.0} ms with \
+         no failed request, and a step when most of its {} windows of one heartbeat hold. Figures are medians over \
+         the windows.\n",
         s.heartbeat_seconds,
         s.ttl_seconds,
         s.contended_share * 100.0,
@@ -145,7 +146,7 @@ pub(super) fn knee(md: &mut String, s: &Scale) {
          table above), and as raw conditional status writes (`decide`, then `replace_status` with resourceVersion) \
          of BerthLeases of the same shape straight to kube-apiserver, one after the other (the order flips every \
          step). Leases carry a TTL of {} s so that the side at rest writes nothing while the other measures. A knee \
-         is the largest count whose renew p99 < 100 ms with no failed request.\n",
+         is the largest count that holds (most windows with renew p99 < 100 ms and no failed request).\n",
         s.ttl_seconds
     );
     let _ = writeln!(
