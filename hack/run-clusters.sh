@@ -23,12 +23,12 @@ members=(east west)
 log() { printf '[make run-clusters] %s\n' "$*" >&2; }
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 plane() { BERTH_CONTROL_PLANE_DIR=$dir/$1 "$repo/hack/control-plane" "${@:2}"; }
+# shellcheck source=run-lib.sh
+source "$repo/hack/run-lib.sh"
 
-pids=()
 cleanup() {
   log "stopping"
-  for pid in "${pids[@]}"; do kill -CONT "$pid" 2>/dev/null || true; kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  stop_pids
   for name in coordination "${members[@]}"; do plane "$name" down || true; done
 }
 trap cleanup EXIT
@@ -58,17 +58,6 @@ for name in coordination "${members[@]}"; do
   k "$name" wait --for condition=Established --timeout=60s crd/berthleases.berth.skaphos.io >/dev/null
   k "$name" create namespace pipeline --dry-run=client -o yaml | k "$name" apply -f - >/dev/null
 done
-
-# Waits until $1/readyz answers, or fails with the log $3 when process $2 died.
-wait_ready() {
-  for _ in $(seq 1 600); do
-    curl -fsS "$1/readyz" >/dev/null 2>&1 && return
-    kill -0 "$2" 2>/dev/null || { cat "$3" >&2; exit 1; }
-    sleep 0.1
-  done
-  log "not ready after 60 s: $1"
-  exit 1
-}
 
 # Starts `operator` for plane $1 with extra flags; records its probe port.
 declare -A probe_port metrics_port

@@ -18,12 +18,12 @@ api_probe_port=${BERTH_API_PROBE_PORT:-8081}
 operator_metrics_port=${BERTH_OPERATOR_METRICS_PORT:-8090}
 operator_probe_port=${BERTH_OPERATOR_PROBE_PORT:-8091}
 log() { printf '[make run] %s\n' "$*" >&2; }
+# shellcheck source=run-lib.sh
+source "$repo/hack/run-lib.sh"
 
-pids=()
 cleanup() {
   log "stopping"
-  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  stop_pids
   "$repo/hack/control-plane" down || true
 }
 trap cleanup EXIT
@@ -45,17 +45,6 @@ kubectl=$(cat "$BERTH_CONTROL_PLANE_DIR/bin-dir")/kubectl
 log "applying the BerthLease CRD"
 "$kubectl" apply --server-side -f "$repo/config/crd/berthlease.yaml" >/dev/null
 "$kubectl" wait --for condition=Established --timeout=60s crd/berthleases.berth.skaphos.io >/dev/null
-
-# Waits until $1/readyz answers, or fails with the log $3 when process $2 died.
-wait_ready() {
-  for _ in $(seq 1 600); do
-    curl -fsS "$1/readyz" >/dev/null 2>&1 && return
-    kill -0 "$2" 2>/dev/null || { cat "$3" >&2; exit 1; }
-    sleep 0.1
-  done
-  log "not ready after 60 s: $1"
-  exit 1
-}
 
 # The operator: expiry, target actions, finalizers and Events for every namespace.
 log "starting the operator (log: $BERTH_CONTROL_PLANE_DIR/operator.log)"

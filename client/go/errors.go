@@ -14,8 +14,8 @@ import (
 	"time"
 )
 
-// Sentinels for the status codes of docs/api.md. An [*APIError] matches the one
-// of its status code under [errors.Is].
+// Sentinels for the status codes of docs/api.md (an [*APIError] matches the one
+// of its status code under [errors.Is]), and for how a [Keeper] ends.
 var (
 	// ErrBadRequest: 400, a field or name failed the apiserver's checks.
 	ErrBadRequest = errors.New("client: bad request")
@@ -28,6 +28,17 @@ var (
 	// ErrConflict: 409, [Client.Release] of a lease that another holder or
 	// fencing token holds.
 	ErrConflict = errors.New("client: lease conflict")
+
+	// ErrNotAcquired: [Client.Keep] could not get the lease because another
+	// holder has it (or it expired before the keeper could renew it).
+	ErrNotAcquired = errors.New("client: lease not acquired")
+	// ErrLeaseLost is the cause of a [Keeper]'s context when the lease was
+	// lost: the apiserver refused a renew, or the local deadline passed
+	// before a renew succeeded.
+	ErrLeaseLost = errors.New("client: lease lost")
+	// ErrKeeperStopped is the cause of a [Keeper]'s context after
+	// [Keeper.Stop].
+	ErrKeeperStopped = errors.New("client: keeper stopped")
 )
 
 // APIError is a non-success answer of the apiserver.

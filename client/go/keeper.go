@@ -2,23 +2,9 @@ package client
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 	"time"
-)
-
-var (
-	// ErrNotAcquired: [Client.Keep] could not get the lease because another
-	// holder has it (or it expired before the keeper could renew it).
-	ErrNotAcquired = errors.New("client: lease not acquired")
-	// ErrLeaseLost is the cause of a [Keeper]'s context when the lease was
-	// lost: the apiserver refused a renew, or the local deadline passed
-	// before a renew succeeded.
-	ErrLeaseLost = errors.New("client: lease lost")
-	// ErrKeeperStopped is the cause of a [Keeper]'s context after
-	// [Keeper.Stop].
-	ErrKeeperStopped = errors.New("client: keeper stopped")
 )
 
 // KeeperConfig says which lease a [Keeper] holds and how.

@@ -162,9 +162,7 @@ pub(super) async fn get_lease(
     path: LeasePath,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let tenant = app.authenticate(&headers).await?;
-    app.authorize(&tenant, &path.namespace, None)?;
-    path.check(&app)?;
+    let tenant = app.lease_reader(&headers, &path).await?;
     let lease = app.visible_lease(&tenant, &path.namespace, &path.name)?;
     Ok(json_response(StatusCode::OK, &LeaseView::from_lease(&lease)))
 }

@@ -33,9 +33,7 @@ pub(super) async fn watch_lease(
     path: LeasePath,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let tenant = app.authenticate(&headers).await?;
-    app.authorize(&tenant, &path.namespace, None)?;
-    path.check(&app)?;
+    let tenant = app.lease_reader(&headers, &path).await?;
     // Subscribe before the first read, so no change falls in between.
     let changes = app.cache.subscribe();
     let lease = app.visible_lease(&tenant, &path.namespace, &path.name)?;

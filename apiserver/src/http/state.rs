@@ -15,6 +15,7 @@ use crate::metrics::Metrics;
 use crate::warmup::CreatePath;
 use crate::write_queue::WriteLimit;
 
+use super::extract::LeasePath;
 use super::sse::KEEP_ALIVE;
 
 /// Everything the handlers share.
@@ -79,6 +80,14 @@ impl App {
             return Err(ApiError::HolderForbidden);
         }
         Ok(())
+    }
+
+    /// Steps 1 to 5 of a read of one lease: the caller, its namespace, the names.
+    pub(super) async fn lease_reader(&self, headers: &HeaderMap, path: &LeasePath) -> Result<Tenant, ApiError> {
+        let tenant = self.authenticate(headers).await?;
+        self.authorize(&tenant, &path.namespace, None)?;
+        path.check(self)?;
+        Ok(tenant)
     }
 
     /// After the names check: whether this apiserver watches the namespace.

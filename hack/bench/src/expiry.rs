@@ -33,9 +33,9 @@ use crate::{Error, Result};
 
 const METRIC: &str = "berth_operator_expiry_lag_seconds";
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Repetition {
-    pub leases: usize,
+/// How late each step of a burst came, by each reading.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Lags {
     /// `expiresAt` → `lastTransitionTime` of the expired status.
     pub status_from_objects: Latency,
     /// `expiresAt` → `status.target.observedAt` of the release action.
@@ -44,9 +44,21 @@ pub struct Repetition {
     pub status_from_watch: Latency,
     /// `expiresAt` → this process saw the CronJob suspended.
     pub suspend_from_watch: Latency,
-    /// The operator's histogram over this repetition.
+    /// The operator's histogram.
     pub status_histogram_p50_ms: f64,
     pub status_histogram_p99_ms: f64,
+    /// The raw side: as many CronJobs, running, suspended by one
+    /// server-side apply each, all sent at once; from the send to this
+    /// process seeing each suspended (watch).
+    #[serde(default)]
+    pub raw_suspend_from_watch: Latency,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Repetition {
+    pub leases: usize,
+    #[serde(flatten)]
+    pub lags: Lags,
     /// CronJobs still running when the first lease expired (their resume had
     /// not been applied yet); 0 in a clean run.
     pub not_resumed_before_expiry: usize,
@@ -61,11 +73,6 @@ pub struct Repetition {
     /// The operator's target reads over the same span.
     #[serde(default)]
     pub burst_target_reads: f64,
-    /// The raw side: as many CronJobs, running, suspended by one
-    /// server-side apply each, all sent at once; from the send to this
-    /// process seeing each suspended (watch).
-    #[serde(default)]
-    pub raw_suspend_from_watch: Latency,
 }
 
 impl Repetition {
@@ -89,19 +96,13 @@ impl Repetition {
 pub struct Expiry {
     pub ttl_seconds: i32,
     pub repetitions: Vec<Repetition>,
-    /// Medians over the repetitions.
-    pub status_from_objects: Latency,
-    pub suspend_from_objects: Latency,
-    pub status_from_watch: Latency,
-    pub suspend_from_watch: Latency,
-    pub status_histogram_p50_ms: f64,
-    pub status_histogram_p99_ms: f64,
+    /// Field by field, the medians over the repetitions.
+    #[serde(flatten)]
+    pub lags: Lags,
     /// Median over the repetitions of [`Repetition::burst_writes_per_second`].
     #[serde(default)]
     pub burst_writes_per_second: f64,
-    /// Medians over the repetitions.
-    #[serde(default)]
-    pub raw_suspend_from_watch: Latency,
+    /// Medians over the repetitions of the writes and reads per expiry.
     #[serde(default)]
     pub writes_per_expiry: f64,
     #[serde(default)]
@@ -111,7 +112,7 @@ pub struct Expiry {
 impl Expiry {
     /// The burst's p99 to the CronJob seen suspended over the raw side's.
     pub fn suspend_ratio_to_raw(&self) -> f64 {
-        self.suspend_from_watch.p99_ms / self.raw_suspend_from_watch.p99_ms
+        self.lags.suspend_from_watch.p99_ms / self.lags.raw_suspend_from_watch.p99_ms
     }
 }
 
@@ -123,20 +124,22 @@ pub async fn run(stack: &Stack, profile: &Profile) -> Result<Expiry> {
     for _ in 0..profile.slow_repetitions {
         repetitions.push(repetition(stack, profile).await?);
     }
-    let latency = |f: fn(&Repetition) -> &Latency| {
-        Latency::median_of(&repetitions.iter().map(|r| f(r).clone()).collect::<Vec<_>>())
+    let latency = |f: fn(&Lags) -> &Latency| {
+        Latency::median_of(&repetitions.iter().map(|r| f(&r.lags).clone()).collect::<Vec<_>>())
     };
     let value = |f: fn(&Repetition) -> f64| median(&repetitions.iter().map(f).collect::<Vec<_>>());
     Ok(Expiry {
         ttl_seconds: profile.expiry_ttl_seconds,
-        status_from_objects: latency(|r| &r.status_from_objects),
-        suspend_from_objects: latency(|r| &r.suspend_from_objects),
-        status_from_watch: latency(|r| &r.status_from_watch),
-        suspend_from_watch: latency(|r| &r.suspend_from_watch),
-        status_histogram_p50_ms: value(|r| r.status_histogram_p50_ms),
-        status_histogram_p99_ms: value(|r| r.status_histogram_p99_ms),
+        lags: Lags {
+            status_from_objects: latency(|l| &l.status_from_objects),
+            suspend_from_objects: latency(|l| &l.suspend_from_objects),
+            status_from_watch: latency(|l| &l.status_from_watch),
+            suspend_from_watch: latency(|l| &l.suspend_from_watch),
+            status_histogram_p50_ms: value(|r| r.lags.status_histogram_p50_ms),
+            status_histogram_p99_ms: value(|r| r.lags.status_histogram_p99_ms),
+            raw_suspend_from_watch: latency(|l| &l.raw_suspend_from_watch),
+        },
         burst_writes_per_second: value(Repetition::burst_writes_per_second),
-        raw_suspend_from_watch: latency(|r| &r.raw_suspend_from_watch),
         writes_per_expiry: value(Repetition::writes_per_expiry),
         reads_per_expiry: value(Repetition::reads_per_expiry),
         repetitions,
@@ -251,17 +254,19 @@ async fn repetition(stack: &Stack, profile: &Profile) -> Result<Repetition> {
         .unwrap_or(first_expiry);
     Ok(Repetition {
         leases: names.len(),
-        status_from_objects: Latency::of(&status_objects),
-        suspend_from_objects: Latency::of(&suspend_objects),
-        status_from_watch: Latency::of(&lags(&expired_seen)),
-        suspend_from_watch: Latency::of(&lags(&suspended_seen)),
-        status_histogram_p50_ms: histogram_quantile(&delta, 0.50) * 1000.0,
-        status_histogram_p99_ms: histogram_quantile(&delta, 0.99) * 1000.0,
+        lags: Lags {
+            status_from_objects: Latency::of(&status_objects),
+            suspend_from_objects: Latency::of(&suspend_objects),
+            status_from_watch: Latency::of(&lags(&expired_seen)),
+            suspend_from_watch: Latency::of(&lags(&suspended_seen)),
+            status_histogram_p50_ms: histogram_quantile(&delta, 0.50) * 1000.0,
+            status_histogram_p99_ms: histogram_quantile(&delta, 0.99) * 1000.0,
+            raw_suspend_from_watch,
+        },
         not_resumed_before_expiry,
         burst_writes: operator_writes(&after) - operator_writes(&at_first_expiry),
         burst_seconds: ms_between(first_expiry, last_seen) / 1000.0,
         burst_target_reads: target_reads(&after) - target_reads(&at_first_expiry),
-        raw_suspend_from_watch,
     })
 }
 

@@ -46,16 +46,9 @@ pub struct HotPath {
     /// condition writes); the Berth side retries the same way inside the apiserver.
     pub raw_conflicts: usize,
     pub repetitions: Vec<Repetition>,
-    /// Medians over the repetitions.
-    pub berth: Latency,
-    pub raw: Latency,
-    /// Median of the per-repetition ratios Berth / raw.
-    pub ratio_p50: f64,
-    pub ratio_p99: f64,
-    /// Medians of the per-repetition means.
-    pub apiserver_mean_ms: f64,
-    pub berth_mean_ms: f64,
-    pub raw_mean_ms: f64,
+    /// Field by field, the median over the repetitions.
+    #[serde(flatten)]
+    pub median: Repetition,
 }
 
 /// The raw side: a BerthLease whose status this process writes itself.
@@ -161,13 +154,15 @@ pub async fn run(stack: &Stack, profile: &Profile) -> Result<HotPath> {
     Ok(HotPath {
         samples_per_side: profile.hot_path_samples,
         raw_conflicts,
-        berth: Latency::median_of(&repetitions.iter().map(|r| r.berth.clone()).collect::<Vec<_>>()),
-        raw: Latency::median_of(&repetitions.iter().map(|r| r.raw.clone()).collect::<Vec<_>>()),
-        ratio_p50: med(|r| r.ratio_p50),
-        ratio_p99: med(|r| r.ratio_p99),
-        apiserver_mean_ms: med(|r| r.apiserver_mean_ms),
-        berth_mean_ms: med(|r| r.berth_mean_ms),
-        raw_mean_ms: med(|r| r.raw_mean_ms),
+        median: Repetition {
+            berth: Latency::median_of(&repetitions.iter().map(|r| r.berth.clone()).collect::<Vec<_>>()),
+            raw: Latency::median_of(&repetitions.iter().map(|r| r.raw.clone()).collect::<Vec<_>>()),
+            ratio_p50: med(|r| r.ratio_p50),
+            ratio_p99: med(|r| r.ratio_p99),
+            apiserver_mean_ms: med(|r| r.apiserver_mean_ms),
+            berth_mean_ms: med(|r| r.berth_mean_ms),
+            raw_mean_ms: med(|r| r.raw_mean_ms),
+        },
         repetitions,
     })
 }

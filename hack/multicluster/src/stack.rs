@@ -570,18 +570,15 @@ async fn apply_target(client: &Client, namespace: &str, config: &Config, member:
     apply(client, namespace, &resource_of(config.target), &target_manifest(namespace, config, member)).await;
 }
 
+/// The members' lease without what gates a workload: the coordination
+/// cluster's copy has no target of its own.
 async fn apply_global_lease(client: &Client, namespace: &str, config: &Config) {
-    let manifest = json!({
-        "apiVersion": "berth.skaphos.io/v1alpha1",
-        "kind": "BerthLease",
-        "metadata": {"name": LEASE, "namespace": namespace},
-        "spec": {
-            "leaseName": LEASE,
-            "ttlSeconds": config.ttl_seconds,
-            "heartbeatIntervalSeconds": config.heartbeat_seconds,
-            "semantics": "at-most-once",
+    let mut manifest = lease_manifest(namespace, config);
+    if let Some(spec) = manifest["spec"].as_object_mut() {
+        for member_only in ["target", "acquireAction", "releaseAction", "stopSeconds"] {
+            spec.remove(member_only);
         }
-    });
+    }
     apply(client, namespace, &ApiResource::erase::<BerthLease>(&()), &manifest).await;
 }
 

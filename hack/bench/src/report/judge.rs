@@ -29,8 +29,8 @@ pub fn goals(report: &Report) -> Vec<Goal> {
         Some(h) => Goal::new(
             "hot path",
             "renew p50 ≤ 1.2× the raw write",
-            format!("{:.2}× ({:.2} ms vs {:.2} ms)", h.ratio_p50, h.berth.p50_ms, h.raw.p50_ms),
-            Some(h.ratio_p50 <= 1.2),
+            format!("{:.2}× ({:.2} ms vs {:.2} ms)", h.median.ratio_p50, h.median.berth.p50_ms, h.median.raw.p50_ms),
+            Some(h.median.ratio_p50 <= 1.2),
         ),
         None => Goal::unmeasured("hot path", "renew p50 ≤ 1.2× the raw write"),
     });
@@ -44,19 +44,19 @@ pub fn goals(report: &Report) -> Vec<Goal> {
     let expiry_criterion = "burst p99 to the CronJob suspended ≤ 1.2× raw writes of the same count sent at once, \
                             and < 250 ms where the raw side is";
     goals.push(match &report.expiry {
-        Some(e) if e.raw_suspend_from_watch.count > 0 => Goal::new(
+        Some(e) if e.lags.raw_suspend_from_watch.count > 0 => Goal::new(
             "expiry",
             expiry_criterion,
             format!(
                 "{:.2}× (p99 {:.0} ms vs raw {:.0} ms); expired status seen p99 {:.0} ms",
                 e.suspend_ratio_to_raw(),
-                e.suspend_from_watch.p99_ms,
-                e.raw_suspend_from_watch.p99_ms,
-                e.status_from_watch.p99_ms
+                e.lags.suspend_from_watch.p99_ms,
+                e.lags.raw_suspend_from_watch.p99_ms,
+                e.lags.status_from_watch.p99_ms
             ),
             Some(
                 e.suspend_ratio_to_raw() <= EXPIRY_RATIO_GOAL
-                    && (e.suspend_from_watch.p99_ms < 250.0 || e.raw_suspend_from_watch.p99_ms >= 250.0),
+                    && (e.lags.suspend_from_watch.p99_ms < 250.0 || e.lags.raw_suspend_from_watch.p99_ms >= 250.0),
             ),
         ),
         _ => Goal::unmeasured("expiry", expiry_criterion),

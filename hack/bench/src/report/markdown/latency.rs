@@ -22,16 +22,19 @@ pub(super) fn hot_path(md: &mut String, h: &HotPath, profile: &Profile) {
         h.samples_per_side, profile.hot_path_warmup
     );
     let _ = writeln!(md, "| | p50 | p99 | max |\n|---|---|---|---|");
-    let _ = writeln!(md, "| renew through Berth | {} |", latency_cells(&h.berth));
-    let _ = writeln!(md, "| raw conditional status write | {} |", latency_cells(&h.raw));
-    let _ =
-        writeln!(md, "| ratio (median of the repetitions' ratios) | {:.2}× | {:.2}× | |\n", h.ratio_p50, h.ratio_p99);
+    let _ = writeln!(md, "| renew through Berth | {} |", latency_cells(&h.median.berth));
+    let _ = writeln!(md, "| raw conditional status write | {} |", latency_cells(&h.median.raw));
+    let _ = writeln!(
+        md,
+        "| ratio (median of the repetitions' ratios) | {:.2}× | {:.2}× | |\n",
+        h.median.ratio_p50, h.median.ratio_p99
+    );
     let _ = writeln!(
         md,
         "Where the time goes (means): a renew takes {:.2} ms as the client sees it, of which {:.2} ms inside the \
          apiserver (its request-duration histogram: checks, `decide`, the kube-apiserver write); the raw write \
          alone takes {:.2} ms.\n",
-        h.berth_mean_ms, h.apiserver_mean_ms, h.raw_mean_ms
+        h.median.berth_mean_ms, h.median.apiserver_mean_ms, h.median.raw_mean_ms
     );
     let _ = writeln!(md, "Per repetition (p50 / p99, ms): Berth, raw, ratio p50\n");
     for (i, r) in h.repetitions.iter().enumerate() {
@@ -195,21 +198,21 @@ pub(super) fn expiry(md: &mut String, e: &Expiry, scale: Option<&Scale>) {
             "expired status",
             "`status.lastTransitionTime`",
             "ns, operator's clock before its write",
-            &e.status_from_objects,
+            &e.lags.status_from_objects,
         ),
-        ("expired status", "watch, stamped on arrival", "ns, plus watch delivery", &e.status_from_watch),
+        ("expired status", "watch, stamped on arrival", "ns, plus watch delivery", &e.lags.status_from_watch),
         (
             "CronJob suspended",
             "`status.target.observedAt`",
             "ns, operator's clock after the patch",
-            &e.suspend_from_objects,
+            &e.lags.suspend_from_objects,
         ),
-        ("CronJob suspended", "watch, stamped on arrival", "ns, plus watch delivery", &e.suspend_from_watch),
+        ("CronJob suspended", "watch, stamped on arrival", "ns, plus watch delivery", &e.lags.suspend_from_watch),
         (
             "raw side: as many running CronJobs suspended by one apply each, all sent at once (from the send)",
             "watch, stamped on arrival",
             "ns, plus watch delivery",
-            &e.raw_suspend_from_watch,
+            &e.lags.raw_suspend_from_watch,
         ),
     ];
     for (to, from, resolution, l) in rows {
@@ -219,7 +222,7 @@ pub(super) fn expiry(md: &mut String, e: &Expiry, scale: Option<&Scale>) {
         md,
         "| expired status | `berth_operator_expiry_lag_seconds` | buckets ×2 from 1 ms, interpolated | {:.1} ms | \
          {:.1} ms | |\n",
-        e.status_histogram_p50_ms, e.status_histogram_p99_ms
+        e.lags.status_histogram_p50_ms, e.lags.status_histogram_p99_ms
     );
     let raw_rate = match scale.filter(|s| s.raw_max_leases_holding > 0) {
         Some(s) => format!(
