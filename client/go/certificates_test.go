@@ -172,24 +172,24 @@ func TestWrongNameSaysWhichNameWasAskedForAndWhichItHas(t *testing.T) {
 		"reissue it with the subjectAltName IP:127.0.0.1")
 }
 
-func TestExpiredCertificateSaysWhenItExpired(t *testing.T) {
-	ca := newTestCA(t, "berth-test-ca")
-	template := leafTemplate()
-	template.NotBefore = time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)
-	template.NotAfter = time.Date(2020, 1, 2, 0, 0, 0, 0, time.UTC)
-	cert, key := issue(t, template, &ca)
-	requireExplanation(t, pingTrusting(serveTLS(t, key, cert), ca.cert),
-		"the server's certificate expired at 2020-01-02T00:00:00Z, and it is now", "renew it")
-}
-
-func TestCertificateNotValidYetSaysFromWhen(t *testing.T) {
-	ca := newTestCA(t, "berth-test-ca")
-	template := leafTemplate()
-	template.NotBefore = time.Date(2090, 1, 1, 0, 0, 0, 0, time.UTC)
-	template.NotAfter = time.Date(2090, 1, 2, 0, 0, 0, 0, time.UTC)
-	cert, key := issue(t, template, &ca)
-	requireExplanation(t, pingTrusting(serveTLS(t, key, cert), ca.cert),
-		"not valid yet: it is valid from 2090-01-01T00:00:00Z, and it is now", "clock")
+func TestCertificateOutsideItsValiditySaysWhen(t *testing.T) {
+	for _, c := range []struct {
+		name           string
+		year           int
+		what, whatToDo string
+	}{
+		{"expired", 2020, "the server's certificate expired at 2020-01-02T00:00:00Z, and it is now", "renew it"},
+		{"not yet valid", 2090, "not valid yet: it is valid from 2090-01-01T00:00:00Z, and it is now", "clock"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			ca := newTestCA(t, "berth-test-ca")
+			template := leafTemplate()
+			template.NotBefore = time.Date(c.year, 1, 1, 0, 0, 0, 0, time.UTC)
+			template.NotAfter = time.Date(c.year, 1, 2, 0, 0, 0, 0, time.UTC)
+			cert, key := issue(t, template, &ca)
+			requireExplanation(t, pingTrusting(serveTLS(t, key, cert), ca.cert), c.what, c.whatToDo)
+		})
+	}
 }
 
 func TestCertificateSignedByALeafSaysToIssueItFromACA(t *testing.T) {

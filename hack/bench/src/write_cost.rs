@@ -84,7 +84,7 @@ write_kinds! {
     TwinCel => "twin CRD, the real schema with its CEL rules, the same JSON (replace_status)",
     TwinNoCel => "twin CRD, the real schema without CEL, the same JSON (replace_status)",
     TwinAtomic => "twin CRD, the real schema with status atomic, the same JSON (replace_status)",
-    TwinAtomicOneManager => "twin CRD, status atomic, one managedFields entry, the same JSON (replace_status)",
+    TwinAtomicNoManagedFields => "twin CRD, status atomic, managedFields cleared, the same JSON (replace_status)",
     Lease => "minimal one-holder object (coordination.k8s.io Lease, replace)",
 }
 
@@ -325,14 +325,18 @@ pub async fn run(stack: &Stack, profile: &Profile) -> Result<WriteCost> {
     for twin in TWINS {
         twin.install(&stack.kube).await?;
     }
-    let same_json = Shape { minimal: false, one_manager: false };
+    let same_json = Shape { minimal: false, clear_managed_fields: false };
     for (kind, twin, shape) in [
         (WriteKind::Bare, Twin::Schemaless, same_json),
-        (WriteKind::BareMinimal, Twin::Schemaless, Shape { minimal: true, one_manager: false }),
+        (WriteKind::BareMinimal, Twin::Schemaless, Shape { minimal: true, clear_managed_fields: false }),
         (WriteKind::TwinCel, Twin::WithCel, same_json),
         (WriteKind::TwinNoCel, Twin::WithoutCel, same_json),
         (WriteKind::TwinAtomic, Twin::AtomicStatus, same_json),
-        (WriteKind::TwinAtomicOneManager, Twin::AtomicStatus, Shape { minimal: false, one_manager: true }),
+        (
+            WriteKind::TwinAtomicNoManagedFields,
+            Twin::AtomicStatus,
+            Shape { minimal: false, clear_managed_fields: true },
+        ),
     ] {
         let mut twins = Vec::new();
         for w in 0..workers {

@@ -173,7 +173,11 @@ pub(super) fn write_cost(md: &mut String, c: &WriteCost) {
         ("CEL rules: the real schema with CEL / without", WriteKind::TwinCel, WriteKind::TwinNoCel),
         ("the real schema: without CEL / schemaless, the same JSON", WriteKind::TwinNoCel, WriteKind::Bare),
         ("status atomic: atomic / field by field (both with CEL)", WriteKind::TwinAtomic, WriteKind::TwinCel),
-        ("one managedFields entry: atomic, one entry / atomic", WriteKind::TwinAtomicOneManager, WriteKind::TwinAtomic),
+        (
+            "managedFields cleared: atomic, cleared / atomic",
+            WriteKind::TwinAtomicNoManagedFields,
+            WriteKind::TwinAtomic,
+        ),
         ("status size: the same JSON / only the holder's fields (schemaless)", WriteKind::Bare, WriteKind::BareMinimal),
         (
             "a CRD against a built-in type: the schemaless holder-only write / coordination Lease",
