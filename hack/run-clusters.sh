@@ -34,13 +34,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-if [[ -n ${BERTH_BIN_DIR:-} ]]; then
-  bin=$BERTH_BIN_DIR
-else
-  log "building the apiserver, the operator, berth and berth-proxy"
-  (cd "$repo" && cargo build -q -p berth-apiserver -p berth-operator -p berth-cli -p berth-multicluster --bins)
-  bin=${CARGO_TARGET_DIR:-$repo/target}/debug
-fi
+build_bins berth-apiserver berth-operator berth-cli berth-multicluster
 
 mkdir -p "$dir"
 node=
@@ -86,14 +80,8 @@ for name in "${members[@]}"; do
   printf '%s:%s:pipeline:members\n' "$name" "$(tr -d '\n' <"$api_dir/$name.key" | sha256sum | cut -d' ' -f1)" >>"$api_dir/api-keys"
 done
 api_probe=$(free_port)
-"$bin/apiserver" --kubeconfig "$dir/coordination/kubeconfig" \
-  --listen-addr "127.0.0.1:$api_port" --tls-cert-file "$api_dir/tls.crt" --tls-key-file "$api_dir/tls.key" \
-  --api-keys-file "$api_dir/api-keys" --log-format text \
-  --metrics-bind-address "127.0.0.1:$(free_port)" --health-probe-bind-address "127.0.0.1:$api_probe" \
-  >"$api_dir/apiserver.log" 2>&1 &
-pids+=($!)
-echo $! >"$api_dir/apiserver.pid"
-wait_ready "http://127.0.0.1:$api_probe" "${pids[-1]}" "$api_dir/apiserver.log"
+start_apiserver "$dir/coordination/kubeconfig" "$api_dir" "$api_port" "$(free_port)" "$api_probe"
+echo "${pids[-1]}" >"$api_dir/apiserver.pid"
 
 for name in "${members[@]}"; do
   log "member $name: berth-proxy on 127.0.0.1:${proxy_port[$name]}, the member-mode operator, the example"

@@ -29,13 +29,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-if [[ -n ${BERTH_BIN_DIR:-} ]]; then
-  bin=$BERTH_BIN_DIR
-else
-  log "building the apiserver, the operator and berth"
-  (cd "$repo" && cargo build -q -p berth-apiserver -p berth-operator -p berth-cli --bins)
-  bin=${CARGO_TARGET_DIR:-$repo/target}/debug
-fi
+build_bins berth-apiserver berth-operator berth-cli
 
 node=
 [[ ${NODES:-0} == 0 ]] || node=--node
@@ -62,13 +56,7 @@ log "starting the apiserver (log: $api_dir/apiserver.log)"
 api_key=$(openssl rand -hex 24)
 printf '# tenant:sha256(key) - "demo" may use every namespace\ndemo:%s\n' \
   "$(printf %s "$api_key" | sha256sum | cut -d' ' -f1)" >"$api_dir/api-keys"
-"$bin/apiserver" --kubeconfig "$KUBECONFIG" \
-  --listen-addr "127.0.0.1:$api_port" --tls-cert-file "$api_dir/tls.crt" --tls-key-file "$api_dir/tls.key" \
-  --api-keys-file "$api_dir/api-keys" --log-format text \
-  --metrics-bind-address "127.0.0.1:$api_metrics_port" --health-probe-bind-address "127.0.0.1:$api_probe_port" \
-  >"$api_dir/apiserver.log" 2>&1 &
-pids+=($!)
-wait_ready "http://127.0.0.1:$api_probe_port" "${pids[-1]}" "$api_dir/apiserver.log"
+start_apiserver "$KUBECONFIG" "$api_dir" "$api_port" "$api_metrics_port" "$api_probe_port"
 
 # The documented example: a CronJob gated by a lease whose holder is declared.
 log "applying the example: namespace pipeline, CronJob ingest-pipeline, BerthLease ingest-coordinator"

@@ -76,6 +76,11 @@ fn acquire_answer(outcome: Outcome) -> Result<AcquireResponse, ApiError> {
     }
 }
 
+/// A write of `request` to the lease at `path`, creating nothing.
+fn write_to<'a>(path: &'a LeasePath, tenant: &'a Tenant, request: rules::Request<'a>) -> Write<'a> {
+    Write { namespace: &path.namespace, name: &path.name, tenant, request, create: None }
+}
+
 fn record_outcome(app: &App, operation: &'static str, outcome: &Outcome) {
     let label = outcome_label(outcome);
     tracing::Span::current().record("outcome", label);
@@ -89,16 +94,14 @@ pub(super) async fn acquire(
     body: Body,
 ) -> Result<Response, ApiError> {
     let (tenant, request) = checked::<AcquireRequest>(&app, &path, &headers, body).await?;
+    let acquire = rules::Request::Acquire { holder: &request.holder, ttl_seconds: request.ttl_seconds };
     let write = Write {
-        namespace: &path.namespace,
-        name: &path.name,
-        tenant: &tenant,
-        request: rules::Request::Acquire { holder: &request.holder, ttl_seconds: request.ttl_seconds },
         create: Some(CreateSpec {
             ttl_seconds: request.ttl_seconds,
             semantics: request.semantics,
             max_holders: request.max_holders,
         }),
+        ..write_to(&path, &tenant, acquire)
     };
     let outcome = match request.wait_seconds {
         Some(seconds) => {
@@ -118,18 +121,12 @@ pub(super) async fn renew(
     body: Body,
 ) -> Result<Response, ApiError> {
     let (tenant, request) = checked::<RenewRequest>(&app, &path, &headers, body).await?;
-    let write = Write {
-        namespace: &path.namespace,
-        name: &path.name,
-        tenant: &tenant,
-        request: rules::Request::Renew {
-            holder: &request.holder,
-            fencing_token: request.fencing_token,
-            ttl_seconds: request.ttl_seconds,
-        },
-        create: None,
+    let renew = rules::Request::Renew {
+        holder: &request.holder,
+        fencing_token: request.fencing_token,
+        ttl_seconds: request.ttl_seconds,
     };
-    let outcome = app.leases.write(&write).await?;
+    let outcome = app.leases.write(&write_to(&path, &tenant, renew)).await?;
     record_outcome(&app, "renew", &outcome);
     Ok(json_response(StatusCode::OK, &acquire_answer(outcome)?))
 }
@@ -141,14 +138,8 @@ pub(super) async fn release(
     body: Body,
 ) -> Result<Response, ApiError> {
     let (tenant, request) = checked::<ReleaseRequest>(&app, &path, &headers, body).await?;
-    let write = Write {
-        namespace: &path.namespace,
-        name: &path.name,
-        tenant: &tenant,
-        request: rules::Request::Release { holder: &request.holder, fencing_token: request.fencing_token },
-        create: None,
-    };
-    let outcome = app.leases.write(&write).await?;
+    let release = rules::Request::Release { holder: &request.holder, fencing_token: request.fencing_token };
+    let outcome = app.leases.write(&write_to(&path, &tenant, release)).await?;
     record_outcome(&app, "release", &outcome);
     match outcome {
         Outcome::Released | Outcome::AlreadyReleased => Ok(StatusCode::NO_CONTENT.into_response()),
