@@ -20,7 +20,7 @@ use std::time::Duration;
 use berth_api::rules::{self, Outcome, Refusal};
 use berth_api::{BerthLease, BerthLeaseSpec, BerthLeaseStatus, Semantics};
 use chrono::{DateTime, Utc};
-use kube::api::{Api, PostParams};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -400,6 +400,7 @@ impl Leases {
         match api.create(&post_params(), &lease).await {
             Ok(created) => {
                 self.metrics.write("create", "ok");
+                let created = self.clear_managed_fields(api, created).await;
                 self.cache.record_write(None, created.clone());
                 Ok(Some(created))
             }
@@ -414,6 +415,32 @@ impl Leases {
             Err(source) => {
                 self.metrics.write("create", "error");
                 Err(Error::Kube { verb: "create", source })
+            }
+        }
+    }
+
+    /// Clears the managedFields of a lease this apiserver has just created,
+    /// and returns it as stored; on failure, as created (only the cost of
+    /// later writes is lost).
+    ///
+    /// Every write of a status replaces it whole under a resourceVersion, so
+    /// field ownership records nothing that anyone reads; and kube-apiserver
+    /// does not track it on updates of an object whose managedFields are
+    /// empty (it does again after a server-side apply). Leases that users
+    /// create (kubectl, GitOps) keep theirs.
+    async fn clear_managed_fields(&self, api: &Api<BerthLease>, created: BerthLease) -> BerthLease {
+        // A list of one empty entry is how kube-apiserver is told to clear them.
+        let clear = serde_json::json!({"metadata": {"managedFields": [{}]}});
+        let params = PatchParams { field_manager: Some(FIELD_MANAGER.to_owned()), ..PatchParams::default() };
+        match api.patch(&created.name_any(), &params, &Patch::Merge(&clear)).await {
+            Ok(cleared) => {
+                self.metrics.write("clear_managed_fields", "ok");
+                cleared
+            }
+            Err(error) => {
+                self.metrics.write("clear_managed_fields", "error");
+                tracing::warn!(lease = %created.name_any(), %error, "could not clear the managedFields of a created lease");
+                created
             }
         }
     }

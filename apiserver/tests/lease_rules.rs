@@ -249,20 +249,24 @@ async fn lease_view_and_lists_are_sorted_and_shaped_as_api_md() {
     assert_eq!(lease.metadata.labels.unwrap()["berth.skaphos.io/tenant"], "east");
     let status = lease.status.unwrap();
     assert_eq!(status.observed_generation, lease.metadata.generation);
-    let managers: Vec<String> = lease.metadata.managed_fields.unwrap().into_iter().filter_map(|m| m.manager).collect();
-    assert!(managers.iter().all(|m| m == "berth-apiserver"), "{managers:?}");
+    assert!(lease.metadata.managed_fields.unwrap_or_default().is_empty(), "cleared after the create");
 }
 
 #[tokio::test]
-async fn the_cache_drops_managed_fields_and_kube_apiserver_keeps_the_status_owner() {
+async fn a_created_lease_keeps_no_managed_fields_and_a_declared_one_has_its_status_owned_whole() {
     let h = Harness::new("rules-managed").await;
+    let renew_twice = |name: &'static str, token: i64| {
+        let h = &h;
+        async move {
+            for _ in 0..2 {
+                let body = json!({"holder": "east/a", "fencingToken": token, "ttlSeconds": 60});
+                let renewed = h.post(name, "renew", KEY_EAST, body).await;
+                assert_eq!(renewed.json["acquired"], true, "{renewed:?}");
+            }
+        }
+    };
     let granted = h.post("owned", "acquire", KEY_EAST, acquire("east/a", 60)).await;
-    let token = granted.json["fencingToken"].as_i64().expect("granted");
-    for _ in 0..2 {
-        let body = json!({"holder": "east/a", "fencingToken": token, "ttlSeconds": 60});
-        let renewed = h.post("owned", "renew", KEY_EAST, body).await;
-        assert_eq!(renewed.json["acquired"], true, "{renewed:?}");
-    }
+    renew_twice("owned", granted.json["fencingToken"].as_i64().expect("granted")).await;
     // The own write stands in for the cached copy: it carries no managedFields.
     let written = h.app.cache.get(&h.ns.name, "owned").unwrap();
     assert!(written.metadata.managed_fields.is_none(), "recorded write: {:?}", written.metadata.managed_fields);
@@ -270,18 +274,29 @@ async fn the_cache_drops_managed_fields_and_kube_apiserver_keeps_the_status_owne
     h.wait_cached("owned").await;
     let cached = h.app.cache.get(&h.ns.name, "owned").unwrap();
     assert!(cached.metadata.managed_fields.is_none(), "reflector: {:?}", cached.metadata.managed_fields);
-
-    // The status writes sent no managedFields, yet kube-apiserver still records
-    // berth-apiserver as the owner of the status it wrote.
+    // The apiserver cleared them after its create, and neither the grant nor
+    // the renews added any back.
     let stored = h.ns.api::<BerthLease>().get("owned").await.unwrap();
-    let fields = stored.metadata.managed_fields.expect("kube-apiserver keeps managedFields");
+    let fields = stored.metadata.managed_fields.unwrap_or_default();
+    assert!(fields.is_empty(), "a lease the apiserver created: {fields:?}");
+
+    // A lease a user creates keeps its managedFields; the renews own the
+    // status as one field (the CRD marks it atomic), not field by field.
+    let declared = BerthLease::new("declared", BerthLeaseSpec::default());
+    let params = PostParams { field_manager: Some("kubectl-create".to_owned()), ..PostParams::default() };
+    h.ns.api::<BerthLease>().create(&params, &declared).await.unwrap();
+    h.wait_cached("declared").await;
+    let granted = h.post("declared", "acquire", KEY_EAST, acquire("east/a", 60)).await;
+    renew_twice("declared", granted.json["fencingToken"].as_i64().expect("granted")).await;
+    let stored = h.ns.api::<BerthLease>().get("declared").await.unwrap();
+    let fields = stored.metadata.managed_fields.expect("a declared lease keeps its managedFields");
+    assert!(fields.iter().any(|m| m.manager.as_deref() == Some("kubectl-create")), "{fields:?}");
     let status_owner = fields
         .iter()
         .find(|m| m.manager.as_deref() == Some("berth-apiserver") && m.subresource.as_deref() == Some("status"))
         .unwrap_or_else(|| panic!("no status entry of berth-apiserver in {fields:?}"));
-    let owned = serde_json::to_string(&status_owner.fields_v1).unwrap();
-    assert!(owned.contains("f:status") && owned.contains("f:holders"), "{owned}");
-    assert!(fields.iter().all(|m| m.manager.as_deref() == Some("berth-apiserver")), "{fields:?}");
+    let owned = serde_json::to_value(&status_owner.fields_v1).unwrap();
+    assert_eq!(owned, json!({"f:status": {}}), "the status is owned whole");
 }
 
 #[tokio::test]

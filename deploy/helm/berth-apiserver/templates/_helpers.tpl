@@ -28,9 +28,10 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- end -}}
 
 {{- define "berth-apiserver.rules" -}}
+# patch: to clear the managedFields of the leases it creates (docs/design.md).
 - apiGroups: ["berth.skaphos.io"]
   resources: ["berthleases"]
-  verbs: ["get", "list", "watch", "create"]
+  verbs: ["get", "list", "watch", "create", "patch"]
 - apiGroups: ["berth.skaphos.io"]
   resources: ["berthleases/status"]
   verbs: ["get", "update", "patch"]
