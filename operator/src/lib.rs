@@ -34,7 +34,7 @@ use tokio::sync::watch;
 
 pub use error::{Error, Result};
 
-use crate::controller::{Context, GrantJournal, Recorder, TargetMemory};
+use crate::controller::{Context, GrantJournal, OwnWrites, Recorder, TargetMemory, TargetWrites};
 use crate::http::Health;
 use crate::leader::{LeaderElection, Timing};
 use crate::metrics::Metrics;
@@ -128,6 +128,8 @@ pub async fn run(
             standings: pod_gate::Standings::default(),
             // Member mode watches no targets: it reads each one it acts on.
             targets: if settings.member.is_some() { TargetMemory::off() } else { TargetMemory::watched() },
+            target_writes: TargetWrites::default(),
+            own_writes: OwnWrites::default(),
         });
         let leases = async {
             match settings.member.clone() {

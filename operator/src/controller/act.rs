@@ -66,7 +66,11 @@ pub(crate) async fn act_on_target(
         }),
         _ => None,
     };
-    match target::write(&ctx.client, namespace, kind, name, setting).await {
+    let written = {
+        let _in_flight = ctx.target_writes.start();
+        target::write(&ctx.client, namespace, kind, name, setting).await
+    };
+    match written {
         Ok(Some(written)) => ctx.targets.remember(kind, namespace, name, written),
         Ok(None) => {}
         Err(failure) => return failed(failure, "change"),
@@ -83,7 +87,8 @@ pub(crate) async fn act_on_target(
 /// How long one look at a released target's pods may take.
 const FOLLOW_BOUND: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// Follows the pods of a target that `outcome` released (see
+/// Once no target write is in flight ([`super::TargetWrites`]), follows the
+/// pods of a target that `outcome` released (see
 /// [`crate::pods::follow`], which deletes those that would outlive `grace`),
 /// and once none runs, records `status.target.stoppedAt` in `next` and a
 /// `TargetStopped` Event in `notes`.
@@ -100,6 +105,8 @@ pub(crate) async fn follow_stop(
     notes: &mut Vec<Note>,
 ) -> bool {
     let Some((kind, name)) = plan::to_follow(next, outcome) else { return false };
+    // Every target of a burst is written before any of them is followed.
+    ctx.target_writes.sent().await;
     let namespace = lease.metadata.namespace.clone().unwrap_or_default();
     let shown = format!("{}/{name}", kind.as_str());
     match tokio::time::timeout(FOLLOW_BOUND, crate::pods::follow(&ctx.client, &namespace, kind, &name, grace)).await {

@@ -6,7 +6,9 @@
 mod act;
 mod events;
 mod grants;
+mod own_writes;
 mod target_memory;
+mod target_writes;
 mod watch;
 mod writes;
 
@@ -28,7 +30,9 @@ use crate::pod_gate::Standing;
 pub(crate) use act::{act_on_target, finalize, follow_stop};
 pub(crate) use events::publish;
 pub use grants::GrantJournal;
+pub use own_writes::OwnWrites;
 pub use target_memory::TargetMemory;
+pub use target_writes::TargetWrites;
 pub(crate) use writes::{set_finalizer, write_status};
 
 pub use events::Recorder;
@@ -37,6 +41,10 @@ pub use watch::{cached_leases, run};
 
 /// How often the pods of a released target are looked at while they stop.
 const STOPPING_LOOK: Duration = Duration::from_millis(500);
+
+/// When a reconcile on a copy that an own write replaced looks again, if the
+/// watch has not triggered it before.
+const SUPERSEDED_LOOK: Duration = Duration::from_secs(1);
 
 /// What every reconcile shares.
 pub struct Context {
@@ -49,6 +57,10 @@ pub struct Context {
     pub standings: crate::pod_gate::Standings,
     /// What the target watches last confirmed of each target's knob.
     pub targets: TargetMemory,
+    /// Target writes in flight: what follows a target step waits for them.
+    pub target_writes: TargetWrites,
+    /// The lease copies that the controller's own status writes replaced.
+    pub own_writes: OwnWrites,
 }
 
 /// Brings one BerthLease and its target in line with its spec and status.
@@ -106,6 +118,11 @@ pub(crate) fn retry_after(lease: &BerthLease, error: &Error, ctx: &Context) -> D
 async fn reconcile_lease(mut lease: BerthLease, ctx: &Context) -> Result<Action> {
     let namespace = lease.namespace().ok_or_else(|| Error::MissingNamespace(lease.name_any()))?;
     let api: Api<BerthLease> = Api::namespaced(ctx.client.clone(), &namespace);
+    if ctx.own_writes.superseded(&lease) {
+        // The watch has not delivered an own write yet; its event comes
+        // with the newer copy (the requeue is only a safety net).
+        return Ok(Action::requeue(SUPERSEDED_LOOK));
+    }
 
     // 1. Finalizer, only while a target is set.
     let has_finalizer = plan::has_finalizer(&lease);
@@ -143,7 +160,9 @@ async fn reconcile_lease(mut lease: BerthLease, ctx: &Context) -> Result<Action>
     let mut stored = before.clone();
     let mut next = facts.status.clone();
     if next != stored && plan::write_order(&before, &next, now) == WriteOrder::GrantFirst {
-        lease = write_status(&api, &lease, next.clone(), ctx).await?;
+        let written = write_status(&api, &lease, next.clone(), ctx).await?;
+        ctx.own_writes.replaced(&lease);
+        lease = written;
         expired_written(ctx, &lease, &facts);
         notes.extend(plan::change_notes(&before, &next, &facts.expired, &watched, now));
         publish(ctx, &lease, std::mem::take(&mut notes));
@@ -193,6 +212,7 @@ async fn reconcile_lease(mut lease: BerthLease, ctx: &Context) -> Result<Action>
     match written {
         Ok(written) => {
             if let Some(written) = written {
+                ctx.own_writes.replaced(&lease);
                 lease = written;
                 if stored != facts.status {
                     expired_written(ctx, &lease, &facts);
