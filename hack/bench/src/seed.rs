@@ -1,10 +1,11 @@
 //! Held leases created straight in kube-apiserver, as Berth's creating
-//! acquire writes them: the object (tenant label, declared holder), then its
-//! status from `decide`, guarded by resourceVersion.
+//! acquire writes them: the object (tenant label, declared holder), its
+//! managedFields cleared, then its status from `decide`, guarded by
+//! resourceVersion.
 //!
 //! The scale and memory scenarios create thousands of leases this way, so an
 //! overloaded Berth apiserver cannot stop them from reaching their count; the
-//! writes kube-apiserver sees are the same two a creating acquire makes.
+//! writes kube-apiserver sees are the same three a creating acquire makes.
 
 use std::collections::BTreeMap;
 
@@ -12,7 +13,7 @@ use berth_api::crd::TENANT_LABEL;
 use berth_api::rules::{self, Request};
 use berth_api::{BerthLease, BerthLeaseSpec};
 use chrono::Utc;
-use kube::api::{Api, PostParams};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 
 use crate::stack::TENANT;
 use crate::{Error, Result};
@@ -60,7 +61,10 @@ async fn try_held_lease(api: &Api<BerthLease>, name: &str, holder: &str, ttl_sec
     let mut lease = BerthLease::new(name, spec);
     lease.metadata.labels = Some(BTreeMap::from([(TENANT_LABEL.to_owned(), TENANT.to_owned())]));
     let mut lease = match api.create(&params, &lease).await {
-        Ok(created) => created,
+        Ok(_) => {
+            let clear = serde_json::json!({"metadata": {"managedFields": [{}]}});
+            api.patch(name, &PatchParams::default(), &Patch::Merge(&clear)).await?
+        }
         Err(kube::Error::Api(status)) if status.code == 409 => api.get(name).await?,
         Err(e) => return Err(e.into()),
     };

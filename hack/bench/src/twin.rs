@@ -9,9 +9,9 @@
 //!   holder's fields, it is the floor for any CRD;
 //! - [`Twin::WithCel`]: the real schema with its CEL rules, as a control;
 //! - [`Twin::WithoutCel`]: the real schema without its CEL rules;
-//! - [`Twin::AtomicStatus`]: the real schema with `status` atomic
+//! - [`Twin::FieldByField`]: the real schema without `status` atomic
 //!   (`x-kubernetes-map-type: atomic`), so that a writer owns the status
-//!   as one field instead of field by field.
+//!   field by field, as BerthLease did before.
 
 use berth_api::rules::{self, Request};
 use berth_api::{BerthLease, BerthLeaseStatus};
@@ -33,7 +33,7 @@ pub enum Twin {
     Schemaless,
     WithCel,
     WithoutCel,
-    AtomicStatus,
+    FieldByField,
 }
 
 impl Twin {
@@ -42,7 +42,7 @@ impl Twin {
             Twin::Schemaless => "BareLease",
             Twin::WithCel => "CelLease",
             Twin::WithoutCel => "NoCelLease",
-            Twin::AtomicStatus => "AtomicLease",
+            Twin::FieldByField => "FieldByFieldLease",
         }
     }
 
@@ -71,7 +71,10 @@ impl Twin {
             .ok_or_else(|| Error::Scenario("the BerthLease CRD has no schema".to_owned()))?;
         match self {
             Twin::WithoutCel => drop_cel(&mut schema),
-            Twin::AtomicStatus => schema["properties"]["status"]["x-kubernetes-map-type"] = json!("atomic"),
+            Twin::FieldByField => {
+                let status = schema["properties"]["status"].as_object_mut();
+                status.and_then(|status| status.remove("x-kubernetes-map-type"));
+            }
             Twin::Schemaless | Twin::WithCel => {}
         }
         Ok(schema)
@@ -259,8 +262,10 @@ mod tests {
             without["properties"]["spec"]["properties"].as_object().map(|p| p.len()),
             Twin::WithCel.schema().unwrap()["properties"]["spec"]["properties"].as_object().map(|p| p.len())
         );
-        let atomic = Twin::AtomicStatus.schema().unwrap();
-        assert_eq!(atomic["properties"]["status"]["x-kubernetes-map-type"], "atomic");
-        assert!(atomic.to_string().contains("x-kubernetes-validations"));
+        let real = Twin::WithCel.schema().unwrap();
+        assert_eq!(real["properties"]["status"]["x-kubernetes-map-type"], "atomic");
+        let by_field = Twin::FieldByField.schema().unwrap();
+        assert!(by_field["properties"]["status"].get("x-kubernetes-map-type").is_none());
+        assert!(by_field.to_string().contains("x-kubernetes-validations"));
     }
 }

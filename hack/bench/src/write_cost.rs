@@ -6,10 +6,10 @@
 //! - a raw `replace_status` with resourceVersion of a BerthLease of the same
 //!   shape (after the same `decide`), as the hot path's floor;
 //! - a server-side-apply status write carrying `metadata.resourceVersion`
-//!   (a precondition), on the SAME objects as `replace_status`;
-//! - the same BerthLease JSON, and only its holder's fields, written to a
-//!   schemaless twin CRD ([`crate::bare`]): what the schema and CEL cost,
-//!   and what the status's size costs;
+//!   (a precondition), on objects of its own made the same way;
+//! - the same BerthLease JSON, and only its holder's fields, written to
+//!   twin CRDs ([`crate::twin`]): what the schema, CEL, atomic ownership,
+//!   managedFields and the status's size cost;
 //! - the minimal one-holder object: a `coordination.k8s.io/v1` Lease
 //!   (holder, duration, renew time), replaced with resourceVersion, as
 //!   Kubernetes' own leader election renews. A built-in type: no CRD schema
@@ -81,15 +81,16 @@ write_kinds! {
     Apply => "raw server-side apply with resourceVersion (same objects)",
     Bare => "schemaless twin CRD, the same JSON (replace_status)",
     BareMinimal => "schemaless twin CRD, only the holder's fields (replace_status)",
+    BareMinimalCleared => "schemaless twin CRD, only the holder's fields, managedFields cleared (replace_status)",
     TwinCel => "twin CRD, the real schema with its CEL rules, the same JSON (replace_status)",
+    TwinCelCleared => "twin CRD, the real schema with its CEL rules, managedFields cleared, the same JSON (replace_status)",
     TwinNoCel => "twin CRD, the real schema without CEL, the same JSON (replace_status)",
-    TwinAtomic => "twin CRD, the real schema with status atomic, the same JSON (replace_status)",
-    TwinAtomicNoManagedFields => "twin CRD, status atomic, managedFields cleared, the same JSON (replace_status)",
+    TwinFieldByField => "twin CRD, the real schema with status field by field (not atomic), the same JSON (replace_status)",
     Lease => "minimal one-holder object (coordination.k8s.io Lease, replace)",
 }
 
 /// The twin CRDs the kinds write to.
-const TWINS: [Twin; 4] = [Twin::Schemaless, Twin::WithCel, Twin::WithoutCel, Twin::AtomicStatus];
+const TWINS: [Twin; 4] = [Twin::Schemaless, Twin::WithCel, Twin::WithoutCel, Twin::FieldByField];
 
 impl WriteKind {
     /// The name prefix of this kind's objects.
@@ -142,9 +143,10 @@ pub struct Sizes {
     pub berth_status_minimal: usize,
     /// The coordination Lease, whole.
     pub lease_object: usize,
-    /// The managedFields of one twin object of each twin kind, after its first write.
-    #[serde(default)]
-    pub twin_managed_fields: BTreeMap<WriteKind, usize>,
+    /// The managedFields of one object of each kind but Berth's (see
+    /// `berth_managed_fields`), after the batches.
+    #[serde(default, alias = "twin_managed_fields")]
+    pub managed_fields: BTreeMap<WriteKind, usize>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -244,6 +246,19 @@ impl Writer {
             }
         }
     }
+
+    /// Bytes of the managedFields of the object as stored; `None` for a
+    /// renew through Berth (its object is read by [`inspect`]).
+    async fn managed_fields_bytes(&self) -> Result<Option<usize>> {
+        Ok(match self {
+            Writer::Berth { .. } => None,
+            Writer::Raw { api, lease, .. } => {
+                Some(json_len(&api.get(&lease.name_any()).await?.metadata.managed_fields))
+            }
+            Writer::Lease { api, lease } => Some(json_len(&api.get(&lease.name_any()).await?.metadata.managed_fields)),
+            Writer::Twin(twin) => Some(json_len(&twin.stored().await?["metadata"]["managedFields"])),
+        })
+    }
 }
 
 /// `decide` a renew on `lease`, then write its status guarded by its
@@ -294,7 +309,7 @@ pub async fn run(stack: &Stack, profile: &Profile) -> Result<WriteCost> {
     let acquire = AcquireRequest { holder: HOLDER.to_owned(), ttl_seconds: TTL_SECONDS, ..Default::default() };
 
     // Every BerthLease is made by a creating acquire through Berth, so all
-    // have the same shape; the raw and apply kinds share theirs.
+    // have the same shape (and no managedFields until an apply adds some).
     let mut writers: BTreeMap<WriteKind, Vec<Writer>> = BTreeMap::new();
     for w in 0..workers {
         let name = format!("berth-{w}");
@@ -307,16 +322,15 @@ pub async fn run(stack: &Stack, profile: &Profile) -> Result<WriteCost> {
             name,
             renew,
         });
-        let name = format!("raw-{w}");
-        let grant = client.acquire(&ns, &name, &acquire).await?;
-        let token = grant.fencing_token;
         for (kind, apply) in [(WriteKind::Raw, false), (WriteKind::Apply, true)] {
+            let name = format!("{}-{w}", kind.object_prefix());
+            let token = client.acquire(&ns, &name, &acquire).await?.fencing_token;
             let lease = BerthLease::new(&name, Default::default());
             writers.entry(kind).or_default().push(Writer::Raw { api: berth_api.clone(), lease, token, apply });
         }
     }
     // The operator writes the first conditions of each new lease: let that land.
-    wait_for_conditions(&berth_api, workers).await?;
+    wait_for_conditions(&berth_api, 3 * workers).await?;
     for writer in writers.values_mut().flatten() {
         if let Writer::Raw { api, lease, .. } = writer {
             *lease = api.get(&lease.name_any()).await?;
@@ -326,17 +340,16 @@ pub async fn run(stack: &Stack, profile: &Profile) -> Result<WriteCost> {
         twin.install(&stack.kube).await?;
     }
     let same_json = Shape { minimal: false, clear_managed_fields: false };
+    let cleared = Shape { minimal: false, clear_managed_fields: true };
+    let holder_only = Shape { minimal: true, clear_managed_fields: false };
     for (kind, twin, shape) in [
         (WriteKind::Bare, Twin::Schemaless, same_json),
-        (WriteKind::BareMinimal, Twin::Schemaless, Shape { minimal: true, clear_managed_fields: false }),
+        (WriteKind::BareMinimal, Twin::Schemaless, holder_only),
+        (WriteKind::BareMinimalCleared, Twin::Schemaless, Shape { clear_managed_fields: true, ..holder_only }),
         (WriteKind::TwinCel, Twin::WithCel, same_json),
+        (WriteKind::TwinCelCleared, Twin::WithCel, cleared),
         (WriteKind::TwinNoCel, Twin::WithoutCel, same_json),
-        (WriteKind::TwinAtomic, Twin::AtomicStatus, same_json),
-        (
-            WriteKind::TwinAtomicNoManagedFields,
-            Twin::AtomicStatus,
-            Shape { minimal: false, clear_managed_fields: true },
-        ),
+        (WriteKind::TwinFieldByField, Twin::FieldByField, same_json),
     ] {
         let mut twins = Vec::new();
         for w in 0..workers {
@@ -364,12 +377,6 @@ pub async fn run(stack: &Stack, profile: &Profile) -> Result<WriteCost> {
         watchers.spawn(drain(watcher(lease_api.clone(), watcher::Config::default())));
     }
     let (mut sizes, renew_rewrites) = inspect(&client, &ns, &berth_api, &lease_api).await?;
-    for (kind, writers) in &writers {
-        if let Some(Writer::Twin(twin)) = writers.first() {
-            let stored = twin.stored().await?;
-            sizes.twin_managed_fields.insert(*kind, json_len(&stored["metadata"]["managedFields"]));
-        }
-    }
 
     let pids: Vec<(&'static str, u32)> =
         stack.pids().into_iter().filter(|(name, _)| PROCESSES.contains(name)).collect();
@@ -379,6 +386,11 @@ pub async fn run(stack: &Stack, profile: &Profile) -> Result<WriteCost> {
         idle.push(idle_cores(&pids).await);
         for (kind, writers) in &mut writers {
             batches.entry(*kind).or_default().push(batch(writers, profile.write_cost_batch / workers, &pids).await?);
+        }
+    }
+    for (kind, writers) in &writers {
+        if let Some(bytes) = writers.first().map(Writer::managed_fields_bytes) {
+            bytes.await?.map(|bytes| sizes.managed_fields.insert(*kind, bytes));
         }
     }
     // One idle second can catch a compaction or a GC: subtract the median rate.
@@ -437,16 +449,16 @@ async fn minimal_lease(api: &Api<Lease>, name: &str) -> Result<Lease> {
 
 /// Waits until the operator has written its conditions on every BerthLease
 /// of the namespace (2 × `workers` of them).
-async fn wait_for_conditions(api: &Api<BerthLease>, workers: usize) -> Result<()> {
+async fn wait_for_conditions(api: &Api<BerthLease>, leases: usize) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let list = api.list(&Default::default()).await?;
         let done = list.items.iter().filter(|l| l.status.as_ref().is_some_and(|s| !s.conditions.is_empty())).count();
-        if done >= 2 * workers {
+        if done >= leases {
             return Ok(());
         }
         if Instant::now() > deadline {
-            return Err(Error::Scenario(format!("the operator wrote conditions on {done} of {} leases", 2 * workers)));
+            return Err(Error::Scenario(format!("the operator wrote conditions on {done} of {leases} leases")));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -469,7 +481,7 @@ async fn inspect(
         berth_managed_fields: json_len(&before.metadata.managed_fields),
         berth_status_minimal: json_len(&minimal),
         lease_object: json_len(&lease),
-        twin_managed_fields: BTreeMap::new(),
+        managed_fields: BTreeMap::new(),
     };
     let grant = client
         .acquire(
