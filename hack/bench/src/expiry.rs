@@ -19,6 +19,7 @@ use std::time::Duration;
 use berth_api::BerthLease;
 use berth_api::crd::{AppliedAction, LeaseState};
 use berth_api::wire::AcquireRequest;
+use berth_testenv::prometheus::{bucket_delta, buckets, histogram_quantile};
 use chrono::{DateTime, Utc};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::batch::v1::CronJob;
@@ -402,67 +403,12 @@ fn lease(name: &str) -> Result<BerthLease> {
 
 /// Cumulative bucket counts (`le` in seconds → count) of [`METRIC`], after minus before.
 fn histogram_delta(before: &str, after: &str) -> Vec<(f64, f64)> {
-    let parse = |text: &str| -> Vec<(f64, f64)> {
-        text.lines()
-            .filter_map(|line| {
-                let rest = line.strip_prefix(METRIC)?.strip_prefix("_bucket{")?;
-                let le = rest.split("le=\"").nth(1)?.split('"').next()?;
-                let le = if le == "+Inf" { f64::INFINITY } else { le.parse().ok()? };
-                let count = line.rsplit(' ').next()?.parse().ok()?;
-                Some((le, count))
-            })
-            .collect()
-    };
-    let before = parse(before);
-    parse(after)
-        .into_iter()
-        .map(|(le, count)| {
-            let old = before.iter().find(|(l, _)| *l == le).map_or(0.0, |(_, c)| *c);
-            (le, count - old)
-        })
-        .collect()
-}
-
-/// Quantile `q` of cumulative buckets, interpolated linearly inside the
-/// bucket it falls in (as Prometheus' `histogram_quantile`); in seconds, NaN
-/// without observations.
-fn histogram_quantile(buckets: &[(f64, f64)], q: f64) -> f64 {
-    let total = buckets.last().map_or(0.0, |(_, c)| *c);
-    if total <= 0.0 {
-        return f64::NAN;
-    }
-    let rank = q * total;
-    let mut lower = (0.0, 0.0);
-    for &(le, count) in buckets {
-        if count >= rank {
-            if le.is_infinite() {
-                return lower.0;
-            }
-            let within = if count > lower.1 { (rank - lower.1) / (count - lower.1) } else { 1.0 };
-            return lower.0 + (le - lower.0) * within;
-        }
-        lower = (le, count);
-    }
-    f64::NAN
+    bucket_delta(&buckets(before, METRIC, &[]), &buckets(after, METRIC, &[]))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn histogram_quantile_interpolates_inside_the_bucket() {
-        let before = format!(
-            "{METRIC}_bucket{{le=\"0.1\"}} 5\n{METRIC}_bucket{{le=\"0.2\"}} 5\n{METRIC}_bucket{{le=\"+Inf\"}} 5\n"
-        );
-        let after = format!(
-            "{METRIC}_bucket{{le=\"0.1\"}} 5\n{METRIC}_bucket{{le=\"0.2\"}} 15\n{METRIC}_bucket{{le=\"+Inf\"}} 15\n"
-        );
-        let delta = histogram_delta(&before, &after);
-        assert_eq!(delta, vec![(0.1, 0.0), (0.2, 10.0), (f64::INFINITY, 10.0)]);
-        assert!((histogram_quantile(&delta, 0.5) - 0.15).abs() < 1e-9);
-        assert!(histogram_quantile(&[], 0.5).is_nan());
-    }
 
     #[test]
     fn operator_writes_sum_status_and_target_writes() {

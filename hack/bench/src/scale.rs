@@ -38,6 +38,7 @@ use berth_api::BerthLease;
 use berth_api::rules::{self, Request};
 use berth_api::wire::{AcquireRequest, RenewRequest};
 use berth_client::Client;
+use berth_testenv::prometheus::{bucket_delta, buckets, histogram_quantile};
 use chrono::Utc;
 use futures::StreamExt;
 use kube::Api;
@@ -64,6 +65,36 @@ pub struct Window {
     pub acquire_errors: usize,
     /// Cores used over the window, by process.
     pub cpu_cores: HashMap<String, f64>,
+    /// The Berth side's tail inside its apiserver; `None` on the raw side
+    /// and in runs before it was measured.
+    #[serde(default)]
+    pub inside: Option<Inside>,
+}
+
+/// Where a renew's tail lies inside Berth's apiserver, from its histograms
+/// read before and after a window (buckets ×2 from 1 ms and 0.1 ms,
+/// interpolated): what is left of the client's p99 lies outside, in TLS,
+/// the connection and the generator.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Inside {
+    /// p99 of a successful renew in the apiserver's request-duration
+    /// histogram: checks, the wait for a write slot, `decide`, the write.
+    pub renew_p99_ms: f64,
+    /// p99 of the wait for a write slot, of the requests that got one.
+    pub queue_wait_p99_ms: f64,
+}
+
+impl Inside {
+    fn between(before: &str, after: &str) -> Self {
+        let p99 = |name: &str, labels: &[&str]| {
+            let delta = bucket_delta(&buckets(before, name, labels), &buckets(after, name, labels));
+            histogram_quantile(&delta, 0.99) * 1000.0
+        };
+        Self {
+            renew_p99_ms: p99("berth_apiserver_http_request_duration_seconds", &["/renew\"", "status=\"200\""]),
+            queue_wait_p99_ms: p99("berth_apiserver_write_queue_wait_seconds", &[]),
+        }
+    }
 }
 
 /// One step of the raw side: the same leases' count, written straight to kube-apiserver.
@@ -104,6 +135,17 @@ pub struct Step {
     /// the side-by-side search.
     #[serde(default)]
     pub raw: Option<RawSide>,
+}
+
+impl Step {
+    /// Medians over the windows of [`Inside`]; `None` when not measured.
+    pub fn inside(&self) -> Option<Inside> {
+        let insides: Vec<&Inside> = self.windows.iter().filter_map(|w| w.inside.as_ref()).collect();
+        (!insides.is_empty()).then(|| Inside {
+            renew_p99_ms: median(&insides.iter().map(|i| i.renew_p99_ms).collect::<Vec<_>>()),
+            queue_wait_p99_ms: median(&insides.iter().map(|i| i.queue_wait_p99_ms).collect::<Vec<_>>()),
+        })
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -161,6 +203,7 @@ struct WindowSpan {
     start: Instant,
     end: Instant,
     cpu_cores: HashMap<String, f64>,
+    inside: Option<Inside>,
 }
 
 /// One held lease of the generator, between the sides' turns.
@@ -312,16 +355,20 @@ impl Side {
             Writer::Raw { .. } => None,
         };
         tokio::time::sleep(profile.heartbeat).await;
+        let berth_side = matches!(self.writer, Writer::Berth { .. });
         let mut spans = Vec::new();
         for _ in 0..profile.scale_windows {
             let meter = CpuMeter::start(stack.pids());
+            let before = if berth_side { Some(stack.apiserver_metrics().await) } else { None };
             let start = Instant::now();
             tokio::time::sleep(profile.heartbeat).await;
-            spans.push(WindowSpan {
-                start,
-                end: Instant::now(),
-                cpu_cores: meter.cores().into_iter().map(|(n, c)| (n.to_owned(), c)).collect(),
-            });
+            let end = Instant::now();
+            let inside = match before {
+                Some(before) => Some(Inside::between(&before, &stack.apiserver_metrics().await)),
+                None => None,
+            };
+            let cpu_cores = meter.cores().into_iter().map(|(n, c)| (n.to_owned(), c)).collect();
+            spans.push(WindowSpan { start, end, cpu_cores, inside });
         }
         let memory =
             stack.pids().into_iter().filter_map(|(name, pid)| Some((name.to_owned(), procfs::memory(pid)?))).collect();
@@ -358,6 +405,7 @@ fn window(samples: &[Sample], span: WindowSpan) -> Window {
         acquire: Latency::of(&acquire),
         acquire_errors,
         cpu_cores: span.cpu_cores,
+        inside: span.inside,
     }
 }
 
@@ -556,7 +604,8 @@ mod tests {
 
     fn window(p99_ms: f64, renew_errors: usize, acquire_errors: usize) -> Window {
         let renew = Latency { count: 100, p50_ms: 5.0, p99_ms, max_ms: p99_ms };
-        Window { renew, renew_errors, acquire: Latency::default(), acquire_errors, cpu_cores: HashMap::new() }
+        let acquire = Latency::default();
+        Window { renew, renew_errors, acquire, acquire_errors, cpu_cores: HashMap::new(), inside: None }
     }
 
     #[test]
