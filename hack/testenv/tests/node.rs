@@ -73,10 +73,12 @@ async fn a_service_cluster_ip_reaches_its_pod() {
     phase(&pods, "web", "Running").await;
 
     // The client retries until kube-proxy has programmed the Service's endpoint.
-    // (nc: the static busybox's wget crashes in glibc's resolver.)
+    // (nc: the static busybox's wget crashes in glibc's resolver.) A try that
+    // timed out says so on stderr, which the pod's log would show: silenced.
     let request = r"printf 'GET / HTTP/1.0\r\n\r\n'";
     let fetch = format!(
-        "until out=$({request} | nc -w 2 {ip} 80) && [ -n \"$out\" ]; do sleep 0.2; done; echo \"$out\" | tail -n 1"
+        "until out=$({request} | nc -w 2 {ip} 80 2>/dev/null) && [ -n \"$out\" ]; do sleep 0.2; done; \
+         echo \"$out\" | tail -n 1"
     );
     pods.create(&PostParams::default(), &busybox_pod("client", &fetch, "Never")).await.unwrap();
     phase(&pods, "client", "Succeeded").await;
