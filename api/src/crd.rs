@@ -265,8 +265,8 @@ pub struct TargetAction {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 // Atomic: every writer replaces the whole status under a resourceVersion,
-// so per-field ownership buys nothing, and tracking it field by field costs
-// kube-apiserver about a fifth of each renew (docs/benchmarks.md, section 7).
+// so per-field ownership buys nothing; tracked field by field, a renew cost
+// kube-apiserver 1.16× as much CPU (docs/benchmarks.md, section 7).
 #[schemars(extend("x-kubernetes-map-type" = "atomic"))]
 pub struct BerthLeaseStatus {
     #[serde(default)]
