@@ -79,7 +79,7 @@ impl Profile {
         Self {
             quick: false,
             repetitions: 5,
-            slow_repetitions: 3,
+            slow_repetitions: 5,
             hot_path_samples: 400,
             hot_path_warmup: 50,
             scale_steps: vec![1_000, 2_000, 2_800, 3_200, 3_600, 4_000, 4_400, 4_800, 5_600, 6_400],
@@ -96,8 +96,10 @@ impl Profile {
             memory_renew_period: Duration::from_secs(60),
             failover_ttl_seconds: 10,
             write_cost_workers: 4,
-            write_cost_batch: 400,
-            write_cost_repetitions: 5,
+            // Long batches, so that kube-apiserver's garbage collection is
+            // charged to every kind alike, not to whichever batch it lands in.
+            write_cost_batch: 2_000,
+            write_cost_repetitions: 7,
             overload_ttl_seconds: 30,
             overload_hold: Duration::from_secs(60),
             overload_windows: 6,

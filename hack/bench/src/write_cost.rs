@@ -84,6 +84,7 @@ write_kinds! {
     BareMinimalCleared => "schemaless twin CRD, only the holder's fields, managedFields cleared (replace_status)",
     TwinCel => "twin CRD, the real schema with its CEL rules, the same JSON (replace_status)",
     TwinCelCleared => "twin CRD, the real schema with its CEL rules, managedFields cleared, the same JSON (replace_status)",
+    TwinCelClearedMinimal => "twin CRD, the real schema with its CEL rules, managedFields cleared, only the holder's fields (replace_status)",
     TwinNoCel => "twin CRD, the real schema without CEL, the same JSON (replace_status)",
     TwinFieldByField => "twin CRD, the real schema with status field by field (not atomic), the same JSON (replace_status)",
     Lease => "minimal one-holder object (coordination.k8s.io Lease, replace)",
@@ -348,6 +349,7 @@ pub async fn run(stack: &Stack, profile: &Profile) -> Result<WriteCost> {
         (WriteKind::BareMinimalCleared, Twin::Schemaless, Shape { clear_managed_fields: true, ..holder_only }),
         (WriteKind::TwinCel, Twin::WithCel, same_json),
         (WriteKind::TwinCelCleared, Twin::WithCel, cleared),
+        (WriteKind::TwinCelClearedMinimal, Twin::WithCel, Shape { minimal: true, ..cleared }),
         (WriteKind::TwinNoCel, Twin::WithoutCel, same_json),
         (WriteKind::TwinFieldByField, Twin::FieldByField, same_json),
     ] {

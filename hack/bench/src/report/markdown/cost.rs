@@ -165,7 +165,7 @@ pub(super) fn write_cost(md: &mut String, c: &WriteCost) {
     );
     // A chain from Berth's renew down to the Lease (the ratios multiply to
     // the whole), then two side steps that the chain does not cross.
-    let steps: [(&str, WriteKind, WriteKind); 10] = [
+    let steps: [(&str, WriteKind, WriteKind); 11] = [
         ("Berth's own share: Berth renew / raw BerthLease write", WriteKind::Berth, WriteKind::Raw),
         (
             "the watchers and the operator's other writes: raw BerthLease write / the twin with the real schema, \
@@ -189,6 +189,12 @@ pub(super) fn write_cost(md: &mut String, c: &WriteCost) {
             WriteKind::TwinFieldByField,
         ),
         ("side step, the floor's managedFields: cleared / kept", WriteKind::BareMinimalCleared, WriteKind::BareMinimal),
+        (
+            "side step, status size as Berth writes it: the same JSON / only the holder's fields (the real schema, \
+             managedFields cleared)",
+            WriteKind::TwinCelCleared,
+            WriteKind::TwinCelClearedMinimal,
+        ),
     ];
     let _ = writeln!(
         md,
