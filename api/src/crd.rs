@@ -266,7 +266,7 @@ pub struct TargetAction {
 #[serde(rename_all = "camelCase")]
 // Atomic: every writer replaces the whole status under a resourceVersion,
 // so per-field ownership buys nothing; tracked field by field, a renew cost
-// kube-apiserver 1.16× as much CPU (docs/benchmarks.md, section 7).
+// kube-apiserver 1.04× to 1.18× as much CPU in three runs (docs/benchmarks.md, section 7).
 #[schemars(extend("x-kubernetes-map-type" = "atomic"))]
 pub struct BerthLeaseStatus {
     #[serde(default)]

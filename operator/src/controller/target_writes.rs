@@ -6,7 +6,8 @@
 //! lists and status writes compete in kube-apiserver with the later
 //! reconciles' target writes. Before it (and the fix in `own_writes.rs`),
 //! the last targets of a burst of 200 stopped 2.56× later than the same
-//! writes sent alone; after both, 1.17× (docs/benchmarks.md, section 3).
+//! writes sent alone; after both, 0.37× to 1.37× in three runs of one day
+//! (docs/benchmarks.md, section 3 and the notes after it).
 //! Stopping every target first also orders the burst as a handover wants
 //! it: the old workload stops before the lease is written free.
 
