@@ -164,7 +164,7 @@ pub(super) fn write_cost(md: &mut String, c: &WriteCost) {
         }
     );
     // A chain from Berth's renew down to the Lease (the ratios multiply to
-    // the whole), then two side steps that the chain does not cross.
+    // the whole), then three side steps that the chain does not cross.
     let steps: [(&str, WriteKind, WriteKind); 11] = [
         ("Berth's own share: Berth renew / raw BerthLease write", WriteKind::Berth, WriteKind::Raw),
         (
